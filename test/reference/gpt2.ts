@@ -1,0 +1,99 @@
+// An independent GPT-2 forward pass in plain TypeScript (float64), written from the
+// architecture (Radford et al. 2019; Hugging Face's GPT2LMHeadModel), not from the graph.
+// Used only by the tests to check the tool's hidden states and lens values.
+import type { Gpt2Weights } from '../fixtures/gpt2.js';
+import { VOCAB } from '../fixtures/gpt2.js';
+
+type Vec = Float64Array;
+
+function layerNorm(x: Vec, gamma: Float32Array, beta: Float32Array, eps = 1e-5): Vec {
+  let mean = 0;
+  for (const v of x) mean += v;
+  mean /= x.length;
+  let variance = 0;
+  for (const v of x) variance += (v - mean) ** 2;
+  variance /= x.length;
+  const inv = 1 / Math.sqrt(variance + eps);
+  return x.map((v, i) => (v - mean) * inv * gamma[i] + beta[i]);
+}
+
+/** y = x @ W + b for W stored [in, out] (GPT-2's Conv1D). */
+function conv1d(x: Vec, w: Float32Array, b: Float32Array, outDim: number): Vec {
+  const y = Float64Array.from(b);
+  for (let i = 0; i < x.length; i++) {
+    const xi = x[i];
+    for (let j = 0; j < outDim; j++) y[j] += xi * w[i * outDim + j];
+  }
+  return y;
+}
+
+const geluNew = (v: number) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
+
+export interface ReferenceResult {
+  /** residual[l][t]: the residual stream after l blocks (l = 0: embeddings), before ln_f; [L+1][T][d] */
+  residual: Vec[][];
+  /** ln_f applied to a residual vector. */
+  finalNorm: (x: Vec) => Vec;
+  /** W_U · x over the whole vocabulary, [V]. */
+  unembed: (x: Vec) => Vec;
+}
+
+/** Runs GPT-2 on one sequence of token ids. */
+export function referenceForward(w: Gpt2Weights, ids: number[]): ReferenceResult {
+  const { d, heads } = w.config;
+  const hd = d / heads;
+  const T = ids.length;
+  let x: Vec[] = ids.map((id, t) => {
+    const v = new Float64Array(d);
+    for (let i = 0; i < d; i++) v[i] = w.wte[id * d + i] + w.wpe[t * d + i];
+    return v;
+  });
+  const residual: Vec[][] = [x.map((v) => v.slice())];
+  for (const b of w.blocks) {
+    const qkv = x.map((v) => conv1d(layerNorm(v, b.ln1g, b.ln1b), b.attnW, b.attnB, 3 * d));
+    const ctx = Array.from({ length: T }, () => new Float64Array(d));
+    for (let h = 0; h < heads; h++) {
+      for (let t = 0; t < T; t++) {
+        const scores: number[] = [];
+        for (let s = 0; s <= t; s++) {
+          let dot = 0;
+          for (let i = 0; i < hd; i++) dot += qkv[t][h * hd + i] * qkv[s][d + h * hd + i];
+          scores.push(dot / Math.sqrt(hd));
+        }
+        const max = Math.max(...scores);
+        const e = scores.map((s) => Math.exp(s - max));
+        const z = e.reduce((a, c) => a + c, 0);
+        for (let s = 0; s <= t; s++) for (let i = 0; i < hd; i++) ctx[t][h * hd + i] += (e[s] / z) * qkv[s][2 * d + h * hd + i];
+      }
+    }
+    const mid = x.map((v, t) => { const a = conv1d(ctx[t], b.projW, b.projB, d); return v.map((r, i) => r + a[i]); });
+    x = mid.map((v) => {
+      const h = conv1d(layerNorm(v, b.ln2g, b.ln2b), b.fcW, b.fcB, 4 * d).map(geluNew);
+      const m = conv1d(h, b.fc2W, b.fc2B, d);
+      return v.map((r, i) => r + m[i]);
+    });
+    residual.push(x.map((v) => v.slice()));
+  }
+  return {
+    residual,
+    finalNorm: (v) => layerNorm(v, w.lnfG, w.lnfB),
+    unembed: (v) => {
+      const out = new Float64Array(VOCAB);
+      for (let tok = 0; tok < VOCAB; tok++) {
+        let s = 0;
+        for (let i = 0; i < d; i++) s += w.wte[tok * d + i] * v[i];
+        out[tok] = s;
+      }
+      return out;
+    },
+  };
+}
+
+/** Reference lens logits at one position: [L+1][V]; `raw` follows HF output_hidden_states (last one normed). */
+export function referenceLens(ref: ReferenceResult, position: number, raw: boolean): Vec[] {
+  const L = ref.residual.length - 1;
+  return ref.residual.map((layer, l) => {
+    const h = layer[position];
+    return ref.unembed(raw && l < L ? h : ref.finalNorm(h));
+  });
+}
