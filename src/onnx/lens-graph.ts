@@ -1,0 +1,177 @@
+// The graph rewrite behind the lens: find a pre-norm decoder's residual stream, final norm
+// and unembedding by structure, then add outputs that put every layer's residual, at the
+// requested positions, through the model's own final norm and head in one stacked pass.
+import { GraphIndex, pruneGraph, topologicalOrder } from './graph.js';
+import { AttrType, DataType, type Graph, type Model, type Node, type Tensor } from './proto.js';
+
+/** The graph could not be read as a decoder the lens supports; the message says what is missing. */
+export class GraphStructureError extends Error {}
+
+/** Names of the inputs and outputs the rewrite adds. */
+export const LENS_IO = {
+  /** INT64 [P]: token positions to read (non-negative). */
+  positions: 'lens_positions',
+  /** BOOL [(L+1)·P]: true where a row goes through the final norm before the unembedding. */
+  normMask: 'lens_norm_mask',
+  /** [B, (L+1)·P, V]: lens logits, layer-major. */
+  logits: 'lens_logits',
+  /** [B, (L+1)·P, d]: the residual stream r_0..r_L at the positions, layer-major. */
+  hidden: 'lens_hidden',
+} as const;
+
+const MATMUL_OPS = new Set(['MatMul', 'Gemm', 'MatMulInteger', 'MatMulNBits', 'FusedMatMul', 'QLinearMatMul']);
+// Ops that move or re-type the head's input without computing on it.
+const PASS_THROUGH_OPS = new Set(['Reshape', 'Flatten', 'Identity', 'Cast', 'Squeeze', 'Unsqueeze', 'DynamicQuantizeLinear', 'QuantizeLinear', 'DequantizeLinear']);
+
+export interface DecoderStructure {
+  /** r_0..r_L: the embeddings and the residual stream after each block, [L+1] tensor names. */
+  residuals: string[];
+  /** The final norm's output, the unembedding's input. */
+  finalNormOutput: string;
+  /** The node that multiplies by the unembedding matrix. */
+  unembed: Node;
+  /** The model's logits output. */
+  logits: string;
+}
+
+/** Replaces an Optimum-style merged decoder (one If on use_cache_branch) by its no-past branch. */
+export function inlineNoPastBranch(graph: Graph): Graph {
+  const ifNode = graph.node.find((n) => n.op_type === 'If' && n.attribute.some((a) => a.g));
+  if (!ifNode) return graph;
+  const inputNames = new Set(graph.input.map((v) => v.name));
+  const branches = ifNode.attribute.filter((a) => a.g).map((a) => a.g!);
+  // The branch without past reads the fewest of the outer graph's inputs.
+  const inputsRead = (g: Graph) => new Set(g.node.flatMap((n) => n.input).filter((i) => inputNames.has(i))).size;
+  const branch = branches.reduce((best, g) => (inputsRead(g) < inputsRead(best) ? g : best));
+  const rename = new Map(branch.output.map((o, i) => [o.name, ifNode.output[i]]));
+  const renamed = (name: string) => rename.get(name) ?? name;
+  const branchNodes = branch.node.map((n) => ({ ...n, input: n.input.map(renamed), output: n.output.map(renamed) }));
+  return {
+    ...graph,
+    node: graph.node.flatMap((n) => (n === ifNode ? branchNodes : [n])),
+    initializer: [...graph.initializer, ...(branch.initializer ?? [])],
+  };
+}
+
+function declaredLastDim(graph: Graph, name: string): number {
+  const dims = graph.output.find((o) => o.name === name)?.type?.tensor_type?.shape?.dim ?? [];
+  return Number(dims.at(-1)?.dim_value ?? 0);
+}
+
+/** Finds the residual stream, final norm and unembedding of a flat pre-norm decoder graph. Throws GraphStructureError. */
+export function findDecoderStructure(graph: Graph, layers: number): DecoderStructure {
+  const index = new GraphIndex(graph);
+  if (graph.output.length === 0) throw new GraphStructureError('the graph has no outputs');
+  // The logits are the output with the widest last dimension (the vocabulary).
+  const logits = graph.output.map((o) => o.name).reduce((a, b) => (declaredLastDim(graph, b) > declaredLastDim(graph, a) ? b : a));
+
+  // The unembedding: the first matrix product met walking back from the logits that multiplies by a weight.
+  const unembed = breadthFirstBack(index, logits, (n) => MATMUL_OPS.has(n.op_type) && n.input.some((i) => i && !index.dynamic.has(i)));
+  if (!unembed) throw new GraphStructureError('no unembedding (a MatMul or Gemm by a weight) feeds the logits');
+  let finalNormOutput = index.dynamicInputs(unembed)[0];
+  if (!finalNormOutput) throw new GraphStructureError('the unembedding has no activation input');
+  for (let node = index.producer.get(finalNormOutput); node && PASS_THROUGH_OPS.has(node.op_type); node = index.producer.get(finalNormOutput)) {
+    finalNormOutput = index.dynamicInputs(node)[0];
+  }
+
+  // The last residual addition: the first Add met walking back from the norm whose one input feeds the other.
+  const residualAdd = (n: Node) => n.op_type === 'Add' && previousResidual(index, n) !== undefined;
+  const lastAdd = breadthFirstBack(index, finalNormOutput, residualAdd);
+  if (!lastAdd) throw new GraphStructureError('no residual addition feeds the final norm');
+  const chain = [lastAdd.output[0]];
+  for (let node: Node | undefined = lastAdd; node && node.op_type === 'Add'; node = index.producer.get(chain[0])) {
+    const prev = previousResidual(index, node);
+    if (prev === undefined) break;
+    chain.unshift(prev);
+  }
+  const adds = chain.length - 1;
+  if (layers <= 0 || adds % layers !== 0 || adds === 0) {
+    throw new GraphStructureError(`found ${adds} residual additions before the final norm, which does not fit ${layers} layers`);
+  }
+  const perBlock = adds / layers;
+  const residuals = Array.from({ length: layers + 1 }, (_, l) => chain[l * perBlock]);
+  return { residuals, finalNormOutput, unembed, logits };
+}
+
+/** For a residual Add (r + f(r)), the input r; undefined if neither input feeds the other. */
+function previousResidual(index: GraphIndex, add: Node): string | undefined {
+  const [a, b] = add.input;
+  if (!index.dynamic.has(a) || !index.dynamic.has(b) || a === b) return undefined;
+  if (index.dependsOn(b, a)) return a;
+  if (index.dependsOn(a, b)) return b;
+  return undefined;
+}
+
+function breadthFirstBack(index: GraphIndex, from: string, match: (n: Node) => boolean): Node | undefined {
+  const seen = new Set<string>();
+  const queue = [from];
+  for (let k = 0; k < queue.length; k++) {
+    const node = index.producer.get(queue[k]);
+    if (!node || seen.has(node.output[0])) continue;
+    seen.add(node.output[0]);
+    if (match(node)) return node;
+    queue.push(...index.dynamicInputs(node));
+  }
+  return undefined;
+}
+
+function int64Initializer(name: string, values: number[]): Tensor {
+  const data = BigInt64Array.from(values.map(BigInt));
+  return { name, dims: [values.length], data_type: DataType.INT64, raw_data: new Uint8Array(data.buffer) };
+}
+
+/**
+ * Rewrites a decoder so that it outputs the lens (LENS_IO) instead of the logits and the KV cache.
+ * Merged (If) decoders are flattened to their no-past branch. Throws GraphStructureError.
+ */
+export function addLensOutputs(model: Model, layers: number): { model: Model; structure: DecoderStructure } {
+  const graph = inlineNoPastBranch(model.graph);
+  const structure = findDecoderStructure(graph, layers);
+  const index = new GraphIndex(graph);
+  const { residuals, finalNormOutput, logits } = structure;
+  const rLast = residuals[residuals.length - 1];
+  const nodes: Node[] = [];
+  const node = (op: string, inputs: string[], output: string, attrs: Node['attribute'] = []) => {
+    nodes.push({ name: `lens/${output}`, op_type: op, input: inputs, output: [output], attribute: attrs, domain: '' });
+    return output;
+  };
+  const axis = (value: number) => [{ name: 'axis', type: AttrType.INT, i: value }];
+
+  const gathered = residuals.map((r, l) => node('Gather', [r, LENS_IO.positions], `lens/residual_${l}`, axis(1)));
+  const stack = node('Concat', gathered, LENS_IO.hidden, axis(1));
+  const maskShape = int64Initializer('lens/mask_shape', [1, -1, 1]);
+  const mask = node('Reshape', [LENS_IO.normMask, maskShape.name], 'lens/norm_mask_3d');
+
+  // Clone the head (final norm and unembedding, with their shape bookkeeping) onto the stack.
+  const region = index.descendants(rLast);
+  const needed = index.ancestors([logits]);
+  const substitute = new Map([[rLast, stack]]);
+  for (const original of topologicalOrder(graph.node)) {
+    if (original.output.includes(rLast) || !original.output.some((o) => region.has(o) && needed.has(o))) continue;
+    const output = original.output.map((o) => (o ? `lens/${o}` : o));
+    nodes.push({ ...original, name: `lens/${original.name ?? output[0]}`, input: original.input.map((i) => substitute.get(i) ?? i), output });
+    original.output.forEach((o, k) => o && substitute.set(o, output[k]));
+    if (original.output.includes(finalNormOutput)) {
+      // Rows whose mask is false skip the norm (the --raw lens on r_0..r_{L-1}).
+      substitute.set(finalNormOutput, node('Where', [mask, substitute.get(finalNormOutput)!, stack], 'lens/head_input'));
+    }
+  }
+  node('Identity', [substitute.get(logits)!], LENS_IO.logits);
+
+  const logitsType = graph.output.find((o) => o.name === logits)?.type?.tensor_type?.elem_type ?? DataType.FLOAT;
+  const rewritten: Graph = {
+    ...graph,
+    node: [...graph.node, ...nodes],
+    initializer: [...graph.initializer, maskShape],
+    input: [
+      ...graph.input,
+      { name: LENS_IO.positions, type: { tensor_type: { elem_type: DataType.INT64, shape: { dim: [{ dim_param: 'lens_positions' }] } } } },
+      { name: LENS_IO.normMask, type: { tensor_type: { elem_type: DataType.BOOL, shape: { dim: [{ dim_param: 'lens_rows' }] } } } },
+    ],
+    output: [
+      { name: LENS_IO.logits, type: { tensor_type: { elem_type: logitsType } } },
+      { name: LENS_IO.hidden, type: { tensor_type: { elem_type: logitsType } } },
+    ],
+  };
+  return { model: { ...model, graph: pruneGraph(rewritten) }, structure };
+}
