@@ -1,0 +1,168 @@
+// The lens command line: commander wiring, option checks, and the one place that prints
+// errors and sets exit codes. Heavy modules load only when a command runs.
+import { readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { UserError, usageError } from './errors.js';
+import type { AnalyzeOptions, Command as LensCommand, TargetSpec } from './commands/analyze.js';
+import { DTYPE_SUFFIX, offlineFromEnv, type Dtype } from './model/paths.js';
+import { colorEnabled } from './render/style.js';
+
+const VERSION = '0.1.0';
+const DEFAULT_MODEL = 'Xenova/gpt2';
+const NOTEBOOK_PROMPTS = ['Paris is capital of', 'Alan Turing was a', 'The most famous sports in USA is'];
+const CHART_PROMPTS = ['The most famous sports in USA is'];
+const CHART_TARGET = ' football';
+
+interface RawOptions {
+  model: string; dtype: Dtype; raw?: boolean; position: number; topK: number; file?: string; json?: boolean;
+  offline?: boolean; verbose?: boolean; target: string[]; targetId: number[]; gold?: string[]; goldId?: number[];
+}
+
+function integer(min: number, what: string) {
+  return (value: string): number => {
+    if (!/^[+-]?\d+$/.test(value.trim())) throw new InvalidArgumentError(`${what} must be a whole number.`);
+    const n = Number(value);
+    if (!Number.isSafeInteger(n) || n < min) throw new InvalidArgumentError(`${what} must be at least ${min}.`);
+    return n;
+  };
+}
+
+function collect<T>(parse: (v: string) => T) {
+  return (value: string, previous: T[] = []): T[] => [...previous, parse(value)];
+}
+
+function addCommonOptions(cmd: Command): Command {
+  return cmd
+    .option('-m, --model <id|dir>', 'hub repo id or local model directory', DEFAULT_MODEL)
+    .addOption(new Option('--dtype <dtype>', 'weights variant').choices(Object.keys(DTYPE_SUFFIX)).default('fp32'))
+    .option('--raw', "the notebook's lens: hidden states as Hugging Face returns them, without the final norm")
+    .option('--position <n>', 'token position to read; negative counts from the end', integer(-Number.MAX_SAFE_INTEGER, '--position'), -1)
+    .option('-k, --top-k <n>', 'tokens per layer in the top list', integer(1, '-k'), 5)
+    .option('--file <path|->', 'read prompts from a file, one per line (- for stdin)')
+    .option('--target <text>', 'token to follow (its first token is used); repeatable', collect(String), [])
+    .option('--target-id <n>', 'token id to follow; repeatable', collect(integer(0, '--target-id')), [])
+    .option('--json', 'one JSON record per prompt per line on stdout')
+    .option('--offline', 'never touch the network (also HF_HUB_OFFLINE=1)')
+    .option('--verbose', 'show stack traces of internal errors');
+}
+
+async function* linesOf(file: string): AsyncGenerator<string> {
+  let lines: AsyncIterable<string> | string[];
+  if (file === '-') {
+    lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+  } else {
+    let text: string;
+    try {
+      text = new TextDecoder('utf-8').decode(readFileSync(file));
+    } catch (error) {
+      throw usageError(`cannot read --file ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+    lines = text.split(/\r?\n/);
+  }
+  for await (const line of lines) {
+    const prompt = line.replace(/\r$/, '');
+    if (prompt.length > 0) yield prompt; // blank lines separate, they are not prompts
+  }
+}
+
+async function* promptSource(positional: string[], file: string | undefined, defaults: string[]): AsyncGenerator<string> {
+  yield* positional;
+  if (file !== undefined) {
+    let any = positional.length > 0;
+    for await (const line of linesOf(file)) { any = true; yield line; }
+    if (!any) throw usageError(`--file ${file} has no prompts`);
+  } else if (positional.length === 0) {
+    yield* defaults;
+  }
+}
+
+async function execute(load: () => Promise<LensCommand>, positional: string[], opts: RawOptions, defaults: { prompts: string[]; target?: string }): Promise<void> {
+  const env = process.env;
+  const color = !opts.json && colorEnabled(process.stdout, env);
+  const targets: TargetSpec[] = [
+    ...opts.target.map((text) => ({ text })), ...(opts.gold ?? []).map((text) => ({ text })),
+    ...opts.targetId.map((id) => ({ id })), ...(opts.goldId ?? []).map((id) => ({ id })),
+  ];
+  if (targets.length === 0 && defaults.target !== undefined) targets.push({ text: defaults.target });
+  const showProgress = process.stderr.isTTY === true;
+  const options: AnalyzeOptions = {
+    model: opts.model, dtype: opts.dtype, raw: !!opts.raw, position: opts.position, k: opts.topK,
+    offline: !!opts.offline || offlineFromEnv(env), targets, env,
+    warn: (message) => process.stderr.write(`lens: warning: ${message}\n`),
+    progress: showProgress ? progressBar() : undefined,
+    onPrepare: () => { if (showProgress) process.stderr.write('lens: preparing the model for the lens (once per model)…\n'); },
+  };
+  const command = await load();
+  let first = true;
+  for await (const { record, text } of command(promptSource(positional, opts.file, defaults.prompts), options, color)) {
+    if (opts.json) process.stdout.write(`${JSON.stringify(record)}\n`);
+    else { process.stdout.write(`${first ? '' : '\n'}${text}\n`); first = false; }
+  }
+}
+
+function progressBar() {
+  let last = 0;
+  return (done: number, total: number | undefined, file: string) => {
+    const now = Date.now();
+    if (now - last < 100 && done !== total) return;
+    last = now;
+    const mb = (n: number) => (n / 1e6).toFixed(1);
+    const pct = total ? ` ${Math.floor((done / total) * 100)}%` : '';
+    process.stderr.write(`\r\x1b[Kdownloading ${file}: ${mb(done)}${total ? `/${mb(total)}` : ''} MB${pct}${done === total ? '\n' : ''}`);
+  };
+}
+
+/** Builds the program; `run` is called with each command's action. */
+export function buildProgram(): Command {
+  const program = new Command('lens')
+    .description('Logit lens for GPT-2: what each layer would predict')
+    .version(VERSION)
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({ outputError: (str, write) => write(`lens: ${str.trim().replace(/^error: /, '').split('\n')[0]}\n`) });
+
+  addCommonOptions(program.command('topk').argument('[prompts...]', 'prompts (default: the three notebook prompts)')
+    .description('top-k tokens of every layer'))
+    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/topk.js')).topk, prompts, opts, { prompts: NOTEBOOK_PROMPTS }));
+
+  addCommonOptions(program.command('prob').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
+    .description(`P(target) per layer as a chart (default target ${JSON.stringify(CHART_TARGET)})`))
+    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/prob.js')).prob, prompts, opts, { prompts: CHART_PROMPTS, target: CHART_TARGET }));
+
+  addCommonOptions(program.command('rank').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
+    .description(`rank of the gold token per layer as a chart (default ${JSON.stringify(CHART_TARGET)})`))
+    .option('--gold <text>', 'gold token text (same as --target); repeatable', collect(String), [])
+    .option('--gold-id <n>', 'gold token id (same as --target-id); repeatable', collect(integer(0, '--gold-id')), [])
+    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/rank.js')).rank, prompts, opts, { prompts: CHART_PROMPTS, target: CHART_TARGET }));
+
+  for (const cmd of program.commands) cmd.exitOverride().configureOutput({ outputError: (str, write) => write(`lens: ${str.trim().replace(/^error: /, '').split('\n')[0]}\n`) });
+  return program;
+}
+
+/** Runs the CLI; returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const verbose = argv.includes('--verbose');
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(0); // a closed pipe (| head) is not an error
+    throw error;
+  });
+  process.on('SIGINT', () => { process.stderr.write('\nlens: interrupted\n'); process.exit(130); });
+  try {
+    const program = buildProgram();
+    if (argv.length <= 2) { process.stdout.write(program.helpInformation()); return 2; }
+    await program.parseAsync(argv);
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      return ['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(error.code) ? 0 : 2;
+    }
+    if (error instanceof UserError) {
+      process.stderr.write(`lens: ${error.message}${error.hint ? ` (${error.hint})` : ''}\n`);
+      return error.exitCode;
+    }
+    if (verbose) process.stderr.write(`${(error as Error)?.stack ?? String(error)}\n`);
+    else process.stderr.write(`lens: internal error: ${String((error as Error)?.message ?? error).split('\n')[0]} (run with --verbose for details)\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,135 @@
+// The only module that touches transformers.js and onnxruntime: loads the tokenizer, the
+// config and the rewritten model, and runs the lens. Imported lazily, only when a command runs.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AutoConfig, AutoModelForCausalLM, AutoTokenizer, env as hfEnv, Tensor, type PreTrainedModel, type PreTrainedTokenizer } from '@huggingface/transformers';
+import { UserError } from '../errors.js';
+import { LENS_IO } from '../onnx/lens-graph.js';
+import { resolveModel, type ResolveOptions } from './hub.js';
+import { cacheRoot, type Dtype } from './paths.js';
+import { prepareLensModel } from './prepare.js';
+
+export type LensMode = 'norm' | 'raw';
+
+export interface LensRun {
+  /** Lens logits, [layers+1, positions, vocab] flattened (layer-major). */
+  logits: Float32Array;
+  /** The residual stream at the positions, [layers+1, positions, d] flattened. */
+  hidden: Float32Array;
+}
+
+export interface LensModel {
+  id: string;
+  /** Number of blocks L; the lens has L+1 layers (0 = embeddings). */
+  layers: number;
+  vocabSize: number;
+  /** The longest sequence the model takes (n_positions). */
+  contextLength: number;
+  /** Token ids of a text, with no special tokens added. */
+  encode(text: string): number[];
+  /** The text of one token, leading spaces kept. */
+  tokenText(id: number): string;
+  /** Runs the model once; positions must be in [0, ids.length). */
+  run(ids: number[], positions: number[], mode: LensMode): Promise<LensRun>;
+  dispose(): Promise<void>;
+}
+
+export interface LoadOptions extends ResolveOptions {
+  /** Told when the one-time graph rewrite starts. */
+  onPrepare?: () => void;
+}
+
+function configureTransformers(env: NodeJS.ProcessEnv): void {
+  // lens downloads and caches files itself; transformers.js only ever reads local directories.
+  hfEnv.allowRemoteModels = false;
+  hfEnv.allowLocalModels = true;
+  hfEnv.useFSCache = false;
+  hfEnv.useBrowserCache = false;
+  hfEnv.cacheDir = join(cacheRoot(env), 'transformers');
+  hfEnv.localModelPath = '';
+}
+
+function readJson(path: string): Record<string, unknown> {
+  try {
+    const value = JSON.parse(readFileSync(path, 'utf8'));
+    if (value === null || typeof value !== 'object') throw new Error('not a JSON object');
+    return value;
+  } catch (error) {
+    throw new UserError(`cannot read ${path}: ${(error as Error).message}`);
+  }
+}
+
+/** Loads a model for the lens, downloading and preparing it as needed. Throws UserError. */
+export async function loadLensModel(spec: string, options: LoadOptions): Promise<LensModel> {
+  const env = options.env ?? process.env;
+  configureTransformers(env);
+  const { dir, id } = await resolveModel(spec, options);
+  readJson(join(dir, 'config.json'));
+  const config = (await AutoConfig.from_pretrained(dir, { local_files_only: true })) as unknown as Record<string, number>;
+  const layers = Number(config.n_layer ?? config.num_hidden_layers);
+  const vocabSize = Number(config.vocab_size);
+  const contextLength = Number(config.n_positions ?? config.max_position_embeddings ?? Infinity);
+  if (!(layers > 0) || !(vocabSize > 0)) throw new UserError(`${join(dir, 'config.json')} does not give the number of layers and the vocabulary size`);
+
+  readJson(join(dir, 'tokenizer.json'));
+  let tokenizer: PreTrainedTokenizer;
+  try {
+    tokenizer = await AutoTokenizer.from_pretrained(dir, { local_files_only: true });
+  } catch (error) {
+    throw new UserError(`cannot load the tokenizer of ${id}: ${(error as Error).message}`);
+  }
+
+  const prepared = prepareLensModel(dir, options.dtype, layers, env, options.onPrepare);
+  let model: PreTrainedModel;
+  try {
+    model = await AutoModelForCausalLM.from_pretrained(prepared.dir, {
+      dtype: options.dtype as Dtype, device: 'cpu', local_files_only: true,
+    } as never);
+  } catch (error) {
+    throw new UserError(`onnxruntime cannot load ${id}: ${firstLine((error as Error).message)}`);
+  }
+
+  return {
+    id, layers, vocabSize, contextLength,
+    encode: (text) => tokenizer.encode(text, { add_special_tokens: false }),
+    tokenText: (tokenId) => tokenizer.decode([tokenId], { skip_special_tokens: false, clean_up_tokenization_spaces: false }),
+    async run(ids, positions, mode) {
+      const seq = ids.length;
+      const ones = new BigInt64Array(seq).fill(1n);
+      const rows = (layers + 1) * positions.length;
+      const normMask = Array.from({ length: rows }, (_, r) => mode === 'norm' || r >= layers * positions.length);
+      const outputs = await (model as unknown as { forward(i: Record<string, Tensor>): Promise<Record<string, Tensor>> }).forward({
+        input_ids: new Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, seq]),
+        attention_mask: new Tensor('int64', ones, [1, seq]),
+        position_ids: new Tensor('int64', BigInt64Array.from({ length: seq }, (_, i) => BigInt(i)), [1, seq]),
+        [LENS_IO.positions]: new Tensor('int64', BigInt64Array.from(positions.map(BigInt)), [positions.length]),
+        [LENS_IO.normMask]: new Tensor('bool', Uint8Array.from(normMask.map(Number)), [rows]),
+      });
+      return { logits: toFloat32(outputs[LENS_IO.logits]), hidden: toFloat32(outputs[LENS_IO.hidden]) };
+    },
+    async dispose() {
+      await model.dispose();
+    },
+  };
+}
+
+function toFloat32(tensor: Tensor): Float32Array {
+  const data = tensor.data as ArrayLike<number>;
+  if (data instanceof Float32Array) return data;
+  if (tensor.type === 'float16' && data instanceof Uint16Array) return Float32Array.from(data, halfToFloat);
+  return Float32Array.from(data);
+}
+
+/** IEEE 754 half precision bits to a number. */
+function halfToFloat(bits: number): number {
+  const sign = bits & 0x8000 ? -1 : 1;
+  const exponent = (bits >> 10) & 0x1f;
+  const fraction = bits & 0x3ff;
+  if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024);
+  if (exponent === 0x1f) return fraction ? NaN : sign * Infinity;
+  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
+}
+
+function firstLine(text: string): string {
+  return text.split('\n')[0].slice(0, 300);
+}
