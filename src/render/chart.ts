@@ -22,9 +22,11 @@ function stretch(values: number[]): number[] {
 
 /** The x axis: a layer number under every layer's column. */
 function xAxis(layers: number): string {
-  let line = ' '.repeat(LABEL_WIDTH + 2);
+  // asciichart draws the first point on the axis column, right after the label and a space.
+  const indent = ' '.repeat(LABEL_WIDTH + 1);
+  let line = indent;
   for (let l = 0; l < layers; l++) line += String(l).padEnd(COLUMNS_PER_LAYER);
-  return `${line.trimEnd()}\n${' '.repeat(LABEL_WIDTH + 2)}layer`;
+  return `${line.trimEnd()}\n${indent}layer`;
 }
 
 interface ChartSpec {
@@ -81,7 +83,6 @@ export function renderRankChart(record: LensRecord, c: ChalkInstance, color: boo
 }
 
 function formatRank(rank: number): string {
-  if (rank < 9.5) return rank.toFixed(rank < 1.05 ? 0 : 1).replace(/\.0$/, '');
   if (rank < 1e4) return String(Math.round(rank));
   return `${Math.round(rank / 1000)}k`;
 }

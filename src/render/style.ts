@@ -4,7 +4,7 @@ import { Chalk, type ChalkInstance } from 'chalk';
 /** Whether output to `stream` should be coloured (a TTY, NO_COLOR unset or empty, FORCE_COLOR aside). */
 export function colorEnabled(stream: { isTTY?: boolean }, env: NodeJS.ProcessEnv = process.env): boolean {
   if (env.NO_COLOR !== undefined && env.NO_COLOR !== '') return false;
-  if (env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== '0' && env.FORCE_COLOR !== 'false') return true;
+  if (env.FORCE_COLOR && env.FORCE_COLOR !== '0' && env.FORCE_COLOR !== 'false') return true;
   return stream.isTTY === true;
 }
 

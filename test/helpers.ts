@@ -1,0 +1,76 @@
+// Shared test helpers: tolerances, fixture models in a temporary directory, running the CLI.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { writeFixture, type Gpt2Config, type Gpt2Weights } from './fixtures/gpt2.js';
+
+/** The repository root (tests run from dist/test). */
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const LENS_BIN = join(ROOT, 'bin', 'lens.js');
+
+/** Asserts |actual - expected| <= tol element by element. */
+export function assertClose(actual: ArrayLike<number> | number, expected: ArrayLike<number> | number, tol: number, what = 'value'): void {
+  const a = typeof actual === 'number' ? [actual] : actual;
+  const e = typeof expected === 'number' ? [expected] : expected;
+  assert.equal(a.length, e.length, `${what}: length ${a.length} != ${e.length}`);
+  for (let i = 0; i < a.length; i++) {
+    const diff = Math.abs(a[i] - e[i]);
+    if (!(diff <= tol)) assert.fail(`${what}[${i}]: ${a[i]} vs ${e[i]} differ by ${diff} > ${tol}`);
+  }
+}
+
+/** The tiny model shape the tests use: GPT-2's architecture and vocabulary, 3 layers, d = 32. */
+export const TINY: Gpt2Config = { layers: 3, d: 32, heads: 4, nPositions: 64, seed: 7 };
+
+/** A scratch directory removed when the process exits. */
+export function scratchDir(name: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `lens-${name}-`));
+  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+const fixtures = new Map<string, { dir: string; weights: Gpt2Weights }>();
+let fixtureRoot: string | undefined;
+
+/** A fixture model of the given form, written once per test process. */
+export function fixture(form: string, config: Gpt2Config = TINY): { dir: string; weights: Gpt2Weights } {
+  const key = `${form}-${JSON.stringify(config)}`;
+  let entry = fixtures.get(key);
+  if (!entry) {
+    fixtureRoot ??= scratchDir('fixtures');
+    const dir = join(fixtureRoot, `${form}-${fixtures.size}`);
+    entry = { dir, weights: writeFixture(dir, form, config) };
+    fixtures.set(key, entry);
+  }
+  return entry;
+}
+
+export interface CliResult { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
+
+/** Runs bin/lens.js with args; stdin gets `input` (closed if absent). Resolves when the process ends. */
+export function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; input?: string | Buffer; timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(process.execPath, [LENS_BIN, ...args], { env: { ...process.env, NO_COLOR: '', FORCE_COLOR: '', ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '', stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+    child.on('error', reject);
+    child.on('close', (code, signal) => { clearTimeout(timer); resolvePromise({ code, signal, stdout, stderr }); });
+    child.stdin.on('error', () => {});
+    child.stdin.end(options.input ?? '');
+  });
+}
+
+/** Asserts a failed run printed exactly one line on stderr and no stack trace, with the given exit code. */
+export function assertOneLineError(result: CliResult, code: number, pattern?: RegExp): void {
+  const lines = result.stderr.split('\n').filter((l) => l.length > 0);
+  assert.equal(result.code, code, `exit code ${result.code}, stderr: ${result.stderr}`);
+  assert.equal(lines.length, 1, `expected one stderr line, got: ${result.stderr}`);
+  assert.doesNotMatch(result.stderr, /\n\s+at |Error:/, 'stack trace on stderr');
+  if (pattern) assert.match(lines[0], pattern);
+  assert.equal(result.stdout, '', 'nothing on stdout');
+}

@@ -1,0 +1,50 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { entropy, klDivergence, logSoftmax, rankOf, softmax, topK } from '../../src/lens/math.js';
+import { assertClose } from '../helpers.js';
+
+test('uniform logits: probabilities 1/V and entropy ln V', () => {
+  const V = 50257;
+  const lp = logSoftmax(new Float32Array(V).fill(3.5));
+  assertClose(Math.exp(lp[123]), 1 / V, 1e-15);
+  assertClose(entropy(lp), Math.log(V), 1e-9);
+});
+
+test('large logits stay finite: [1000, 1]', () => {
+  const p = softmax([1000, 1]);
+  assert.ok(p.every(Number.isFinite));
+  assertClose(p[0], 1, 1e-12);
+  assertClose(logSoftmax([1000, 1])[1], -999, 1e-9);
+  assertClose(entropy(logSoftmax([1000, 1])), 0, 1e-12);
+});
+
+test('softmax of a known vector', () => {
+  const p = softmax([0, Math.log(3)]);
+  assertClose(p, [0.25, 0.75], 1e-12);
+});
+
+test('KL divergence: zero for equal, known value for two coins, and not symmetric', () => {
+  const a = logSoftmax([0, 0]);
+  const b = logSoftmax([0, Math.log(3)]);
+  assert.equal(klDivergence(a, a), 0);
+  // KL([.5,.5] || [.25,.75]) = .5 ln 2 + .5 ln(2/3)
+  assertClose(klDivergence(a, b), 0.5 * Math.log(2) + 0.5 * Math.log(2 / 3), 1e-12);
+  assert.notEqual(klDivergence(a, b), klDivergence(b, a));
+  assert.throws(() => klDivergence([0], [0, 0]), RangeError);
+});
+
+test('top-k: best first, ties to the lower id, k larger than V', () => {
+  assert.deepEqual(topK([1, 5, 3, 5, -2], 3), [1, 3, 2]);
+  assert.deepEqual(topK([2, 1], 5), [0, 1]);
+  assert.deepEqual(topK(Float32Array.of(0, 0, 0), 2), [0, 1]);
+  assert.throws(() => topK([1], 0), RangeError);
+});
+
+test('rank is 1 + the number of strictly larger logits', () => {
+  const logits = [0.5, 2, 2, -1, 3];
+  assert.equal(rankOf(logits, 4), 1);
+  assert.equal(rankOf(logits, 1), 2);
+  assert.equal(rankOf(logits, 2), 2);
+  assert.equal(rankOf(logits, 3), 5);
+  assert.throws(() => rankOf(logits, 5), RangeError);
+});

@@ -1,0 +1,52 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { addLensOutputs, findDecoderStructure, GraphStructureError, inlineNoPastBranch, LENS_IO } from '../../src/onnx/lens-graph.js';
+import { DataType, decodeModel, encodeModel, type Model } from '../../src/onnx/proto.js';
+import { buildModel, FORMS, makeWeights } from '../fixtures/gpt2.js';
+import { TINY } from '../helpers.js';
+
+const weights = makeWeights({ ...TINY, layers: 2 });
+
+for (const [name, form] of Object.entries(FORMS)) {
+  test(`structure found by shape, not names: ${name}`, () => {
+    const model = buildModel(weights, form);
+    // Round-trip through protobuf first, as the tool reads models from disk.
+    const renamed = decodeModel(encodeModel(model));
+    const graph = inlineNoPastBranch(renamed.graph);
+    const structure = findDecoderStructure(graph, 2);
+    assert.equal(structure.residuals.length, 3);
+    assert.equal(new Set(structure.residuals).size, 3);
+    const { model: rewritten } = addLensOutputs(renamed, 2);
+    assert.deepEqual(rewritten.graph.output.map((o) => o.name), [LENS_IO.logits, LENS_IO.hidden]);
+    assert.ok(rewritten.graph.input.some((i) => i.name === LENS_IO.positions));
+    assert.ok(!rewritten.graph.node.some((n) => n.op_type === 'If'), 'merged decoders are flattened');
+  });
+}
+
+test('names do not matter: a graph with scrambled names is read the same way', () => {
+  const model = buildModel(weights, FORMS['opset17-flat']);
+  const alias = new Map<string, string>();
+  const rename = (n: string) => { if (!n) return n; if (!alias.has(n)) alias.set(n, `t${alias.size}`); return alias.get(n)!; };
+  const keep = new Set(model.graph.input.map((i) => i.name));
+  const r = (n: string) => (keep.has(n) ? n : rename(n));
+  const g = model.graph;
+  const scrambled: Model = { ...model, graph: {
+    ...g,
+    node: g.node.map((n, i) => ({ ...n, name: `n${i}`, input: n.input.map(r), output: n.output.map(r) })),
+    initializer: g.initializer.map((t) => ({ ...t, name: r(t.name) })),
+    output: g.output.map((o) => ({ ...o, name: r(o.name) })),
+  } };
+  assert.equal(findDecoderStructure(scrambled.graph, 2).residuals.length, 3);
+});
+
+test('a graph that is not a decoder is refused with what is missing', () => {
+  const model = buildModel(weights, FORMS['opset14-flat']);
+  assert.throws(() => findDecoderStructure(model.graph, 5), (e: unknown) => e instanceof GraphStructureError && /4 residual additions.*5 layers/.test((e as Error).message));
+  const noHead: Model = { ...model, graph: { ...model.graph, node: model.graph.node.filter((n) => n.op_type !== 'MatMul' || !n.input.includes('onnx::MatMul_lm_head')) } };
+  assert.throws(() => findDecoderStructure(noHead.graph, 2), GraphStructureError);
+  const tiny: Model = { ir_version: 8, opset_import: [{ domain: '', version: 14 }], graph: {
+    node: [{ op_type: 'Relu', input: ['x'], output: ['y'], attribute: [] }], initializer: [], value_info: [],
+    input: [{ name: 'x', type: { tensor_type: { elem_type: DataType.FLOAT } } }], output: [{ name: 'y' }],
+  } };
+  assert.throws(() => findDecoderStructure(tiny.graph, 1), /no unembedding/);
+});
