@@ -1,6 +1,6 @@
 // The lens command line: commander wiring, option checks, and the one place that prints
 // errors and sets exit codes. Heavy modules load only when a command runs.
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { UserError, usageError } from './errors.js';
@@ -147,6 +147,9 @@ export async function main(argv: string[]): Promise<number> {
     if (error.code === 'EPIPE') process.exit(0); // a closed pipe (| head) is not an error
     throw error;
   });
+  // The benchmark's peak-memory probe: opt-in by environment, written only where it says.
+  const rssFile = process.env.LENS_BENCH_RSS_FILE;
+  if (rssFile) process.on('exit', () => writeFileSync(rssFile, String(process.resourceUsage().maxRSS)));
   process.on('SIGINT', () => { process.stderr.write('\nlens: interrupted\n'); process.exit(130); });
   try {
     const program = buildProgram();
