@@ -7,7 +7,7 @@ const [dir, promptsJson] = process.argv.slice(2);
 const prompts = JSON.parse(promptsJson) as string[];
 const options = {
   model: dir, dtype: 'fp32' as const, raw: false, position: -1, k: 5, offline: true,
-  targets: [{ text: ' football' }], env: process.env, warn: () => {},
+  targets: [{ text: ' football' }], env: process.env, warn: () => {}, batch: true,
 };
 async function* timed(list: string[], marks: number[]) {
   for (const p of list) { marks.push(performance.now()); yield p; }

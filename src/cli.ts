@@ -88,7 +88,7 @@ async function execute(load: () => Promise<LensCommand>, positional: string[], o
   const showProgress = process.stderr.isTTY === true;
   const options: AnalyzeOptions = {
     model: opts.model, dtype: opts.dtype, raw: !!opts.raw, position: opts.position, k: opts.topK,
-    offline: !!opts.offline || offlineFromEnv(env), targets, env,
+    offline: !!opts.offline || offlineFromEnv(env), targets, env, batch: opts.file !== undefined,
     warn: (message) => process.stderr.write(`lens: warning: ${message}\n`),
     progress: showProgress ? progressBar() : undefined,
     onPrepare: () => { if (showProgress) process.stderr.write('lens: preparing the model for the lens (once per model)…\n'); },

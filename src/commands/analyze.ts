@@ -24,6 +24,8 @@ export interface AnalyzeOptions {
   /** Download progress, when it is shown. */
   progress?: (done: number, total: number | undefined, file: string) => void;
   onPrepare?: () => void;
+  /** Prompts come in a batch (--file): favour per-prompt speed over load time. */
+  batch?: boolean;
 }
 
 /** Runs the lens on each prompt in turn, yielding one record per prompt. Throws UserError on bad input. */

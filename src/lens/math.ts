@@ -65,3 +65,31 @@ export function rankOf(values: ArrayLike<number>, id: number): number {
   for (let i = 0; i < values.length; i++) if (values[i] > v) larger++;
   return larger + 1;
 }
+
+/** log Σ exp(x) and the entropy in nats of softmax(x) for one logit vector [V], with one exp per element. Throws on an empty vector. */
+export function softmaxStats(logits: ArrayLike<number>): { logZ: number; entropy: number } {
+  const n = logits.length;
+  if (n === 0) throw new RangeError('softmaxStats of an empty vector');
+  let max = -Infinity;
+  for (let i = 0; i < n; i++) if (logits[i] > max) max = logits[i];
+  // H = logZ − E_p[x]; shifting by max keeps every exp in range.
+  let sum = 0, weighted = 0;
+  for (let i = 0; i < n; i++) {
+    const shifted = logits[i] - max;
+    const e = Math.exp(shifted);
+    sum += e;
+    weighted += e * shifted;
+  }
+  const logSum = Math.log(sum);
+  return { logZ: max + logSum, entropy: Math.max(0, logSum - weighted / sum) };
+}
+
+/**
+ * KL(P ‖ softmax(x)) in nats, for P given by its probabilities [V] and entropy (nats), and a logit
+ * vector x [V] with its log-partition: Σ p (log p − x + logZ) = −H(P) − Σ p·x + logZ. One pass, no exp.
+ */
+export function klFromLogits(probsP: ArrayLike<number>, entropyP: number, logits: ArrayLike<number>, logZ: number): number {
+  let dot = 0;
+  for (let i = 0; i < logits.length; i++) { const p = probsP[i]; if (p > 0) dot += p * logits[i]; }
+  return Math.max(0, -entropyP - dot + logZ);
+}

@@ -5,13 +5,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, copyFileSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { UserError } from '../errors.js';
-import { addLensOutputs, GraphStructureError } from '../onnx/lens-graph.js';
-import { moveWeightsToExternalData } from '../onnx/external-data.js';
-import { decodeModel, encodeModel, type Model } from '../onnx/proto.js';
+import { Worker } from 'node:worker_threads';
+import { addLensOutputs, GraphStructureError, type TransposeCheck } from '../onnx/lens-graph.js';
+import { ExternalDataReader, isExternal, moveWeightsToExternalData } from '../onnx/external-data.js';
+import { DataType, decodeModel, encodeModel, type Model, type Tensor } from '../onnx/proto.js';
 import { cacheRoot, onnxFileFor, type Dtype } from './paths.js';
 
 /** Bumped whenever the rewrite changes, so older cache entries are not reused. */
-const REWRITE_VERSION = 1;
+const REWRITE_VERSION = 2;
 const ENTRY_MARKER = 'lens-entry.json';
 const SAMPLE_BYTES = 1 << 20;
 
@@ -20,7 +21,11 @@ export interface PreparedModel {
   dir: string;
   /** Whether this call built it (false: it was cached). */
   built: boolean;
+  /** Whether the lens head streams the tied embedding (then weight prepacking only costs load time). */
+  tiedHead: boolean;
 }
+
+interface EntryMarker { version: number; source: string; dtype: Dtype; tiedHead: boolean; files: Record<string, number> }
 
 /** A fingerprint of the files a model's graph comes from: sizes, times and sampled bytes. */
 function sourceKey(modelDir: string, dtype: Dtype): string {
@@ -45,33 +50,37 @@ function sourceKey(modelDir: string, dtype: Dtype): string {
   return hash.digest('hex').slice(0, 32);
 }
 
-function entryIsGood(dir: string): boolean {
+/** The entry's marker if the entry is complete and undamaged (every file at its recorded size), else undefined. */
+function goodEntry(dir: string): EntryMarker | undefined {
   try {
-    const marker = JSON.parse(readFileSync(join(dir, ENTRY_MARKER), 'utf8')) as { files: Record<string, number> };
-    return Object.entries(marker.files).every(([file, size]) => statSync(join(dir, file)).size === size);
+    const marker = JSON.parse(readFileSync(join(dir, ENTRY_MARKER), 'utf8')) as EntryMarker;
+    const complete = Object.entries(marker.files).every(([file, size]) => statSync(join(dir, file)).size === size);
+    return complete && marker.version === REWRITE_VERSION ? marker : undefined;
   } catch {
-    return false;
+    return undefined;
   }
 }
 
 /** Returns the cached lens model for `modelDir`, building it first if needed. Throws UserError for unreadable models. */
-export function prepareLensModel(modelDir: string, dtype: Dtype, layers: number, env: NodeJS.ProcessEnv = process.env, onBuild?: () => void): PreparedModel {
+export async function prepareLensModel(modelDir: string, dtype: Dtype, layers: number, env: NodeJS.ProcessEnv = process.env, onBuild?: () => void): Promise<PreparedModel> {
   const root = join(cacheRoot(env), 'lens');
   const dir = join(root, sourceKey(modelDir, dtype));
-  if (entryIsGood(dir)) return { dir, built: false };
+  const cached = goodEntry(dir);
+  if (cached) return { dir, built: false, tiedHead: cached.tiedHead };
   onBuild?.();
   mkdirSync(root, { recursive: true });
   const tmp = join(root, `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   try {
-    buildEntry(modelDir, dtype, layers, tmp);
+    await buildInWorker({ modelDir, dtype, layers, tmp });
     for (let attempt = 0; ; attempt++) {
       try {
         renameSync(tmp, dir);
-        return { dir, built: true };
+        return { dir, built: true, tiedHead: goodEntry(dir)?.tiedHead ?? false };
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
         if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
-        if (entryIsGood(dir)) return { dir, built: false }; // another process finished first
+        const cached = goodEntry(dir);
+  if (cached) return { dir, built: false, tiedHead: cached.tiedHead }; // another process finished first
         if (attempt > 0) throw error;
         // A broken entry (a killed run from an older version, a damaged disk): move it aside and retry.
         const trash = join(root, `.trash-${process.pid}-${randomBytes(4).toString('hex')}`);
@@ -82,6 +91,27 @@ export function prepareLensModel(modelDir: string, dtype: Dtype, layers: number,
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+export interface BuildJob { modelDir: string; dtype: Dtype; layers: number; tmp: string }
+
+/**
+ * Builds an entry in a worker thread: the source protobuf (as large as the model) is read there
+ * and freed with the worker, before the main thread maps the rewritten model.
+ */
+function buildInWorker(job: BuildJob): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    const worker = new Worker(new URL('./prepare-worker.js', import.meta.url), { workerData: job });
+    let outcome: { ok: true } | { ok: false; message: string; hint?: string; user: boolean; stack?: string } | undefined;
+    worker.on('message', (m) => (outcome = m));
+    worker.on('error', reject);
+    worker.on('exit', () => {
+      if (outcome?.ok) resolvePromise();
+      else if (outcome && outcome.user) reject(new UserError(outcome.message, outcome.hint));
+      else if (outcome) reject(Object.assign(new Error(outcome.message), { stack: outcome.stack }));
+      else reject(new Error('the model preparation worker stopped without a result'));
+    });
+  });
 }
 
 function readModel(path: string): Model {
@@ -98,29 +128,56 @@ function readModel(path: string): Model {
   }
 }
 
-function buildEntry(modelDir: string, dtype: Dtype, layers: number, tmp: string): void {
+const ELEMENT_BYTES: Record<number, number> = { [DataType.FLOAT]: 4, [DataType.FLOAT16]: 2 };
+
+/** Compares two stored matrices element by element, bit for bit: is `a` [d, V] the transpose of `b` [V, d]? */
+function transposeCheck(reader: ExternalDataReader): TransposeCheck {
+  const elements = (t: Tensor): Uint32Array | Uint16Array | undefined => {
+    const size = ELEMENT_BYTES[t.data_type];
+    const raw = isExternal(t) ? reader.read(t) : t.raw_data;
+    if (!size || !raw) return undefined;
+    const bytes = raw.byteOffset % size === 0 ? raw : new Uint8Array(raw); // a copy: Buffer.slice would be a view
+    return size === 4 ? new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4) : new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.length / 2);
+  };
+  return (a, b) => {
+    const [rows, cols] = a.dims.map(Number);
+    const x = elements(a), y = elements(b);
+    if (!x || !y || x.length !== rows * cols || y.length !== x.length) return false;
+    for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) if (x[i * cols + j] !== y[j * rows + i]) return false;
+    return true;
+  };
+}
+
+/** Builds a cache entry in `job.tmp` (run in the preparation worker). Throws UserError for unreadable models. */
+export function buildEntry({ modelDir, dtype, layers, tmp }: BuildJob): void {
   const onnxRel = onnxFileFor(dtype);
   const source = join(modelDir, onnxRel);
   const model = readModel(source);
+  const reader = new ExternalDataReader(join(modelDir, 'onnx'));
+  const weightError = (error: unknown) => {
+    if ((error as NodeJS.ErrnoException).code || /external data/.test((error as Error).message)) {
+      return new UserError(`cannot read the weights of ${source}: ${(error as Error).message}`);
+    }
+    return error;
+  };
   let rewritten: Model;
-  try {
-    rewritten = addLensOutputs(model, layers).model;
-  } catch (error) {
-    if (error instanceof GraphStructureError) throw new UserError(`${source} is not a decoder lens can read: ${error.message}`);
-    throw error;
-  }
+  let tiedHead: boolean;
   mkdirSync(join(tmp, 'onnx'), { recursive: true });
   const dataName = `${basename(onnxRel)}.data`;
   try {
-    moveWeightsToExternalData(rewritten, join(modelDir, 'onnx'), join(tmp, 'onnx', dataName), dataName);
+    const result = addLensOutputs(model, layers, transposeCheck(reader));
+    rewritten = result.model;
+    tiedHead = result.tiedEmbedding !== undefined;
+    moveWeightsToExternalData(rewritten, reader, join(tmp, 'onnx', dataName), dataName);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code || /external data/.test((error as Error).message)) {
-      throw new UserError(`cannot read the weights of ${source}: ${(error as Error).message}`);
-    }
-    throw error;
+    if (error instanceof GraphStructureError) throw new UserError(`${source} is not a decoder lens can read: ${error.message}`);
+    throw weightError(error);
+  } finally {
+    reader.close();
   }
   writeFileSync(join(tmp, onnxRel), encodeModel(rewritten));
   copyFileSync(join(modelDir, 'config.json'), join(tmp, 'config.json'));
   const files = Object.fromEntries([onnxRel, `onnx/${dataName}`, 'config.json'].map((f) => [f, statSync(join(tmp, f)).size]));
-  writeFileSync(join(tmp, ENTRY_MARKER), JSON.stringify({ version: REWRITE_VERSION, source: modelDir, dtype, files }));
+  const marker: EntryMarker = { version: REWRITE_VERSION, source: modelDir, dtype, tiedHead, files };
+  writeFileSync(join(tmp, ENTRY_MARKER), JSON.stringify(marker));
 }

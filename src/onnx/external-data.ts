@@ -18,24 +18,45 @@ export function externalLocation(t: Tensor): { location: string; offset: number;
   return { location: normal, offset: Number(entries.get('offset') ?? 0), length: Number(entries.get('length') ?? -1) };
 }
 
+/** Opens external-data files of one model once each; close() when done. */
+export class ExternalDataReader {
+  private files = new Map<string, number>();
+  constructor(private readonly sourceDir: string) {}
+
+  /** The bytes of a tensor stored as external data; throws on a short read or a path outside the model. */
+  read(t: Tensor): Uint8Array {
+    const ext = externalLocation(t);
+    let fd = this.files.get(ext.location);
+    if (fd === undefined) { fd = openSync(join(this.sourceDir, ext.location), 'r'); this.files.set(ext.location, fd); }
+    const length = ext.length >= 0 ? ext.length : fstatSync(fd).size - ext.offset;
+    const bytes = Buffer.allocUnsafe(length);
+    if (readSync(fd, bytes, 0, length, ext.offset) !== length) throw new Error(`external data for ${t.name} is shorter than declared`);
+    return bytes;
+  }
+
+  close(): void {
+    for (const fd of this.files.values()) closeSync(fd);
+    this.files.clear();
+  }
+}
+
+/** Whether a tensor's data lives in an external file. */
+export function isExternal(t: Tensor): boolean {
+  return t.data_location === 1 || (t.external_data?.length ?? 0) > 0;
+}
+
 /**
  * Writes every large initializer's bytes (inline or read from the source model's external data in `sourceDir`)
  * into `dataPath`, page aligned, and points the tensors at it as `dataName`. Mutates `model`. Throws on a short read.
  */
-export function moveWeightsToExternalData(model: Model, sourceDir: string, dataPath: string, dataName: string): void {
+export function moveWeightsToExternalData(model: Model, source: ExternalDataReader, dataPath: string, dataName: string): void {
   const out = openSync(dataPath, 'w');
-  const sources = new Map<string, number>();
   let offset = 0;
   try {
     for (const t of model.graph.initializer) {
       let bytes: Uint8Array | undefined;
-      if (t.data_location === 1 || (t.external_data?.length ?? 0) > 0) {
-        const ext = externalLocation(t);
-        let fd = sources.get(ext.location);
-        if (fd === undefined) { fd = openSync(join(sourceDir, ext.location), 'r'); sources.set(ext.location, fd); }
-        const length = ext.length >= 0 ? ext.length : fstatSync(fd).size - ext.offset;
-        bytes = Buffer.allocUnsafe(length);
-        if (readSync(fd, bytes, 0, length, ext.offset) !== length) throw new Error(`external data for ${t.name} is shorter than declared`);
+      if (isExternal(t)) {
+        bytes = source.read(t);
       } else if (t.raw_data && t.raw_data.length >= MIN_EXTERNAL_BYTES) {
         bytes = t.raw_data;
       }
@@ -53,6 +74,5 @@ export function moveWeightsToExternalData(model: Model, sourceDir: string, dataP
     }
   } finally {
     closeSync(out);
-    for (const fd of sources.values()) closeSync(fd);
   }
 }

@@ -115,6 +115,42 @@ function breadthFirstBack(index: GraphIndex, from: string, match: (n: Node) => b
   return undefined;
 }
 
+/** Whether initializer `a` holds exactly the transpose of initializer `b` (both 2-D). */
+export type TransposeCheck = (a: Tensor, b: Tensor) => boolean;
+
+function attributeInt(node: Node, name: string, fallback: number): number {
+  return Number(node.attribute.find((a) => a.name === name)?.i ?? fallback);
+}
+
+/**
+ * The token embedding E [V, d] that the unembedding multiplies by, when the head is tied:
+ * Gemm(x, E, transB=1), MatMul(x, Transpose(E)), or MatMul(x, Wᵀ) with Wᵀ a stored transpose of E.
+ * Undefined for any other head (quantized, biased, untied), which is then cloned as it is.
+ */
+function tiedEmbedding(index: GraphIndex, unembed: Node, isTransposeOf?: TransposeCheck): string | undefined {
+  const weight = unembed.input[1];
+  if (!weight || index.dynamic.has(weight) || !index.dynamic.has(unembed.input[0])) return undefined;
+  const initializer = (name: string) => index.graph.initializer.find((t) => t.name === name);
+  if (unembed.op_type === 'Gemm') {
+    const plain = attributeInt(unembed, 'transA', 0) === 0 && attributeInt(unembed, 'transB', 0) === 1 && !unembed.input[2];
+    const alphaOne = (unembed.attribute.find((a) => a.name === 'alpha')?.f ?? 1) === 1;
+    return plain && alphaOne && initializer(weight)?.dims.length === 2 ? weight : undefined;
+  }
+  if (unembed.op_type !== 'MatMul') return undefined;
+  const producer = index.producer.get(weight);
+  if (producer?.op_type === 'Transpose') {
+    const perm = producer.attribute.find((a) => a.name === 'perm')?.ints ?? [1, 0];
+    const source = initializer(producer.input[0]);
+    return source?.dims.length === 2 && perm.map(Number).join() === '1,0' ? source.name : undefined;
+  }
+  const w = initializer(weight);
+  if (!w || w.dims.length !== 2 || !isTransposeOf) return undefined;
+  const [d, V] = w.dims.map(Number);
+  return index.graph.initializer
+    .filter((t) => t.dims.length === 2 && Number(t.dims[0]) === V && Number(t.dims[1]) === d && t.data_type === w.data_type)
+    .find((t) => isTransposeOf(w, t))?.name;
+}
+
 function int64Initializer(name: string, values: number[]): Tensor {
   const data = BigInt64Array.from(values.map(BigInt));
   return { name, dims: [values.length], data_type: DataType.INT64, raw_data: new Uint8Array(data.buffer) };
@@ -124,7 +160,7 @@ function int64Initializer(name: string, values: number[]): Tensor {
  * Rewrites a decoder so that it outputs the lens (LENS_IO) instead of the logits and the KV cache.
  * Merged (If) decoders are flattened to their no-past branch. Throws GraphStructureError.
  */
-export function addLensOutputs(model: Model, layers: number): { model: Model; structure: DecoderStructure } {
+export function addLensOutputs(model: Model, layers: number, isTransposeOf?: TransposeCheck): { model: Model; structure: DecoderStructure; tiedEmbedding?: string } {
   const graph = inlineNoPastBranch(model.graph);
   const structure = findDecoderStructure(graph, layers);
   const index = new GraphIndex(graph);
@@ -142,9 +178,11 @@ export function addLensOutputs(model: Model, layers: number): { model: Model; st
   const maskShape = int64Initializer('lens/mask_shape', [1, -1, 1]);
   const mask = node('Reshape', [LENS_IO.normMask, maskShape.name], 'lens/norm_mask_3d');
 
-  // Clone the head (final norm and unembedding, with their shape bookkeeping) onto the stack.
+  // Clone the head (final norm and unembedding, with their shape bookkeeping) onto the stack;
+  // with a tied embedding, only the norm, and the unembedding is done as E · hᵀ below.
+  const embedding = tiedEmbedding(index, structure.unembed, isTransposeOf);
   const region = index.descendants(rLast);
-  const needed = index.ancestors([logits]);
+  const needed = index.ancestors([embedding ? finalNormOutput : logits]);
   const substitute = new Map([[rLast, stack]]);
   for (const original of topologicalOrder(graph.node)) {
     if (original.output.includes(rLast) || !original.output.some((o) => region.has(o) && needed.has(o))) continue;
@@ -156,7 +194,16 @@ export function addLensOutputs(model: Model, layers: number): { model: Model; st
       substitute.set(finalNormOutput, node('Where', [mask, substitute.get(finalNormOutput)!, stack], 'lens/head_input'));
     }
   }
-  node('Identity', [substitute.get(logits)!], LENS_IO.logits);
+  if (embedding) {
+    // Streaming E [V, d] against the few stacked rows is one pass over the matrix, and needs
+    // no packed copy of it (packing W_U [d, V] is what makes a plain MatMul slow here).
+    const perm = [{ name: 'perm', type: AttrType.INTS, ints: [0, 2, 1] }];
+    const rowsT = node('Transpose', [substitute.get(finalNormOutput)!], 'lens/head_input_t', perm);
+    const logitsT = node('MatMul', [embedding, rowsT], 'lens/logits_t');
+    node('Transpose', [logitsT], LENS_IO.logits, perm);
+  } else {
+    node('Identity', [substitute.get(logits)!], LENS_IO.logits);
+  }
 
   const logitsType = graph.output.find((o) => o.name === logits)?.type?.tensor_type?.elem_type ?? DataType.FLOAT;
   const rewritten: Graph = {
@@ -173,5 +220,5 @@ export function addLensOutputs(model: Model, layers: number): { model: Model; st
       { name: LENS_IO.hidden, type: { tensor_type: { elem_type: logitsType } } },
     ],
   };
-  return { model: { ...model, graph: pruneGraph(rewritten) }, structure };
+  return { model: { ...model, graph: pruneGraph(rewritten) }, structure, tiedEmbedding: embedding };
 }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { entropy, klDivergence, logSoftmax, rankOf, softmax, topK } from '../../src/lens/math.js';
+import { entropy, klDivergence, klFromLogits, logSoftmax, rankOf, softmax, softmaxStats, topK } from '../../src/lens/math.js';
 import { assertClose } from '../helpers.js';
 
 test('uniform logits: probabilities 1/V and entropy ln V', () => {
@@ -47,4 +47,19 @@ test('rank is 1 + the number of strictly larger logits', () => {
   assert.equal(rankOf(logits, 2), 2);
   assert.equal(rankOf(logits, 3), 5);
   assert.throws(() => rankOf(logits, 5), RangeError);
+});
+
+test('one-pass softmax statistics and KL agree with the definitions', () => {
+  const rand = (seed: number) => () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 20 - 10;
+  const next = rand(42);
+  const a = Float32Array.from({ length: 5000 }, next);
+  const b = Float32Array.from({ length: 5000 }, next);
+  const la = logSoftmax(a), lb = logSoftmax(b);
+  const sa = softmaxStats(a), sb = softmaxStats(b);
+  assertClose(sa.entropy, entropy(la), 1e-9);
+  assertClose(sa.logZ, a[0] - la[0], 1e-9);
+  const pa = la.map(Math.exp);
+  assertClose(klFromLogits(pa, sa.entropy, b, sb.logZ), klDivergence(la, lb), 1e-8);
+  assertClose(softmaxStats([1000, 1]).entropy, 0, 1e-12);
+  assertClose(softmaxStats(new Float32Array(50257)).entropy, Math.log(50257), 1e-9);
 });
