@@ -1,9 +1,9 @@
 // Resolving --model to a local directory: a directory as it is, or a hub repo id downloaded
 // once into the cache. Every file is written under a temporary name and renamed into place.
-import { createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { UserError } from '../errors.js';
+import { commitTemporary, discardTemporary, removeStaleTemporaries, temporaryPath, writeAtomically } from './atomic.js';
 import { cacheRoot, hubEndpoint, onnxFileFor, type Dtype } from './paths.js';
 
 export interface ResolvedModel {
@@ -22,6 +22,7 @@ export interface ResolveOptions {
 }
 
 const REPO_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*\/[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+/** A download that receives nothing for this long is abandoned ($LENS_STALL_TIMEOUT_MS overrides). */
 const STALL_MS = 15_000;
 const COMPLETE_MARKER = '.lens-complete.json';
 
@@ -80,6 +81,7 @@ async function download(repo: string, dir: string, options: ResolveOptions): Pro
   try { marker = JSON.parse(readFileSync(join(dir, COMPLETE_MARKER), 'utf8')); } catch { /* first download */ }
   for (const file of [...required, ...optional]) {
     const dest = join(dir, file);
+    removeStaleTemporaries(dirname(dest));
     if (file in marker && (marker[file] === null || (existsSync(dest) && statSync(dest).size === marker[file]))) continue;
     const url = `${hubEndpoint(env)}/${repo}/resolve/main/${file}`;
     const size = await downloadFile(url, dest, env, options.progress, file, !required.includes(file));
@@ -88,29 +90,22 @@ async function download(repo: string, dir: string, options: ResolveOptions): Pro
   writeAtomically(join(dir, COMPLETE_MARKER), JSON.stringify(marker));
 }
 
-/** Writes a small file atomically (temporary name, then rename). */
-export function writeAtomically(path: string, contents: string | Uint8Array): void {
-  mkdirSync(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  writeFileSync(tmp, contents);
-  renameSync(tmp, path);
-}
-
 /** Downloads one file; returns its size, or null for a missing optional file. Throws UserError. */
 async function downloadFile(url: string, dest: string, env: NodeJS.ProcessEnv, progress: ResolveOptions['progress'], file: string, optional: boolean): Promise<number | null> {
+  const stallMs = Number(env.LENS_STALL_TIMEOUT_MS) > 0 ? Number(env.LENS_STALL_TIMEOUT_MS) : STALL_MS;
   const controller = new AbortController();
-  let timer = setTimeout(() => controller.abort(), STALL_MS);
-  const touch = () => { clearTimeout(timer); timer = setTimeout(() => controller.abort(), STALL_MS); };
+  let timer = setTimeout(() => controller.abort(), stallMs);
+  const touch = () => { clearTimeout(timer); timer = setTimeout(() => controller.abort(), stallMs); };
   const headers: Record<string, string> = { 'user-agent': 'lens' };
   if (env.HF_TOKEN) headers.authorization = `Bearer ${env.HF_TOKEN}`;
   mkdirSync(dirname(dest), { recursive: true });
-  const tmp = `${dest}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const tmp = temporaryPath(dest);
   try {
     let response: Response;
     try {
       response = await fetch(url, { headers, signal: controller.signal, redirect: 'follow' });
     } catch (error) {
-      throw new UserError(`cannot reach the hub at ${new URL(url).origin} for ${file}: ${describeFetchError(error, controller)}`, 'check the network, HF_ENDPOINT, or use --offline with a cached model');
+      throw new UserError(`cannot reach the hub at ${new URL(url).origin} for ${file}: ${describeFetchError(error, controller, stallMs)}`, 'check the network, HF_ENDPOINT, or use --offline with a cached model');
     }
     if (response.status === 404 && optional) { await response.body?.cancel(); return null; }
     if (!response.ok || !response.body) {
@@ -130,23 +125,23 @@ async function downloadFile(url: string, dest: string, env: NodeJS.ProcessEnv, p
         progress?.(received, total, file);
       }
     } catch (error) {
-      throw new UserError(`download of ${file} was interrupted: ${describeFetchError(error, controller)}`, 'run the command again to retry');
+      throw new UserError(`download of ${file} was interrupted: ${describeFetchError(error, controller, stallMs)}`, 'run the command again to retry');
     } finally {
       await new Promise<void>((r, j) => out.end((e?: Error | null) => (e ? j(e) : r())));
     }
     if (total !== undefined && received !== total) {
       throw new UserError(`download of ${file} was cut short (${received} of ${total} bytes)`, 'run the command again to retry');
     }
-    renameSync(tmp, dest);
+    commitTemporary(tmp, dest);
     return received;
   } finally {
     clearTimeout(timer);
-    rmSync(tmp, { force: true });
+    discardTemporary(tmp);
   }
 }
 
-function describeFetchError(error: unknown, controller: AbortController): string {
-  if (controller.signal.aborted) return `no data for ${STALL_MS / 1000} s`;
+function describeFetchError(error: unknown, controller: AbortController, stallMs: number): string {
+  if (controller.signal.aborted) return `no data for ${stallMs / 1000} s`;
   const cause = (error as { cause?: { code?: string; message?: string } })?.cause;
   return cause?.code ?? cause?.message ?? (error as Error)?.message ?? String(error);
 }

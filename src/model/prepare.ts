@@ -1,8 +1,8 @@
 // The one-time preparation of a model for the lens: rewrite its ONNX graph to expose the
 // residual stream and cache the result under $LENS_CACHE/lens/<key>, keyed by the source's
 // content, built in a temporary directory and renamed into place (never half-written).
-import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, copyFileSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { closeSync, copyFileSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { UserError } from '../errors.js';
 import { Worker } from 'node:worker_threads';
@@ -10,11 +10,14 @@ import { addLensOutputs, GraphStructureError, type TransposeCheck } from '../onn
 import { ExternalDataReader, isExternal, moveWeightsToExternalData } from '../onnx/external-data.js';
 import { DataType, decodeModel, encodeModel, type Model, type Tensor } from '../onnx/proto.js';
 import { cacheRoot, onnxFileFor, type Dtype } from './paths.js';
+import { commitTemporary, discardTemporary, removeStaleTemporaries, temporaryPath } from './atomic.js';
 
 /** Bumped whenever the rewrite changes, so older cache entries are not reused. */
-const REWRITE_VERSION = 2;
+const REWRITE_VERSION = 3;
 const ENTRY_MARKER = 'lens-entry.json';
-const SAMPLE_BYTES = 1 << 20;
+const WHOLE_FILE_LIMIT = 8 << 20;
+const SAMPLES = 64;
+const SAMPLE_BYTES = 64 << 10;
 
 export interface PreparedModel {
   /** The cache entry: a model directory in the hub layout holding the rewritten graph. */
@@ -25,27 +28,40 @@ export interface PreparedModel {
   tiedHead: boolean;
 }
 
-interface EntryMarker { version: number; source: string; dtype: Dtype; tiedHead: boolean; files: Record<string, number> }
+interface EntryMarker { version: number; source: string; dtype: Dtype; tiedHead: boolean; files: Record<string, { size: number; digest: string }> }
 
-/** A fingerprint of the files a model's graph comes from: sizes, times and sampled bytes. */
+/**
+ * A digest of a file's bytes: all of them up to 8 MiB; past that its size and 64 evenly spread
+ * 64 KiB samples (catches truncation and damaged regions in milliseconds, not every bit flip).
+ */
+function fileDigest(path: string): string {
+  const hash = createHash('sha256');
+  const fd = openSync(path, 'r');
+  try {
+    const { size } = fstatSync(fd);
+    hash.update(`${size}\0`);
+    if (size <= WHOLE_FILE_LIMIT) {
+      hash.update(readFileSync(fd));
+    } else {
+      const block = Buffer.alloc(SAMPLE_BYTES);
+      for (let i = 0; i < SAMPLES; i++) {
+        const offset = Math.floor(((size - SAMPLE_BYTES) * i) / (SAMPLES - 1));
+        hash.update(block.subarray(0, readSync(fd, block, 0, SAMPLE_BYTES, offset)));
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
+}
+
+/** A fingerprint of the files a model's graph comes from: the config, and each file's time and sampled bytes. */
 function sourceKey(modelDir: string, dtype: Dtype): string {
   const hash = createHash('sha256').update(`lens-rewrite-${REWRITE_VERSION}\0${dtype}\0`);
   hash.update(readFileSync(join(modelDir, 'config.json')));
   const onnx = join(modelDir, onnxFileFor(dtype));
   for (const path of [onnx, `${onnx}_data`, `${onnx}.data`]) {
-    if (!existsSync(path)) continue;
-    const fd = openSync(path, 'r');
-    try {
-      const { size, mtimeMs } = fstatSync(fd);
-      hash.update(`${basename(path)}\0${size}\0${mtimeMs}\0`);
-      const sample = Buffer.alloc(Math.min(size, SAMPLE_BYTES));
-      readSync(fd, sample, 0, sample.length, 0);
-      hash.update(sample);
-      readSync(fd, sample, 0, sample.length, Math.max(0, size - sample.length));
-      hash.update(sample);
-    } finally {
-      closeSync(fd);
-    }
+    if (existsSync(path)) hash.update(`${basename(path)}\0${statSync(path).mtimeMs}\0${fileDigest(path)}\0`);
   }
   return hash.digest('hex').slice(0, 32);
 }
@@ -54,7 +70,7 @@ function sourceKey(modelDir: string, dtype: Dtype): string {
 function goodEntry(dir: string): EntryMarker | undefined {
   try {
     const marker = JSON.parse(readFileSync(join(dir, ENTRY_MARKER), 'utf8')) as EntryMarker;
-    const complete = Object.entries(marker.files).every(([file, size]) => statSync(join(dir, file)).size === size);
+    const complete = Object.entries(marker.files).every(([file, { size, digest }]) => statSync(join(dir, file)).size === size && fileDigest(join(dir, file)) === digest);
     return complete && marker.version === REWRITE_VERSION ? marker : undefined;
   } catch {
     return undefined;
@@ -69,12 +85,13 @@ export async function prepareLensModel(modelDir: string, dtype: Dtype, layers: n
   if (cached) return { dir, built: false, tiedHead: cached.tiedHead };
   onBuild?.();
   mkdirSync(root, { recursive: true });
-  const tmp = join(root, `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  removeStaleTemporaries(root);
+  const tmp = temporaryPath(dir);
   try {
     await buildInWorker({ modelDir, dtype, layers, tmp });
     for (let attempt = 0; ; attempt++) {
       try {
-        renameSync(tmp, dir);
+        commitTemporary(tmp, dir);
         return { dir, built: true, tiedHead: goodEntry(dir)?.tiedHead ?? false };
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
@@ -82,15 +99,19 @@ export async function prepareLensModel(modelDir: string, dtype: Dtype, layers: n
         const cached = goodEntry(dir);
   if (cached) return { dir, built: false, tiedHead: cached.tiedHead }; // another process finished first
         if (attempt > 0) throw error;
-        // A broken entry (a killed run from an older version, a damaged disk): move it aside and retry.
-        const trash = join(root, `.trash-${process.pid}-${randomBytes(4).toString('hex')}`);
-        try { renameSync(dir, trash); } catch { /* someone else moved it */ }
-        rmSync(trash, { recursive: true, force: true });
+        discardEntry(dir);
       }
     }
   } finally {
-    rmSync(tmp, { recursive: true, force: true });
+    discardTemporary(tmp);
   }
+}
+
+/** Moves a broken entry aside and deletes it (renaming first, so no reader sees it half deleted). */
+export function discardEntry(dir: string): void {
+  const trash = temporaryPath(dir);
+  try { renameSync(dir, trash); } catch { /* already moved by another process */ }
+  discardTemporary(trash);
 }
 
 export interface BuildJob { modelDir: string; dtype: Dtype; layers: number; tmp: string }
@@ -177,7 +198,7 @@ export function buildEntry({ modelDir, dtype, layers, tmp }: BuildJob): void {
   }
   writeFileSync(join(tmp, onnxRel), encodeModel(rewritten));
   copyFileSync(join(modelDir, 'config.json'), join(tmp, 'config.json'));
-  const files = Object.fromEntries([onnxRel, `onnx/${dataName}`, 'config.json'].map((f) => [f, statSync(join(tmp, f)).size]));
+  const files = Object.fromEntries([onnxRel, `onnx/${dataName}`, 'config.json'].map((f) => [f, { size: statSync(join(tmp, f)).size, digest: fileDigest(join(tmp, f)) }]));
   const marker: EntryMarker = { version: REWRITE_VERSION, source: modelDir, dtype, tiedHead, files };
   writeFileSync(join(tmp, ENTRY_MARKER), JSON.stringify(marker));
 }

@@ -7,7 +7,7 @@ import { UserError } from '../errors.js';
 import { LENS_IO } from '../onnx/lens-graph.js';
 import { resolveModel, type ResolveOptions } from './hub.js';
 import { cacheRoot, type Dtype } from './paths.js';
-import { prepareLensModel } from './prepare.js';
+import { discardEntry, prepareLensModel, type PreparedModel } from './prepare.js';
 
 export type LensMode = 'norm' | 'raw';
 
@@ -81,19 +81,30 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
     throw new UserError(`cannot load the tokenizer of ${id}: ${(error as Error).message}`);
   }
 
-  const prepared = await prepareLensModel(dir, options.dtype, layers, env, options.onPrepare);
-  let model: PreTrainedModel;
-  try {
+  const load = async (prepared: PreparedModel) => {
     // Prepacking rearranges every weight matrix at load: about 1.5 s more for GPT-2-small, then
     // about 20 ms less per prompt. Worth it for a batch; not for a prompt or two on the command
     // line, when the head streams the tied embedding (an untied head needs its packed W_U).
     const prepack = options.batch === true || !prepared.tiedHead;
     const session_options = prepack ? {} : { extra: { session: { disable_prepacking: '1' } } };
-    model = await AutoModelForCausalLM.from_pretrained(prepared.dir, {
+    return AutoModelForCausalLM.from_pretrained(prepared.dir, {
       dtype: options.dtype as Dtype, device: 'cpu', local_files_only: true, session_options,
     } as never);
+  };
+  let prepared = await prepareLensModel(dir, options.dtype, layers, env, options.onPrepare);
+  let model: PreTrainedModel;
+  try {
+    model = await load(prepared);
   } catch (error) {
-    throw new UserError(`onnxruntime cannot load ${id}: ${firstLine((error as Error).message)}`);
+    if (prepared.built) throw new UserError(`onnxruntime cannot load ${id}: ${firstLine((error as Error).message)}`);
+    // A cached entry that passed its checks but does not load: damaged in a way they miss. Rebuild once.
+    discardEntry(prepared.dir);
+    prepared = await prepareLensModel(dir, options.dtype, layers, env, options.onPrepare);
+    try {
+      model = await load(prepared);
+    } catch (retryError) {
+      throw new UserError(`onnxruntime cannot load ${id}: ${firstLine((retryError as Error).message)}`);
+    }
   }
 
   return {

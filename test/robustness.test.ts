@@ -1,0 +1,149 @@
+// The cache and the process under stress: concurrent cold runs, kills mid-preparation,
+// damaged cache entries, closed pipes, Ctrl-C, and where files may be written.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync, writeSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { decodeModel, encodeModel } from '../src/onnx/proto.js';
+import { fixture, LENS_BIN, runCli, scratchDir, assertOneLineError } from './helpers.js';
+import { startHub } from './hub-server.js';
+
+const { dir: MODEL } = fixture('opset14-flat');
+const hub = await startHub();
+hub.repos.set('tiny/gpt2', fixture('opset17-merged-external').dir);
+after(() => hub.close());
+
+const entries = (cache: string) => (existsSync(join(cache, 'lens')) ? readdirSync(join(cache, 'lens')) : []);
+const temporaries = (dir: string) => (existsSync(dir) ? readdirSync(dir, { recursive: true, encoding: 'utf8' }).filter((f) => /\.tmp-/.test(f)) : []);
+
+test('8 concurrent cold runs on one hub model: all succeed, identical output, one good cache entry', async () => {
+  const cache = scratchDir('concurrent');
+  const env = { HF_ENDPOINT: hub.url, LENS_CACHE: cache };
+  const runs = await Promise.all(Array.from({ length: 8 }, () => runCli(['topk', '--model', 'tiny/gpt2', '--json', 'Paris is capital of'], { env, timeoutMs: 120_000 })));
+  for (const r of runs) assert.equal(r.code, 0, r.stderr);
+  assert.equal(new Set(runs.map((r) => r.stdout)).size, 1, 'byte-identical JSON');
+  assert.equal(entries(cache).length, 1, `cache entries: ${entries(cache).join(', ')}`);
+  assert.deepEqual(temporaries(cache), []);
+  hub.requests.length = 0;
+  const again = await runCli(['topk', '--model', 'tiny/gpt2', '--json', 'Paris is capital of'], { env });
+  assert.equal(again.stdout, runs[0].stdout);
+  assert.deepEqual(hub.requests, []);
+});
+
+test('a run killed with SIGKILL at any point of preparing leaves nothing that breaks the next run', async () => {
+  const reference = await runCli(['topk', '--model', MODEL, '--json', 'hello'], { env: { LENS_CACHE: scratchDir('sigkill-ref') } });
+  for (const delay of [60, 150, 250, 400, 600, 900]) {
+    const cache = scratchDir(`sigkill-${delay}`);
+    const child = spawn(process.execPath, [LENS_BIN, 'topk', '--model', MODEL, '--json', 'hello'], { env: { ...process.env, LENS_CACHE: cache }, stdio: 'ignore' });
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.on('close', resolve));
+    const next = await runCli(['topk', '--model', MODEL, '--json', 'hello'], { env: { LENS_CACHE: cache } });
+    assert.equal(next.code, 0, `after a kill at ${delay} ms: ${next.stderr}`);
+    assert.equal(next.stdout, reference.stdout);
+    assert.equal(entries(cache).length, 1, `after a kill at ${delay} ms: ${entries(cache).join(', ')}`);
+    assert.deepEqual(temporaries(cache), []);
+  }
+});
+
+test('a truncated or garbled cache entry is detected and rebuilt', async () => {
+  const cache = scratchDir('damage');
+  const env = { LENS_CACHE: cache };
+  const good = await runCli(['topk', '--model', MODEL, '--json', 'hello'], { env });
+  assert.equal(good.code, 0, good.stderr);
+  const [key] = entries(cache);
+  const entry = join(cache, 'lens', key);
+  const dataFile = readdirSync(join(entry, 'onnx')).find((f) => f.endsWith('.data'))!;
+  const damages: [string, () => void][] = [
+    ['truncated weights', () => truncateSync(join(entry, 'onnx', dataFile), statSync(join(entry, 'onnx', dataFile)).size >> 1)],
+    ['garbled graph', () => { const fd = openSync(join(entry, 'onnx', 'model.onnx'), 'r+'); writeSync(fd, Buffer.alloc(4096, 0xa5), 0, 4096, 64); closeSync(fd); }],
+    ['garbled weights', () => { const fd = openSync(join(entry, 'onnx', dataFile), 'r+'); writeSync(fd, Buffer.alloc(1 << 20, 0x7f), 0, 1 << 20, 1 << 20); closeSync(fd); }],
+    ['garbled marker', () => writeFileSync(join(entry, 'lens-entry.json'), '{"version": 3, "files": ')],
+    ['emptied graph', () => writeFileSync(join(entry, 'onnx', 'model.onnx'), '')],
+  ];
+  for (const [name, damage] of damages) {
+    damage();
+    const r = await runCli(['topk', '--model', MODEL, '--json', 'hello'], { env });
+    assert.equal(r.code, 0, `${name}: ${r.stderr}`);
+    assert.equal(r.stdout, good.stdout, name);
+    assert.deepEqual(entries(cache), [key], name);
+  }
+  // A damaged download is fetched again.
+  const hubCache = scratchDir('damage-hub');
+  const hubEnv = { HF_ENDPOINT: hub.url, LENS_CACHE: hubCache };
+  const first = await runCli(['topk', '--model', 'tiny/gpt2', '--json', 'hello'], { env: hubEnv });
+  truncateSync(join(hubCache, 'hub', 'tiny', 'gpt2', 'onnx', 'model.onnx'), 100);
+  hub.requests.length = 0;
+  const again = await runCli(['topk', '--model', 'tiny/gpt2', '--json', 'hello'], { env: hubEnv });
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(again.stdout, first.stdout);
+  assert.ok(hub.requests.some((p) => p.endsWith('onnx/model.onnx')), 'the damaged file was fetched again');
+});
+
+function manyPrompts(n: number): string {
+  const file = join(scratchDir('prompts'), 'prompts.txt');
+  writeFileSync(file, Array.from({ length: n }, (_, i) => `Prompt number ${i} is about`).join('\n'));
+  return file;
+}
+
+test('lens … --json | head -1 exits quietly', async () => {
+  const cache = scratchDir('epipe');
+  await runCli(['topk', '--model', MODEL, 'warm'], { env: { LENS_CACHE: cache } });
+  const child = spawn(process.execPath, [LENS_BIN, 'topk', '--model', MODEL, '--json', '--file', manyPrompts(400)], { env: { ...process.env, LENS_CACHE: cache }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+  let firstLine = '';
+  await new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => { firstLine += d.toString(); if (firstLine.includes('\n')) { child.stdout.destroy(); resolve(); } }));
+  const code = await new Promise((resolve) => child.on('close', resolve));
+  assert.equal(code, 0);
+  assert.equal(stderr, '');
+  assert.ok(JSON.parse(firstLine.split('\n')[0]).prompt.startsWith('Prompt number 0'));
+});
+
+test('SIGINT exits 130 with one line and leaves the cache good', async () => {
+  for (const warm of [true, false]) {
+    const cache = scratchDir('sigint');
+    if (warm) await runCli(['topk', '--model', MODEL, 'warm'], { env: { LENS_CACHE: cache } });
+    const child = spawn(process.execPath, [LENS_BIN, 'topk', '--model', MODEL, '--json', '--file', manyPrompts(2000)], { env: { ...process.env, LENS_CACHE: cache }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+    child.stdout.resume();
+    if (warm) await new Promise((resolve) => child.stdout.once('data', resolve));
+    else await new Promise((resolve) => setTimeout(resolve, 300));
+    child.kill('SIGINT');
+    const code = await new Promise((resolve) => child.on('close', resolve));
+    assert.equal(code, 130, `warm=${warm}: ${stderr}`);
+    assert.deepEqual(stderr.trim().split('\n'), ['lens: interrupted']);
+    assert.deepEqual(temporaries(cache), [], 'no temporaries left');
+    const next = await runCli(['topk', '--model', MODEL, '--json', 'hello'], { env: { LENS_CACHE: cache } });
+    assert.equal(next.code, 0, next.stderr);
+  }
+});
+
+test('nothing escapes its place: outside external data is refused; files go only under the cache', async () => {
+  const root = scratchDir('escape');
+  const evil = join(root, 'evil');
+  cpSync(MODEL, evil, { recursive: true });
+  const model = decodeModel(readFileSync(join(evil, 'onnx', 'model.onnx')));
+  const wte = model.graph.initializer.find((t) => t.dims.length === 2 && t.dims[0] === 50257)!;
+  wte.raw_data = undefined;
+  wte.data_location = 1;
+  wte.external_data = [{ key: 'location', value: '../../secret.bin' }, { key: 'offset', value: '0' }, { key: 'length', value: '16' }];
+  writeFileSync(join(evil, 'onnx', 'model.onnx'), encodeModel(model));
+  writeFileSync(join(root, 'secret.bin'), 'x'.repeat(64));
+  assertOneLineError(await runCli(['topk', '--model', evil], { env: { LENS_CACHE: join(root, 'cache') } }), 1, /outside the model directory/);
+
+  // With a fresh HOME and working directory, a run writes only under the cache it is given.
+  const home = join(root, 'home'), cwd = join(root, 'cwd'), xdg = join(root, 'xdg');
+  for (const d of [home, cwd, xdg]) mkdirSync(d);
+  const r = await new Promise<number | null>((resolve) => {
+    const child = spawn(process.execPath, [LENS_BIN, 'topk', '--model', MODEL, 'hello'], { cwd, env: { ...process.env, HOME: home, XDG_CACHE_HOME: xdg, LENS_CACHE: '' }, stdio: 'ignore' });
+    child.on('close', resolve);
+  });
+  assert.equal(r, 0);
+  assert.deepEqual(readdirSync(home), []);
+  assert.deepEqual(readdirSync(cwd), []);
+  assert.deepEqual(readdirSync(xdg), ['lens'], 'the default cache is ${XDG_CACHE_HOME}/lens');
+  assert.deepEqual(readdirSync(join(xdg, 'lens')), ['lens']);
+});
