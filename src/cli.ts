@@ -85,11 +85,13 @@ async function execute(load: () => Promise<LensCommand>, positional: string[], o
     ...opts.targetId.map((id) => ({ id })), ...(opts.goldId ?? []).map((id) => ({ id })),
   ];
   if (targets.length === 0 && defaults.target !== undefined) targets.push({ text: defaults.target });
+  const warnings: string[] = [];
   const showProgress = process.stderr.isTTY === true;
   const options: AnalyzeOptions = {
     model: opts.model, dtype: opts.dtype, raw: !!opts.raw, position: opts.position, k: opts.topK,
     offline: !!opts.offline || offlineFromEnv(env), targets, env, batch: opts.file !== undefined,
-    warn: (message) => process.stderr.write(`lens: warning: ${message}\n`),
+    // Warnings are held until the run succeeds, so that a failed run prints exactly one line.
+    warn: (message) => warnings.push(message),
     progress: showProgress ? progressBar() : undefined,
     onPrepare: () => { if (showProgress) process.stderr.write('lens: preparing the model for the lens (once per model)…\n'); },
   };
@@ -99,6 +101,7 @@ async function execute(load: () => Promise<LensCommand>, positional: string[], o
     if (opts.json) process.stdout.write(`${JSON.stringify(record)}\n`);
     else { process.stdout.write(`${first ? '' : '\n'}${text}\n`); first = false; }
   }
+  for (const message of warnings) process.stderr.write(`lens: warning: ${message}\n`);
 }
 
 function progressBar() {
