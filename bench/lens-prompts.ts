@@ -1,7 +1,9 @@
 // Per-prompt cost of the lens inside one process: load once, then time each prompt through
-// the same path the CLI takes (tokenize, run, build the record). Prints JSON timings.
+// the same path the CLI takes (tokenize, run, build the record), and the model run alone.
+// Prints JSON timings.
 import { performance } from 'node:perf_hooks';
 import { analyze } from '../src/commands/analyze.js';
+import { loadLensModel } from '../src/model/runtime.js';
 
 const [dir, promptsJson] = process.argv.slice(2);
 const prompts = JSON.parse(promptsJson) as string[];
@@ -9,12 +11,21 @@ const options = {
   model: dir, dtype: 'fp32' as const, raw: false, position: -1, k: 5, offline: true,
   targets: [{ text: ' football' }], env: process.env, warn: () => {}, batch: true,
 };
-async function* timed(list: string[], marks: number[]) {
-  for (const p of list) { marks.push(performance.now()); yield p; }
-}
-const marks: number[] = [];
+// The marginal cost of one more prompt in a batch: the time between consecutive records
+// (prompts are read ahead and overlapped, so a prompt's own latency is not its cost).
 const done: number[] = [];
 const list = [prompts[0], ...prompts, ...prompts, ...prompts];
-for await (const _ of analyze(timed(list, marks), options)) done.push(performance.now());
-const perPrompt = done.slice(1).map((t, i) => t - marks[i + 1]);
-process.stdout.write(JSON.stringify({ perPrompt, maxRssKb: process.resourceUsage().maxRSS }));
+for await (const _ of analyze(list, options)) done.push(performance.now());
+const perPrompt = done.slice(1).map((t, i) => t - done[i]);
+
+// The model run alone (no record building), to show where per-prompt time goes.
+const model = await loadLensModel(dir, options);
+const runOnly: number[] = [];
+for (const p of list) {
+  const ids = model.encode(p);
+  const start = performance.now();
+  await model.run(ids, [ids.length - 1], 'norm');
+  runOnly.push(performance.now() - start);
+}
+await model.dispose();
+process.stdout.write(JSON.stringify({ perPrompt, runOnly: runOnly.slice(1), maxRssKb: process.resourceUsage().maxRSS }));

@@ -6,7 +6,8 @@ import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeModel, encodeModel } from '../src/onnx/proto.js';
-import { fixture, LENS_BIN, runCli, scratchDir, assertOneLineError } from './helpers.js';
+import { fixture, LENS_BIN, runCli, scratchDir, assertOneLineError, TINY } from './helpers.js';
+import { writeFixture } from './fixtures/gpt2.js';
 import { startHub } from './hub-server.js';
 
 const { dir: MODEL } = fixture('opset14-flat');
@@ -79,6 +80,19 @@ test('a truncated or garbled cache entry is detected and rebuilt', async () => {
   assert.equal(again.code, 0, again.stderr);
   assert.equal(again.stdout, first.stdout);
   assert.ok(hub.requests.some((p) => p.endsWith('onnx/model.onnx')), 'the damaged file was fetched again');
+});
+
+test('a model changed in place is never served from a stale cache entry', async () => {
+  const dir = join(scratchDir('changed'), 'model');
+  const cache = scratchDir('changed-cache');
+  writeFixture(dir, 'opset14-flat', { ...TINY, seed: 1 });
+  const before = await runCli(['topk', '--model', dir, '--json', 'hello'], { env: { LENS_CACHE: cache } });
+  writeFixture(dir, 'opset14-flat', { ...TINY, seed: 2 }); // same shapes and sizes, other weights
+  const after = await runCli(['topk', '--model', dir, '--json', 'hello'], { env: { LENS_CACHE: cache } });
+  const fresh = await runCli(['topk', '--model', dir, '--json', 'hello'], { env: { LENS_CACHE: scratchDir('changed-fresh') } });
+  assert.equal(after.code, 0, after.stderr);
+  assert.notEqual(after.stdout, before.stdout);
+  assert.equal(after.stdout, fresh.stdout);
 });
 
 function manyPrompts(n: number): string {
