@@ -25,10 +25,13 @@ export function assertClose(actual: ArrayLike<number> | number, expected: ArrayL
 /** The tiny model shape the tests use: GPT-2's architecture and vocabulary, 3 layers, d = 32. */
 export const TINY: Gpt2Config = { layers: 3, d: 32, heads: 4, nPositions: 64, seed: 7 };
 
+const scratchDirs: string[] = [];
+process.on('exit', () => { for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true }); });
+
 /** A scratch directory removed when the process exits. */
 export function scratchDir(name: string): string {
   const dir = mkdtempSync(join(tmpdir(), `lens-${name}-`));
-  process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
+  scratchDirs.push(dir);
   return dir;
 }
 

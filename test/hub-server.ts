@@ -55,4 +55,3 @@ export async function startHub(): Promise<HubServer> {
   };
 }
 
-export { readFileSync };

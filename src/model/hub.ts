@@ -11,6 +11,8 @@ export interface ResolvedModel {
   dir: string;
   /** What the user named (a repo id or the directory). */
   id: string;
+  /** Downloaded into the cache: its files never change in place (a new download replaces them whole). */
+  downloaded: boolean;
 }
 
 export interface ResolveOptions {
@@ -39,18 +41,18 @@ export function modelFiles(dtype: Dtype): { required: string[]; optional: string
 
 /** Resolves --model to a directory, downloading a hub model on first use. Throws UserError. */
 export async function resolveModel(spec: string, options: ResolveOptions): Promise<ResolvedModel> {
-  if (looksLikePath(spec)) return { dir: localDirectory(spec, options.dtype), id: spec };
+  if (looksLikePath(spec)) return { dir: localDirectory(spec, options.dtype), id: spec, downloaded: false };
   if (!REPO_ID.test(spec) || spec.split('/').some((part) => part === '.' || part === '..' || part.startsWith('.'))) {
     throw new UserError(`not a model directory or a hub repo id: ${JSON.stringify(spec)}`, 'give a directory path or an id like Xenova/gpt2', 2);
   }
   const dir = join(cacheRoot(options.env), 'hub', ...spec.split('/'));
-  if (existsSync(join(dir, COMPLETE_MARKER)) && cachedComplete(dir, options.dtype)) return { dir, id: spec };
+  if (existsSync(join(dir, COMPLETE_MARKER)) && cachedComplete(dir, options.dtype)) return { dir, id: spec, downloaded: true };
   if (options.offline) {
     throw new UserError(`model ${spec} is not in the cache and the network is off (offline mode)`,
       `run once with network access (lens topk --model ${spec} "hello"), or copy the model directory and pass it with --model DIR`);
   }
   await download(spec, dir, options);
-  return { dir, id: spec };
+  return { dir, id: spec, downloaded: true };
 }
 
 function localDirectory(spec: string, dtype: Dtype): string {

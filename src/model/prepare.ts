@@ -55,13 +55,17 @@ function fileDigest(path: string): string {
   return hash.digest('hex');
 }
 
-/** A fingerprint of the files a model's graph comes from: the config, and each file's time and sampled bytes. */
-function sourceKey(modelDir: string, dtype: Dtype): string {
+/**
+ * A fingerprint of the files a model's graph comes from: the config, and each file's sampled bytes and,
+ * for a user's directory (edited in place), its modification time. Downloads are keyed by content
+ * alone: concurrent downloads of the same file land with different times.
+ */
+function sourceKey(modelDir: string, dtype: Dtype, withTimes: boolean): string {
   const hash = createHash('sha256').update(`lens-rewrite-${REWRITE_VERSION}\0${dtype}\0`);
   hash.update(readFileSync(join(modelDir, 'config.json')));
   const onnx = join(modelDir, onnxFileFor(dtype));
   for (const path of [onnx, `${onnx}_data`, `${onnx}.data`]) {
-    if (existsSync(path)) hash.update(`${basename(path)}\0${statSync(path).mtimeMs}\0${fileDigest(path)}\0`);
+    if (existsSync(path)) hash.update(`${basename(path)}\0${withTimes ? statSync(path).mtimeMs : ''}\0${fileDigest(path)}\0`);
   }
   return hash.digest('hex').slice(0, 32);
 }
@@ -78,9 +82,9 @@ function goodEntry(dir: string): EntryMarker | undefined {
 }
 
 /** Returns the cached lens model for `modelDir`, building it first if needed. Throws UserError for unreadable models. */
-export async function prepareLensModel(modelDir: string, dtype: Dtype, layers: number, env: NodeJS.ProcessEnv = process.env, onBuild?: () => void): Promise<PreparedModel> {
+export async function prepareLensModel(modelDir: string, dtype: Dtype, layers: number, downloaded: boolean, env: NodeJS.ProcessEnv = process.env, onBuild?: () => void): Promise<PreparedModel> {
   const root = join(cacheRoot(env), 'lens');
-  const dir = join(root, sourceKey(modelDir, dtype));
+  const dir = join(root, sourceKey(modelDir, dtype, !downloaded));
   const cached = goodEntry(dir);
   if (cached) return { dir, built: false, tiedHead: cached.tiedHead };
   onBuild?.();

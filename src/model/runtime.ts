@@ -65,7 +65,7 @@ function readJson(path: string): Record<string, unknown> {
 export async function loadLensModel(spec: string, options: LoadOptions): Promise<LensModel> {
   const env = options.env ?? process.env;
   configureTransformers(env);
-  const { dir, id } = await resolveModel(spec, options);
+  const { dir, id, downloaded } = await resolveModel(spec, options);
   readJson(join(dir, 'config.json'));
   const config = (await AutoConfig.from_pretrained(dir, { local_files_only: true })) as unknown as Record<string, number>;
   const layers = Number(config.n_layer ?? config.num_hidden_layers);
@@ -91,7 +91,7 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
       dtype: options.dtype as Dtype, device: 'cpu', local_files_only: true, session_options,
     } as never);
   };
-  let prepared = await prepareLensModel(dir, options.dtype, layers, env, options.onPrepare);
+  let prepared = await prepareLensModel(dir, options.dtype, layers, downloaded, env, options.onPrepare);
   let model: PreTrainedModel;
   try {
     model = await load(prepared);
@@ -99,7 +99,7 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
     if (prepared.built) throw new UserError(`onnxruntime cannot load ${id}: ${firstLine((error as Error).message)}`);
     // A cached entry that passed its checks but does not load: damaged in a way they miss. Rebuild once.
     discardEntry(prepared.dir);
-    prepared = await prepareLensModel(dir, options.dtype, layers, env, options.onPrepare);
+    prepared = await prepareLensModel(dir, options.dtype, layers, downloaded, env, options.onPrepare);
     try {
       model = await load(prepared);
     } catch (retryError) {
