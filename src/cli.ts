@@ -156,7 +156,7 @@ export async function main(argv: string[]): Promise<number> {
   process.on('SIGINT', () => { process.stderr.write('\nlens: interrupted\n'); process.exit(130); });
   try {
     const program = buildProgram();
-    if (argv.length <= 2) { process.stdout.write(program.helpInformation()); return 2; }
+    if (argv.length <= 2) { process.stderr.write(program.helpInformation()); return 2; } // no command: usage, on stderr
     await program.parseAsync(argv);
     return 0;
   } catch (error) {
