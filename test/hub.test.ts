@@ -7,7 +7,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { LensRecord } from '../src/lens/record.js';
 import { resolveModel } from '../src/model/hub.js';
-import { assertOneLineError, fixture, runCli, scratchDir } from './helpers.js';
+import { assertOneLineError, fixture, LENS_BIN, runCli, scratchDir } from './helpers.js';
 import { startHub } from './hub-server.js';
 
 const { dir: MODEL } = fixture('opset17-merged-external');
@@ -100,4 +100,21 @@ test('failures: refused, 404, stalled and short bodies each give one line within
     const retry = await runCli(['topk', '--model', 'tiny/gpt2', '--json', 'hi'], { env: env(cache) });
     assert.equal(retry.code, 0, `${name} retry: ${retry.stderr}`);
   }
+});
+
+test('on a terminal, the download shows a progress bar on stderr', async () => {
+  // script(1) (util-linux, essential on Debian) runs lens on a pseudo-terminal.
+  const cache = scratchDir('hub-tty');
+  const command = [process.execPath, LENS_BIN, 'topk', '--model', 'tiny/gpt2', 'hi'].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const { spawn } = await import('node:child_process');
+  const output = await new Promise<string>((resolve, reject) => {
+    const child = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, ...env(cache) }, stdio: ['ignore', 'pipe', 'inherit'] });
+    let text = '';
+    child.stdout.setEncoding('utf8').on('data', (d) => (text += d));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(text) : reject(new Error(`script exited ${code}: ${text}`))));
+  });
+  assert.match(output, /downloading onnx\/model\.onnx: [\d.]+\/[\d.]+ MB 100%/);
+  assert.match(output, /preparing the model for the lens/);
+  assert.match(output, /L03/);
 });
