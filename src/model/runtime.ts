@@ -2,7 +2,7 @@
 // config and the rewritten model, and runs the lens. Imported lazily, only when a command runs.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { AutoConfig, AutoModelForCausalLM, AutoTokenizer, env as hfEnv, Tensor, type PreTrainedModel, type PreTrainedTokenizer } from '@huggingface/transformers';
+import { AutoModelForCausalLM, AutoTokenizer, env as hfEnv, Tensor, type PreTrainedModel, type PreTrainedTokenizer } from '@huggingface/transformers';
 import { UserError } from '../errors.js';
 import { LENS_IO } from '../onnx/lens-graph.js';
 import { resolveModel, type ResolveOptions } from './hub.js';
@@ -66,14 +66,13 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
   const env = options.env ?? process.env;
   configureTransformers(env);
   const { dir, id, downloaded } = await resolveModel(spec, options);
-  readJson(join(dir, 'config.json'));
-  const config = (await AutoConfig.from_pretrained(dir, { local_files_only: true })) as unknown as Record<string, number>;
+  // The model's own loading reads the config through transformers.js; here only three numbers are needed.
+  const config = readJson(join(dir, 'config.json')) as Record<string, number>;
   const layers = Number(config.n_layer ?? config.num_hidden_layers);
   const vocabSize = Number(config.vocab_size);
   const contextLength = Number(config.n_positions ?? config.max_position_embeddings ?? Infinity);
   if (!(layers > 0) || !(vocabSize > 0)) throw new UserError(`${join(dir, 'config.json')} does not give the number of layers and the vocabulary size`);
 
-  readJson(join(dir, 'tokenizer.json'));
   let tokenizer: PreTrainedTokenizer;
   try {
     tokenizer = await AutoTokenizer.from_pretrained(dir, { local_files_only: true });
