@@ -74,6 +74,7 @@ const baselineWall = median(baselineRuns.map((r) => r.wallMs));
 const baselineRss = median(baselineParsed.map((b) => b.maxRssKb / 1024));
 rmSync(cache, { recursive: true, force: true });
 
+const timing = (r: ProcessRun) => ({ wallMs: r.wallMs, maxRssMb: r.maxRssMb });
 const row = (name: string, ms: number, rss: number, ratio: number, target: string) => ({ name, ms: Math.round(ms), rssMb: Math.round(rss), ratio: Number(ratio.toFixed(3)), target });
 const rows = [
   row('prepare', median(prepare.map((r) => r.wallMs)), median(prepare.map((r) => r.maxRssMb)), median(prepare.map((r) => r.wallMs)) / baselineWall, '≤ 15 s, RSS ≤ 2× model'),
@@ -97,9 +98,9 @@ const report = {
     record: 'one exp pass per layer (logZ and entropy together); KL to the final layer as a dot product',
   },
   rows,
-  raw: { prepare, cold: cold.map((r) => ({ wallMs: r.wallMs, maxRssMb: r.maxRssMb })), help: help.map((r) => r.wallMs), lensPerPrompt: lensParsed.perPrompt, lensRunOnly: lensParsed.runOnly, baseline: baselineParsed },
+  raw: { prepare: prepare.map(timing), cold: cold.map(timing), help: help.map((r) => r.wallMs), lensPerPrompt: lensParsed.perPrompt, lensRunOnly: lensParsed.runOnly, baseline: baselineParsed },
 };
-writeFileSync(join(ROOT, 'bench', 'report.json'), `${JSON.stringify({ ...report, raw: { ...report.raw, prepare: prepare.map((r) => ({ wallMs: r.wallMs, maxRssMb: r.maxRssMb })) } }, null, 2)}\n`);
+writeFileSync(join(ROOT, 'bench', 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
 
 const fmt = (n: number, unit: string) => (Number.isFinite(n) ? `${n}${unit}` : '—');
 const lines = [

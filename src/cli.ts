@@ -10,6 +10,7 @@ import { colorEnabled } from './render/style.js';
 
 const VERSION = '0.1.0';
 const DEFAULT_MODEL = 'Xenova/gpt2';
+// The notebook's prompts and target: the defaults of the commands.
 const NOTEBOOK_PROMPTS = ['Paris is capital of', 'Alan Turing was a', 'The most famous sports in USA is'];
 const CHART_PROMPTS = ['The most famous sports in USA is'];
 const CHART_TARGET = ' football';
@@ -116,14 +117,17 @@ function progressBar() {
   };
 }
 
-/** Builds the program; `run` is called with each command's action. */
+/** Commander's own errors as one `lens: …` line. */
+const oneLineErrors = { outputError: (str: string, write: (s: string) => void) => write(`lens: ${str.trim().replace(/^error: /, '').split('\n')[0]}\n`) };
+
+/** Builds the program; each command's action runs the lens and prints. */
 export function buildProgram(): Command {
   const program = new Command('lens')
     .description('Logit lens for GPT-2: what each layer would predict')
     .version(VERSION)
     .showSuggestionAfterError(true)
     .exitOverride()
-    .configureOutput({ outputError: (str, write) => write(`lens: ${str.trim().replace(/^error: /, '').split('\n')[0]}\n`) });
+    .configureOutput(oneLineErrors);
 
   addCommonOptions(program.command('topk').argument('[prompts...]', 'prompts (default: the three notebook prompts)')
     .description('top-k tokens of every layer'))
@@ -139,7 +143,7 @@ export function buildProgram(): Command {
     .option('--gold-id <n>', 'gold token id (same as --target-id); repeatable', collect(integer(0, '--gold-id')), [])
     .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/rank.js')).rank, prompts, opts, { prompts: CHART_PROMPTS, target: CHART_TARGET }));
 
-  for (const cmd of program.commands) cmd.exitOverride().configureOutput({ outputError: (str, write) => write(`lens: ${str.trim().replace(/^error: /, '').split('\n')[0]}\n`) });
+  for (const cmd of program.commands) cmd.exitOverride().configureOutput(oneLineErrors);
   return program;
 }
 

@@ -46,7 +46,7 @@ export async function resolveModel(spec: string, options: ResolveOptions): Promi
     throw new UserError(`not a model directory or a hub repo id: ${JSON.stringify(spec)}`, 'give a directory path or an id like Xenova/gpt2', 2);
   }
   const dir = join(cacheRoot(options.env), 'hub', ...spec.split('/'));
-  if (existsSync(join(dir, COMPLETE_MARKER)) && cachedComplete(dir, options.dtype)) return { dir, id: spec, downloaded: true };
+  if (cachedComplete(dir, options.dtype)) return { dir, id: spec, downloaded: true };
   if (options.offline) {
     throw new UserError(`model ${spec} is not in the cache and the network is off (offline mode)`,
       `run once with network access (lens topk --model ${spec} "hello"), or copy the model directory and pass it with --model DIR`);

@@ -92,16 +92,16 @@ export async function prepareLensModel(modelDir: string, dtype: Dtype, layers: n
   removeStaleTemporaries(root);
   const tmp = temporaryPath(dir);
   try {
-    await buildInWorker({ modelDir, dtype, layers, tmp });
+    const { tiedHead } = await buildInWorker({ modelDir, dtype, layers, tmp });
     for (let attempt = 0; ; attempt++) {
       try {
         commitTemporary(tmp, dir);
-        return { dir, built: true, tiedHead: goodEntry(dir)?.tiedHead ?? false };
+        return { dir, built: true, tiedHead };
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
         if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
-        const cached = goodEntry(dir);
-  if (cached) return { dir, built: false, tiedHead: cached.tiedHead }; // another process finished first
+        const theirs = goodEntry(dir);
+        if (theirs) return { dir, built: false, tiedHead: theirs.tiedHead }; // another process finished first
         if (attempt > 0) throw error;
         discardEntry(dir);
       }
@@ -124,14 +124,14 @@ export interface BuildJob { modelDir: string; dtype: Dtype; layers: number; tmp:
  * Builds an entry in a worker thread: the source protobuf (as large as the model) is read there
  * and freed with the worker, before the main thread maps the rewritten model.
  */
-function buildInWorker(job: BuildJob): Promise<void> {
+function buildInWorker(job: BuildJob): Promise<{ tiedHead: boolean }> {
   return new Promise((resolvePromise, reject) => {
     const worker = new Worker(new URL('./prepare-worker.js', import.meta.url), { workerData: job });
-    let outcome: { ok: true } | { ok: false; message: string; hint?: string; user: boolean; stack?: string } | undefined;
+    let outcome: { ok: true; tiedHead: boolean } | { ok: false; message: string; hint?: string; user: boolean; stack?: string } | undefined;
     worker.on('message', (m) => (outcome = m));
     worker.on('error', reject);
     worker.on('exit', () => {
-      if (outcome?.ok) resolvePromise();
+      if (outcome?.ok) resolvePromise({ tiedHead: outcome.tiedHead });
       else if (outcome && outcome.user) reject(new UserError(outcome.message, outcome.hint));
       else if (outcome) reject(Object.assign(new Error(outcome.message), { stack: outcome.stack }));
       else reject(new Error('the model preparation worker stopped without a result'));
@@ -173,8 +173,8 @@ function transposeCheck(reader: ExternalDataReader): TransposeCheck {
   };
 }
 
-/** Builds a cache entry in `job.tmp` (run in the preparation worker). Throws UserError for unreadable models. */
-export function buildEntry({ modelDir, dtype, layers, tmp }: BuildJob): void {
+/** Builds a cache entry in `job.tmp` (run in the preparation worker); returns whether its head is tied. Throws UserError for unreadable models. */
+export function buildEntry({ modelDir, dtype, layers, tmp }: BuildJob): { tiedHead: boolean } {
   const onnxRel = onnxFileFor(dtype);
   const source = join(modelDir, onnxRel);
   const model = readModel(source);
@@ -205,4 +205,5 @@ export function buildEntry({ modelDir, dtype, layers, tmp }: BuildJob): void {
   const files = Object.fromEntries([onnxRel, `onnx/${dataName}`, 'config.json'].map((f) => [f, { size: statSync(join(tmp, f)).size, digest: fileDigest(join(tmp, f)) }]));
   const marker: EntryMarker = { version: REWRITE_VERSION, source: modelDir, dtype, tiedHead, files };
   writeFileSync(join(tmp, ENTRY_MARKER), JSON.stringify(marker));
+  return { tiedHead };
 }

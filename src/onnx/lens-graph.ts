@@ -59,8 +59,7 @@ function declaredLastDim(graph: Graph, name: string): number {
 }
 
 /** Finds the residual stream, final norm and unembedding of a flat pre-norm decoder graph. Throws GraphStructureError. */
-export function findDecoderStructure(graph: Graph, layers: number): DecoderStructure {
-  const index = new GraphIndex(graph);
+export function findDecoderStructure(graph: Graph, layers: number, index = new GraphIndex(graph)): DecoderStructure {
   if (graph.output.length === 0) throw new GraphStructureError('the graph has no outputs');
   // The logits are the output with the widest last dimension (the vocabulary).
   const logits = graph.output.map((o) => o.name).reduce((a, b) => (declaredLastDim(graph, b) > declaredLastDim(graph, a) ? b : a));
@@ -162,8 +161,8 @@ function int64Initializer(name: string, values: number[]): Tensor {
  */
 export function addLensOutputs(model: Model, layers: number, isTransposeOf?: TransposeCheck): { model: Model; structure: DecoderStructure; tiedEmbedding?: string } {
   const graph = inlineNoPastBranch(model.graph);
-  const structure = findDecoderStructure(graph, layers);
   const index = new GraphIndex(graph);
+  const structure = findDecoderStructure(graph, layers, index);
   const { residuals, finalNormOutput, logits } = structure;
   const rLast = residuals[residuals.length - 1];
   const nodes: Node[] = [];
