@@ -6,7 +6,6 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { writeFixture } from '../test/fixtures/gpt2.js';
 import { ROOT } from '../test/helpers.js';
 
 const FORM = 'opset14-merged';
@@ -26,7 +25,8 @@ function modelDir(): string {
   if (!existsSync(marker)) {
     process.stderr.write(`building a random GPT-2-small (${FORM}) in ${dir} …\n`);
     rmSync(dir, { recursive: true, force: true });
-    writeFixture(dir, FORM, SHAPE);
+    const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'bench', 'build-model.js'), dir, FORM, JSON.stringify(SHAPE)], { stdio: 'inherit' });
+    if (r.status !== 0) throw new Error(`building the benchmark model failed (${r.status})`);
     writeFileSync(marker, JSON.stringify(SHAPE));
   }
   return dir;
@@ -34,7 +34,10 @@ function modelDir(): string {
 
 interface ProcessRun { wallMs: number; maxRssMb: number; stdout: string }
 
-/** Runs a node script; wall time from spawn to exit, peak RSS as the child reports it. */
+/**
+ * Runs a node script; wall time from spawn to exit, peak RSS as the child reports it (Linux counts a
+ * child's peak from the spawning process's size, so this process stays small: see build-model.ts).
+ */
 function runNode(args: string[], env: NodeJS.ProcessEnv = {}): ProcessRun {
   const rssFile = join(tmpdir(), `lens-bench-rss-${process.pid}`);
   rmSync(rssFile, { force: true });
