@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { AutoModelForCausalLM, AutoTokenizer, env as hfEnv, Tensor, type PreTrainedModel, type PreTrainedTokenizer } from '@huggingface/transformers';
 import { UserError } from '../errors.js';
 import { LENS_IO } from '../onnx/lens-graph.js';
+import { readArchitecture } from './architecture.js';
 import { resolveModel, type ResolveOptions } from './hub.js';
 import { cacheRoot, type Dtype } from './paths.js';
 import { discardEntry, prepareLensModel, type PreparedModel } from './prepare.js';
@@ -25,6 +26,8 @@ export interface LensModel {
   vocabSize: number;
   /** The longest sequence the model takes (n_positions). */
   contextLength: number;
+  /** Token ids of a prompt as the tokenizer's post-processor writes them (a BOS it adds is at position 0). */
+  encodePrompt(text: string): number[];
   /** Token ids of a text, with no special tokens added. */
   encode(text: string): number[];
   /** The text of one token, leading spaces kept. */
@@ -66,12 +69,11 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
   const env = options.env ?? process.env;
   configureTransformers(env);
   const { dir, id, downloaded } = await resolveModel(spec, options);
-  // The model's own loading reads the config through transformers.js; here only three numbers are needed.
-  const config = readJson(join(dir, 'config.json')) as Record<string, number>;
-  const layers = Number(config.n_layer ?? config.num_hidden_layers);
-  const vocabSize = Number(config.vocab_size);
-  const contextLength = Number(config.n_positions ?? config.max_position_embeddings ?? Infinity);
-  if (!(layers > 0) || !(vocabSize > 0)) throw new UserError(`${join(dir, 'config.json')} does not give the number of layers and the vocabulary size`);
+  // The model's own loading reads the config through transformers.js; lens reads its shape
+  // through the architecture table (each family's field names) and refuses non-decoders here.
+  const configPath = join(dir, 'config.json');
+  const arch = readArchitecture(readJson(configPath), configPath);
+  const { layers, vocabSize, contextLength } = arch;
 
   let tokenizer: PreTrainedTokenizer;
   try {
@@ -108,6 +110,7 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
 
   return {
     id, layers, vocabSize, contextLength,
+    encodePrompt: (text) => tokenizer.encode(text, { add_special_tokens: true }),
     encode: (text) => tokenizer.encode(text, { add_special_tokens: false }),
     tokenText: (tokenId) => tokenizer.decode([tokenId], { skip_special_tokens: false, clean_up_tokenization_spaces: false }),
     async run(ids, positions, mode) {

@@ -2,33 +2,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import ort from 'onnxruntime-node';
 import { loadLensModel } from '../../src/model/runtime.js';
 import { FORMS, VOCAB } from '../fixtures/gpt2.js';
-import { referenceForward, referenceLens } from '../reference/gpt2.js';
-import { assertClose, fixture, scratchDir, TINY } from '../helpers.js';
+import { referenceForward } from '../reference/gpt2.js';
+import { fixture, scratchDir, TINY } from '../helpers.js';
+import { assertLensMatches, ownLogits } from './lens-check.js';
 
 const TOL = 1e-4;
 const PROMPT = 'The most famous sports in USA is';
 const env = { ...process.env, LENS_CACHE: scratchDir('parity-cache') };
-
-/** The original (unrewritten) model's own logits for `ids`, [T, V]. */
-async function ownLogits(dir: string, ids: number[]): Promise<Float32Array> {
-  const session = await ort.InferenceSession.create(join(dir, 'onnx', 'model.onnx'));
-  const T = ids.length;
-  const feeds: Record<string, ort.Tensor> = {
-    input_ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, T]),
-    attention_mask: new ort.Tensor('int64', new BigInt64Array(T).fill(1n), [1, T]),
-    position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: T }, (_, i) => BigInt(i)), [1, T]),
-  };
-  for (const name of session.inputNames) {
-    if (name.startsWith('past_key_values')) feeds[name] = new ort.Tensor('float32', new Float32Array(0), [1, TINY.heads, 0, TINY.d / TINY.heads]);
-    if (name === 'use_cache_branch') feeds[name] = new ort.Tensor('bool', [false], [1]);
-  }
-  const out = await session.run(feeds);
-  await session.release();
-  return out.logits.data as Float32Array;
-}
 
 for (const form of Object.keys(FORMS)) {
   test(`lens matches the reference forward pass: ${form}`, async () => {
@@ -39,23 +21,8 @@ for (const form of Object.keys(FORMS)) {
       assert.deepEqual(ids, [464, 749, 5863, 5701, 287, 4916, 318]);
       const positions = [ids.length - 1, 2];
       const ref = referenceForward(weights, ids);
-      const L = TINY.layers, P = positions.length, d = TINY.d;
-      const own = await ownLogits(dir, ids);
-      for (const mode of ['norm', 'raw'] as const) {
-        const run = await model.run(ids, positions, mode);
-        assert.equal(run.logits.length, (L + 1) * P * VOCAB);
-        positions.forEach((pos, p) => {
-          const expected = referenceLens(ref, pos, mode === 'raw');
-          for (let l = 0; l <= L; l++) {
-            const row = (l * P + p);
-            assertClose(run.hidden.subarray(row * d, (row + 1) * d), ref.residual[l][pos], TOL, `${mode} hidden L${l} pos ${pos}`);
-            assertClose(run.logits.subarray(row * VOCAB, (row + 1) * VOCAB), expected[l], TOL, `${mode} lens L${l} pos ${pos}`);
-          }
-          // The last lens layer is the model's own output.
-          const last = (L * P + p) * VOCAB;
-          assertClose(run.logits.subarray(last, last + VOCAB), own.subarray(pos * VOCAB, (pos + 1) * VOCAB), TOL, `${mode} last layer vs model logits`);
-        });
-      }
+      assert.equal(model.vocabSize, VOCAB);
+      await assertLensMatches(model, ids, positions, ref, await ownLogits(join(dir, 'onnx', 'model.onnx'), ids, [TINY.heads, TINY.d / TINY.heads]), TINY.d, TOL);
     } finally {
       await model.dispose();
     }
