@@ -16,10 +16,10 @@ const env = { ...process.env, LENS_CACHE: scratchDir('parity-families-cache') };
 const root = scratchDir('family-fixtures');
 
 const FAMILY_FORMS: [Family, string][] = [
-  ['llama', 'flat'], ['llama', 'flat-nocast'], ['llama', 'merged'],
-  ['qwen2', 'flat'], ['qwen2', 'merged'],
-  ['gemma', 'flat'], ['gemma', 'merged'],
-  ['gpt_neox', 'flat'], ['gpt_neox', 'opset17-flat'], ['gpt_neox', 'merged'],
+  ['llama', 'flat'], ['llama', 'flat-nocast'], ['llama', 'merged'], ['llama', 'ort-fused'],
+  ['qwen2', 'flat'], ['qwen2', 'merged'], ['qwen2', 'ort-fused'],
+  ['gemma', 'flat'], ['gemma', 'merged'], ['gemma', 'ort-fused'],
+  ['gpt_neox', 'flat'], ['gpt_neox', 'opset17-flat'], ['gpt_neox', 'merged'], ['gpt_neox', 'ort-fused'],
 ];
 
 for (const [family, form] of FAMILY_FORMS) {

@@ -1,0 +1,58 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { addLensOutputs, findDecoderStructure, inlineNoPastBranch, LENS_IO } from '../../src/onnx/lens-graph.js';
+import { splitSkipNorms } from '../../src/onnx/fused-norms.js';
+import { decodeModel, encodeModel } from '../../src/onnx/proto.js';
+import { buildDecoderModel, DECODER_FORMS, makeDecoderWeights, tinyConfig, type Family } from '../fixtures/llama.js';
+import { ownLogits } from '../model/lens-check.js';
+import { assertClose, scratchDir } from '../helpers.js';
+
+const FAMILIES: Family[] = ['llama', 'qwen2', 'gemma', 'gpt_neox'];
+
+for (const family of FAMILIES) for (const [name, form] of Object.entries(DECODER_FORMS)) {
+  test(`structure of ${family} found by shape: ${name}`, () => {
+    const model = decodeModel(encodeModel(buildDecoderModel(makeDecoderWeights(tinyConfig(family)), form)));
+    const graph = splitSkipNorms(inlineNoPastBranch(model.graph));
+    const structure = findDecoderStructure(graph, 3);
+    assert.equal(new Set(structure.residuals).size, 4);
+    const { model: rewritten } = addLensOutputs(model, 3);
+    assert.deepEqual(rewritten.graph.output.map((o) => o.name), [LENS_IO.logits, LENS_IO.hidden]);
+    // A flat export keeps its past inputs (its attention concatenates them); transformers.js feeds
+    // them empty, sized from the fixed KV-head and head-size dims.
+    for (const input of rewritten.graph.input.filter((i) => i.name.startsWith('past_key_values'))) {
+      const dims = input.type!.tensor_type!.shape!.dim;
+      assert.deepEqual([dims[0].dim_param, Number(dims[1].dim_value), Number(dims[3].dim_value)], ['batch_size', tinyConfig(family).kvHeads, 32 / tinyConfig(family).heads]);
+    }
+  });
+}
+
+test('the fused fixtures are what the optimizer writes: the final Skip norm has no residual output', () => {
+  for (const family of FAMILIES) {
+    const graph = buildDecoderModel(makeDecoderWeights(tinyConfig(family)), DECODER_FORMS['ort-fused']).graph;
+    const skips = graph.node.filter((n) => n.op_type.startsWith('Skip'));
+    assert.equal(skips.length, family === 'gpt_neox' ? 3 : 6, family);
+    assert.ok(skips.every((n) => n.domain === 'com.microsoft'));
+    assert.equal(skips.filter((n) => !n.output[3]).length, 1, `${family}: only the final norm lacks output 3`);
+    // Without splitting, the residual adds are gone: the walk cannot find a residual chain.
+    assert.throws(() => findDecoderStructure(graph, 3));
+  }
+});
+
+test('the fused graphs compute what the unfused exports compute', async () => {
+  const dir = scratchDir('fused-vs-plain');
+  const ids = [1, 300, 301, 302, 40, 41];
+  for (const family of FAMILIES) {
+    const w = makeDecoderWeights(tinyConfig(family));
+    const paths = ['flat-nocast', 'ort-fused'].map((form) => {
+      const path = join(dir, `${family}-${form}.onnx`);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(path, encodeModel(buildDecoderModel(w, { ...DECODER_FORMS[form], opset: 17 })));
+      return path;
+    });
+    const past: [number, number] = [w.config.kvHeads, w.config.d / w.config.heads];
+    const [plain, fused] = await Promise.all(paths.map((p) => ownLogits(p, ids, past)));
+    assertClose(fused, plain, 1e-4, `${family} fused vs plain logits`);
+  }
+});
