@@ -20,6 +20,7 @@ const FAMILY_FORMS: [Family, string][] = [
   ['qwen2', 'flat'], ['qwen2', 'merged'], ['qwen2', 'ort-fused'],
   ['gemma', 'flat'], ['gemma', 'merged'], ['gemma', 'ort-fused'],
   ['gpt_neox', 'flat'], ['gpt_neox', 'opset17-flat'], ['gpt_neox', 'merged'], ['gpt_neox', 'ort-fused'],
+  ['gpt_neo', 'flat'], ['gpt_neo', 'opset17-flat'], ['gpt_neo', 'merged'], ['gpt_neo', 'ort-fused'],
 ];
 
 for (const [family, form] of FAMILY_FORMS) {

@@ -1,10 +1,11 @@
 // An independent forward pass (float64) of the Llama family and its kin, written from the
 // architectures (Hugging Face's LlamaForCausalLM, Qwen2ForCausalLM, GemmaForCausalLM,
-// GPTNeoXForCausalLM), not from any graph: RMSNorm (and Gemma's x·(1 + w) with √d-scaled
+// GPTNeoXForCausalLM, GPTNeoForCausalLM), not from any graph: RMSNorm (and Gemma's x·(1 + w) with √d-scaled
 // embeddings), LayerNorm, rotary embeddings over all or part of each head (rotate_half
 // convention), grouped-query attention, SwiGLU / GeGLU / GELU MLPs, sequential or parallel
-// residual. Used only by the tests.
-import { headDim, rotaryDim, type DecoderWeights, type Linear, type Norm } from '../fixtures/llama.js';
+// residual, and GPT-Neo's learned positions, unscaled scores and local attention windows.
+// Used only by the tests.
+import { headDim, isLocalLayer, rotaryDim, type DecoderWeights, type Linear, type Norm } from '../fixtures/llama.js';
 import type { ReferenceResult } from './gpt2.js';
 
 type Vec = Float64Array;
@@ -69,37 +70,43 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[]): Refer
   const hd = headDim(c), rot = rotaryDim(c, t);
   const T = ids.length;
   const norm = (x: Vec, n: Norm) => (t.norm === 'layernorm' ? layerNorm(x, n.g, n.b!, t.eps) : rmsNorm(x, n.g, t.eps, t.norm === 'rms-1p'));
-  let x: Vec[] = ids.map((id) => {
+  let x: Vec[] = ids.map((id, pos) => {
     const v = Float64Array.from(w.embed.subarray(id * d, (id + 1) * d));
+    if (w.positions) for (let i = 0; i < d; i++) v[i] += w.positions[pos * d + i];
     // Gemma multiplies by √d rounded to the activations' dtype (float32 here).
     return t.embedScale ? v.map((e) => e * Math.fround(Math.sqrt(d))) : v;
   });
   const residual: Vec[][] = [x.map((v) => v.slice())];
-  for (const b of w.blocks) {
+  for (const [layer, b] of w.blocks.entries()) {
+    // GPT-Neo's local layers see keys fewer than `window` positions back.
+    const first = (i: number) => (isLocalLayer(t, layer) ? Math.max(0, i - t.localWindow! + 1) : 0);
+    const scale = t.unscaledScores ? 1 : 1 / Math.sqrt(hd);
     const h1 = x.map((v) => norm(v, b.ln1));
     const head = (vec: Vec, h: number) => vec.subarray(h * hd, (h + 1) * hd);
-    const q = h1.map((v, pos) => { const y = apply(b.q, v); for (let h = 0; h < heads; h++) y.set(rotary(head(y, h), pos, rot, c.ropeTheta), h * hd); return y; });
-    const k = h1.map((v, pos) => { const y = apply(b.k, v); for (let h = 0; h < kvHeads; h++) y.set(rotary(head(y, h), pos, rot, c.ropeTheta), h * hd); return y; });
+    const rotate = rot > 0 && !w.positions;
+    const q = h1.map((v, pos) => { const y = apply(b.q, v); if (rotate) for (let h = 0; h < heads; h++) y.set(rotary(head(y, h), pos, rot, c.ropeTheta), h * hd); return y; });
+    const k = h1.map((v, pos) => { const y = apply(b.k, v); if (rotate) for (let h = 0; h < kvHeads; h++) y.set(rotary(head(y, h), pos, rot, c.ropeTheta), h * hd); return y; });
     const vv = h1.map((v) => apply(b.v, v));
     const ctx = Array.from({ length: T }, () => new Float64Array(heads * hd));
     for (let h = 0; h < heads; h++) {
       const kv = Math.floor(h / (heads / kvHeads)); // query head h reads KV head h / n_rep
       for (let i = 0; i < T; i++) {
         const scores: number[] = [];
-        for (let j = 0; j <= i; j++) {
+        for (let j = first(i); j <= i; j++) {
           let dot = 0;
           for (let e = 0; e < hd; e++) dot += q[i][h * hd + e] * k[j][kv * hd + e];
-          scores.push(dot / Math.sqrt(hd));
+          scores.push(dot * scale);
         }
         const max = Math.max(...scores);
         const ex = scores.map((s) => Math.exp(s - max));
         const z = ex.reduce((a, s) => a + s, 0);
-        for (let j = 0; j <= i; j++) for (let e = 0; e < hd; e++) ctx[i][h * hd + e] += (ex[j] / z) * vv[j][kv * hd + e];
+        for (let j = first(i); j <= i; j++) for (let e = 0; e < hd; e++) ctx[i][h * hd + e] += (ex[j - first(i)] / z) * vv[j][kv * hd + e];
       }
     }
     const attn = ctx.map((v) => apply(b.o, v));
     const mlp = (v: Vec) => {
       if (t.mlp === 'gelu-erf') return apply(b.down, apply(b.up, v).map(geluErf));
+      if (t.mlp === 'gelu-tanh') return apply(b.down, apply(b.up, v).map(geluTanh));
       const act = t.mlp === 'swiglu' ? silu : geluTanh;
       const gate = apply(b.gate!, v), up = apply(b.up, v);
       return apply(b.down, gate.map((g, i) => act(g) * up[i]));
