@@ -6,6 +6,7 @@ import { AutoModelForCausalLM, AutoTokenizer, env as hfEnv, Tensor, type PreTrai
 import { UserError } from '../errors.js';
 import { LENS_IO } from '../onnx/lens-graph.js';
 import { readArchitecture } from './architecture.js';
+import { isSentencePieceVocab, sentencePieceText } from '../render/tokens.js';
 import { resolveModel, type ResolveOptions } from './hub.js';
 import { cacheRoot, type Dtype } from './paths.js';
 import { discardEntry, prepareLensModel, type PreparedModel } from './prepare.js';
@@ -108,11 +109,25 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
     }
   }
 
+  // SentencePiece decoders strip the leading space of a lone piece and turn a lone byte into
+  // U+FFFD: show such vocabularies piece by piece instead. Byte-level BPE decodes faithfully.
+  const pieces: string[] = [];
+  for (const [piece, pieceId] of tokenizer.get_vocab() as Map<string, number>) pieces[pieceId] = piece;
+  const sentencePiece = isSentencePieceVocab(pieces);
+  const tokenText = (tokenId: number) => (sentencePiece && pieces[tokenId] !== undefined
+    ? sentencePieceText(pieces[tokenId])
+    : tokenizer.decode([tokenId], { skip_special_tokens: false, clean_up_tokenization_spaces: false }));
+
   return {
     id, layers, vocabSize, contextLength,
     encodePrompt: (text) => tokenizer.encode(text, { add_special_tokens: true }),
-    encode: (text) => tokenizer.encode(text, { add_special_tokens: false }),
-    tokenText: (tokenId) => tokenizer.decode([tokenId], { skip_special_tokens: false, clean_up_tokenization_spaces: false }),
+    encode: (text) => {
+      // A SentencePiece normalizer that prepends ▁ turns " Paris" into "▁▁Paris": the text's own
+      // space is already that ▁, so a bare leading ▁ piece is dropped.
+      const ids = tokenizer.encode(text, { add_special_tokens: false });
+      return sentencePiece && ids.length > 1 && pieces[ids[0]] === '\u2581' ? ids.slice(1) : ids;
+    },
+    tokenText,
     async run(ids, positions, mode) {
       const seq = ids.length;
       const ones = new BigInt64Array(seq).fill(1n);
