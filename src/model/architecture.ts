@@ -2,6 +2,7 @@
 // config.json field names of each family, its final norm, head and residual topology.
 // Everything else is found in the graph by structure; a model_type not listed here is read
 // with the common field names and must show an unambiguous pre-norm decoder in its graph.
+import { readFileSync } from 'node:fs';
 import { UserError } from '../errors.js';
 
 export type NormKind = 'LayerNorm' | 'RMSNorm' | 'RMSNorm (1 + w)';
@@ -104,4 +105,15 @@ export function readArchitecture(config: Record<string, unknown>, where: string)
     contextLength: firstNumber(config, FIELDS.context) ?? Infinity,
     tiedInConfig: typeof tie === 'boolean' ? tie : (family?.head.tiedByDefault ?? true),
   };
+}
+
+/** Parses a config.json. Throws UserError when it cannot be read or is not a JSON object. */
+export function readConfigFile(path: string): Record<string, unknown> {
+  try {
+    const value = JSON.parse(readFileSync(path, 'utf8'));
+    if (value === null || typeof value !== 'object') throw new Error('not a JSON object');
+    return value;
+  } catch (error) {
+    throw new UserError(`cannot read ${path}: ${(error as Error).message}`);
+  }
 }

@@ -1,11 +1,10 @@
 // The only module that touches transformers.js and onnxruntime: loads the tokenizer, the
 // config and the rewritten model, and runs the lens. Imported lazily, only when a command runs.
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AutoModelForCausalLM, AutoTokenizer, env as hfEnv, Tensor, type PreTrainedModel, type PreTrainedTokenizer } from '@huggingface/transformers';
 import { UserError } from '../errors.js';
 import { LENS_IO } from '../onnx/lens-graph.js';
-import { readArchitecture } from './architecture.js';
+import { readArchitecture, readConfigFile } from './architecture.js';
 import { isSentencePieceVocab, sentencePieceText } from '../render/tokens.js';
 import { resolveModel, type ResolveOptions } from './hub.js';
 import { cacheRoot, type Dtype } from './paths.js';
@@ -55,16 +54,6 @@ function configureTransformers(env: NodeJS.ProcessEnv): void {
   hfEnv.localModelPath = '';
 }
 
-function readJson(path: string): Record<string, unknown> {
-  try {
-    const value = JSON.parse(readFileSync(path, 'utf8'));
-    if (value === null || typeof value !== 'object') throw new Error('not a JSON object');
-    return value;
-  } catch (error) {
-    throw new UserError(`cannot read ${path}: ${(error as Error).message}`);
-  }
-}
-
 /** Loads a model for the lens, downloading and preparing it as needed. Throws UserError. */
 export async function loadLensModel(spec: string, options: LoadOptions): Promise<LensModel> {
   const env = options.env ?? process.env;
@@ -73,7 +62,7 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
   // The model's own loading reads the config through transformers.js; lens reads its shape
   // through the architecture table (each family's field names) and refuses non-decoders here.
   const configPath = join(dir, 'config.json');
-  const arch = readArchitecture(readJson(configPath), configPath);
+  const arch = readArchitecture(readConfigFile(configPath), configPath);
   const { layers, vocabSize, contextLength } = arch;
 
   let tokenizer: PreTrainedTokenizer;
