@@ -1,7 +1,9 @@
-// Writes the benchmark's GPT-2-small-shaped model (argv: directory, form, shape as JSON).
+// Writes a benchmark model (argv: directory, kind gpt2|llama, form, shape as JSON).
 // Run as its own process: a child's peak RSS on Linux starts from the size of the process that
 // spawned it, so the benchmark must not itself hold the gigabytes this takes.
 import { writeFixture, type Gpt2Config } from '../test/fixtures/gpt2.js';
+import { writeDecoderFixture, type DecoderConfig } from '../test/fixtures/llama.js';
 
-const [dir, form, shape] = process.argv.slice(2);
-writeFixture(dir, form, JSON.parse(shape) as Gpt2Config);
+const [dir, kind, form, shape] = process.argv.slice(2);
+if (kind === 'llama') writeDecoderFixture(dir, JSON.parse(shape) as DecoderConfig, form);
+else writeFixture(dir, form, JSON.parse(shape) as Gpt2Config);
