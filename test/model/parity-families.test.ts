@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { loadLensModel } from '../../src/model/runtime.js';
-import { DECODER_FORMS, headDim, tinyConfig, writeDecoderFixture, type Family } from '../fixtures/llama.js';
+import { formsOf, headDim, tinyConfigFor, writeDecoderFixture, type Family } from '../fixtures/llama.js';
 import { SP_VOCAB } from '../fixtures/sentencepiece.js';
 import { referenceDecoderForward } from '../reference/llama.js';
 import { scratchDir } from '../helpers.js';
@@ -16,12 +16,12 @@ const env = { ...process.env, LENS_CACHE: scratchDir('parity-families-cache') };
 const root = scratchDir('family-fixtures');
 
 const FAMILIES: Family[] = ['llama', 'qwen2', 'gemma', 'gpt_neox', 'gpt_neo'];
-const FAMILY_FORMS: [Family, string][] = FAMILIES.flatMap((f) => Object.keys(DECODER_FORMS).map((form): [Family, string] => [f, form]));
+const FAMILY_FORMS: [Family, string][] = FAMILIES.flatMap((f) => formsOf(f).map((form): [Family, string] => [f, form]));
 
 for (const [family, form] of FAMILY_FORMS) {
   test(`lens matches the reference forward pass: ${family} ${form}`, async () => {
     const dir = join(root, `${family}-${form}`);
-    const weights = writeDecoderFixture(dir, tinyConfig(family), form);
+    const weights = writeDecoderFixture(dir, tinyConfigFor(family, form), form);
     const model = await loadLensModel(dir, { dtype: 'fp32', offline: true, env });
     try {
       const ids = model.encodePrompt(PROMPT);
