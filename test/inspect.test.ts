@@ -15,6 +15,7 @@ const EXPECTED: [Family, string, Record<string, unknown>][] = [
   ['qwen2', 'ort-fused', { family: 'Qwen2ForCausalLM', norm: 'RMSNorm', tied: true, residual: 'sequential', kvHeads: 2, merged: false, fused: true }],
   ['gemma', 'merged', { family: 'GemmaForCausalLM', norm: 'RMSNorm (1 + w)', tied: true, residual: 'sequential', kvHeads: 2, merged: true, fused: false }],
   ['gpt_neox', 'flat', { family: 'GPTNeoXForCausalLM', norm: 'LayerNorm', tied: false, residual: 'parallel', kvHeads: undefined, merged: false, fused: false }],
+  ['llama', 'logits-to-keep', { family: 'LlamaForCausalLM', norm: 'RMSNorm', tied: false, residual: 'sequential', kvHeads: 2, merged: false, fused: false }],
   ['gpt_neo', 'merged', { family: 'GPTNeoForCausalLM', norm: 'LayerNorm', tied: true, residual: 'sequential', kvHeads: undefined, merged: true, fused: false }],
 ];
 
@@ -29,6 +30,7 @@ for (const [family, form, want] of EXPECTED) {
       { family: r.family, norm: r.finalNorm.kind, tied: r.head.tied, residual: r.residual, kvHeads: r.kvHeads, merged: r.graph.merged, fused: r.graph.fusedNorms },
       want,
     );
+    assert.notEqual(r.finalNorm.op, 'Slice', 'the norm, not the positions slice before the head');
     assert.equal(r.layers, 3);
     assert.equal(r.width, 32);
     assert.equal(r.contextLength, 64);

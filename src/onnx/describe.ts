@@ -36,8 +36,11 @@ export function describeDecoder(model: Model, layers: number, vocabSize: number,
   const graph = splitSkipNorms(inlined);
   const index = new GraphIndex(graph);
   const { residuals, finalNormOutput, unembed, logits } = structure;
-  // Named as in the file: a split Skip*LayerNormalization by its own node.
-  const normNode = new GraphIndex(inlined).producer.get(finalNormOutput) ?? index.producer.get(finalNormOutput)!;
+  // Named as in the file: a split Skip*LayerNormalization by its own node; past the Slice newer
+  // exports put before the head (logits_to_keep).
+  const inlinedIndex = new GraphIndex(inlined);
+  let normNode = inlinedIndex.producer.get(finalNormOutput) ?? index.producer.get(finalNormOutput)!;
+  while (normNode.op_type === 'Slice' && inlinedIndex.producer.has(normNode.input[0])) normNode = inlinedIndex.producer.get(normNode.input[0])!;
   // A decomposed LayerNorm subtracts the mean between the last residual and the norm's output; RMSNorm does not.
   const after = index.descendants(residuals[residuals.length - 1]);
   const between = [...index.ancestors([finalNormOutput])].filter((t) => after.has(t));
