@@ -92,3 +92,21 @@ test('a headless export (hidden states out, no logits) is refused in one line', 
   // A run refuses it too, in one line.
   assertOneLineError(await runCli(['topk', '-m', dir, 'Hello'], { env }), 1, /is not a decoder lens can read/);
 });
+
+test('a family not in the table but shaped like a pre-norm decoder is read by structure', async () => {
+  const dir = join(root, 'mystery');
+  writeDecoderFixture(dir, tinyConfig('llama'), 'flat');
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ model_type: 'mystery', architectures: ['MysteryForCausalLM'], num_hidden_layers: 3, hidden_size: 32, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: SP_VOCAB_SIZE }));
+  const r = JSON.parse((await runCli(['inspect', '-m', dir, '--json'], { env })).stdout);
+  assert.equal(r.family, undefined);
+  assert.equal(r.finalNorm.kind, 'RMSNorm'); // told from the graph: no mean subtracted
+  assert.equal(r.residual, 'sequential');
+  const text = await runCli(['inspect', '-m', dir], { env });
+  assert.match(text.stdout, /^family +mystery \(not in lens's table: read by structure\)$/m);
+  const run = await runCli(['topk', '-m', dir, '--json', 'The cat\nsat'], { env });
+  assert.equal(run.code, 0, run.stderr);
+  const record = JSON.parse(run.stdout);
+  // The BOS the tokenizer adds is position 0; ▁ reads as a space and <0x0A> as a newline.
+  assert.deepEqual(record.tokens.map((t: { text: string }) => t.text), ['<s>', ' The', ' cat', '\n', 's', 'a', 't']);
+  assert.equal(record.layers.length, 4);
+});

@@ -107,6 +107,16 @@ export function readArchitecture(config: Record<string, unknown>, where: string)
   };
 }
 
+/**
+ * For a model_type transformers.js does not know: the known one whose config names the layer
+ * count the same way (transformers.js reads it to name the past inputs), to load the model as.
+ */
+export function loaderModelType(config: Record<string, unknown>): string {
+  if (config.n_layer !== undefined) return 'gpt2';
+  if (config.num_layers !== undefined) return 'gpt_neo';
+  return config.num_key_value_heads !== undefined ? 'llama' : 'gpt_neox';
+}
+
 /** Parses a config.json. Throws UserError when it cannot be read or is not a JSON object. */
 export function readConfigFile(path: string): Record<string, unknown> {
   try {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { AutoModelForCausalLM, AutoTokenizer, env as hfEnv, Tensor, type PreTrainedModel, type PreTrainedTokenizer } from '@huggingface/transformers';
 import { UserError } from '../errors.js';
 import { LENS_IO } from '../onnx/lens-graph.js';
-import { readArchitecture, readConfigFile } from './architecture.js';
+import { loaderModelType, readArchitecture, readConfigFile } from './architecture.js';
 import { isSentencePieceVocab, sentencePieceText } from '../render/tokens.js';
 import { resolveModel, type ResolveOptions } from './hub.js';
 import { cacheRoot, type Dtype } from './paths.js';
@@ -62,7 +62,8 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
   // The model's own loading reads the config through transformers.js; lens reads its shape
   // through the architecture table (each family's field names) and refuses non-decoders here.
   const configPath = join(dir, 'config.json');
-  const arch = readArchitecture(readConfigFile(configPath), configPath);
+  const rawConfig = readConfigFile(configPath);
+  const arch = readArchitecture(rawConfig, configPath);
   const { layers, vocabSize, contextLength } = arch;
 
   let tokenizer: PreTrainedTokenizer;
@@ -78,9 +79,17 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
     // line, when the head streams the tied embedding (an untied head needs its packed W_U).
     const prepack = options.batch === true || !prepared.tiedHead;
     const session_options = prepack ? {} : { extra: { session: { disable_prepacking: '1' } } };
-    return AutoModelForCausalLM.from_pretrained(prepared.dir, {
-      dtype: options.dtype as Dtype, device: 'cpu', local_files_only: true, session_options,
+    const from = (config?: Record<string, unknown>) => AutoModelForCausalLM.from_pretrained(prepared.dir, {
+      dtype: options.dtype as Dtype, device: 'cpu', local_files_only: true, session_options, ...(config ? { config } : {}),
     } as never);
+    try {
+      return await from();
+    } catch (error) {
+      // transformers.js only loads model types it knows; lens found the structure itself, so a
+      // family new to both is loaded as the known one whose config field names it shares.
+      if (!/Unsupported model type/.test((error as Error).message)) throw error;
+      return from({ ...rawConfig, model_type: loaderModelType(rawConfig) });
+    }
   };
   let prepared = await prepareLensModel(dir, options.dtype, layers, downloaded, env, options.onPrepare);
   let model: PreTrainedModel;
@@ -100,9 +109,10 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
 
   // SentencePiece decoders strip the leading space of a lone piece and turn a lone byte into
   // U+FFFD: show such vocabularies piece by piece instead. Byte-level BPE decodes faithfully.
+  // (The piece table is built only for such vocabularies: listing 50k+ pieces costs ~70 ms.)
+  const sentencePiece = isSentencePieceVocab((piece) => tokenizer.convert_tokens_to_ids(piece) !== undefined);
   const pieces: string[] = [];
-  for (const [piece, pieceId] of tokenizer.get_vocab() as Map<string, number>) pieces[pieceId] = piece;
-  const sentencePiece = isSentencePieceVocab(pieces);
+  if (sentencePiece) for (const [piece, pieceId] of tokenizer.get_vocab() as Map<string, number>) pieces[pieceId] = piece;
   const tokenText = (tokenId: number) => (sentencePiece && pieces[tokenId] !== undefined
     ? sentencePieceText(pieces[tokenId])
     : tokenizer.decode([tokenId], { skip_special_tokens: false, clean_up_tokenization_spaces: false }));

@@ -28,12 +28,12 @@ export function sentencePieceText(piece: string): string {
   return piece.replace(/\u2581/g, ' ');
 }
 
-/** Whether a vocabulary (pieces by id) is SentencePiece-style: byte-fallback pieces, or `▁` marking word starts. */
-export function isSentencePieceVocab(pieces: readonly string[]): boolean {
-  if (pieces.includes('<0x0A>')) return true;
-  const marked = pieces.filter((p) => p.startsWith('\u2581')).length;
-  const byteLevel = pieces.filter((p) => p.startsWith('\u0120')).length; // Ġ, byte-level BPE's space
-  return marked > 0 && marked > byteLevel;
+/**
+ * Whether a vocabulary is SentencePiece-style, asked through a membership test (cheap on a large
+ * vocabulary): it has byte-fallback pieces or the bare `▁` piece; byte-level BPE has neither.
+ */
+export function isSentencePieceVocab(has: (piece: string) => boolean): boolean {
+  return has('<0x0A>') || has('\u2581');
 }
 
 /** Display width of a string in terminal columns (wide East Asian and emoji count 2; combining marks 0). */

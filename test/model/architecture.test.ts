@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readArchitecture } from '../../src/model/architecture.js';
+import { loaderModelType, readArchitecture } from '../../src/model/architecture.js';
 import { UserError } from '../../src/errors.js';
 
 test('each family is read through its own config field names', () => {
@@ -35,4 +35,11 @@ test('what is not a pre-norm decoder is refused in one line naming what it is', 
   refused({ model_type: 'opt', do_layer_norm_before: false, num_hidden_layers: 24, vocab_size: 50272 }, /post-norm decoder \(opt\)/);
   refused({ model_type: 'gpt2', architectures: ['GPT2Model'], n_layer: 2, vocab_size: 10 }, /without an LM head \(GPT2Model\)/);
   refused({ model_type: 'gpt2' }, /number of layers/);
+});
+
+test('a model type transformers.js lacks is loaded as the known one that names its layers the same way', () => {
+  assert.equal(loaderModelType({ n_layer: 2 }), 'gpt2');
+  assert.equal(loaderModelType({ num_layers: 2 }), 'gpt_neo');
+  assert.equal(loaderModelType({ num_hidden_layers: 2, num_key_value_heads: 2 }), 'llama');
+  assert.equal(loaderModelType({ num_hidden_layers: 2 }), 'gpt_neox');
 });

@@ -16,8 +16,9 @@ test('SentencePiece pieces read as text: ▁ is a space, ASCII byte pieces are t
 });
 
 test('SentencePiece vocabularies are told from byte-level BPE ones', () => {
-  assert.equal(isSentencePieceVocab(['<unk>', '<s>', '</s>', '<0x00>', '<0x0A>', '▁the']), true);
-  assert.equal(isSentencePieceVocab(['<pad>', '▁the', '▁a', 'ing']), true); // Gemma-like, checked by ▁
-  assert.equal(isSentencePieceVocab(['!', 'Ġthe', 'Ġa', 'Ċ', 'ing']), false); // GPT-2 / Qwen / Llama 3
-  assert.equal(isSentencePieceVocab([]), false);
+  const vocab = (pieces: string[]) => (piece: string) => pieces.includes(piece);
+  assert.equal(isSentencePieceVocab(vocab(['<unk>', '<s>', '</s>', '<0x00>', '<0x0A>', '▁the'])), true);
+  assert.equal(isSentencePieceVocab(vocab(['<pad>', '▁', '▁the', 'ing'])), true); // Gemma-like, by its bare ▁
+  assert.equal(isSentencePieceVocab(vocab(['!', 'Ġthe', 'Ġa', 'Ċ', 'ing'])), false); // GPT-2 / Qwen / Llama 3
+  assert.equal(isSentencePieceVocab(vocab([])), false);
 });
