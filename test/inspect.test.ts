@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildDecoderModel, DECODER_FORMS, makeDecoderWeights, tinyConfig, writeDecoderFixture, type Family } from './fixtures/llama.js';
+import { buildDecoderModel, DECODER_FORMS, makeDecoderWeights, tinyConfig, tinyConfigFor, writeDecoderFixture, type Family } from './fixtures/llama.js';
 import { SP_VOCAB_SIZE } from './fixtures/sentencepiece.js';
 import { assertOneLineError, fixture, runCli, scratchDir } from './helpers.js';
 
@@ -15,6 +15,7 @@ const EXPECTED: [Family, string, Record<string, unknown>][] = [
   ['qwen2', 'ort-fused', { family: 'Qwen2ForCausalLM', norm: 'RMSNorm', tied: true, residual: 'sequential', kvHeads: 2, merged: false, fused: true }],
   ['gemma', 'merged', { family: 'GemmaForCausalLM', norm: 'RMSNorm (1 + w)', tied: true, residual: 'sequential', kvHeads: 2, merged: true, fused: false }],
   ['gpt_neox', 'flat', { family: 'GPTNeoXForCausalLM', norm: 'LayerNorm', tied: false, residual: 'parallel', kvHeads: undefined, merged: false, fused: false }],
+  ['qwen2', 'genai-gqa', { family: 'Qwen2ForCausalLM', norm: 'RMSNorm', tied: true, residual: 'sequential', kvHeads: 2, merged: false, fused: true }],
   ['llama', 'logits-to-keep', { family: 'LlamaForCausalLM', norm: 'RMSNorm', tied: false, residual: 'sequential', kvHeads: 2, merged: false, fused: false }],
   ['gpt_neo', 'merged', { family: 'GPTNeoForCausalLM', norm: 'LayerNorm', tied: true, residual: 'sequential', kvHeads: undefined, merged: true, fused: false }],
 ];
@@ -22,7 +23,8 @@ const EXPECTED: [Family, string, Record<string, unknown>][] = [
 for (const [family, form, want] of EXPECTED) {
   test(`inspect names what it found: ${family} ${form}`, async () => {
     const dir = join(root, `${family}-${form}`);
-    writeDecoderFixture(dir, tinyConfig(family), form);
+    const config = tinyConfigFor(family, form);
+    writeDecoderFixture(dir, config, form);
     const json = await runCli(['inspect', '-m', dir, '--json'], { env });
     assert.equal(json.code, 0, json.stderr);
     const r = JSON.parse(json.stdout);
@@ -31,8 +33,9 @@ for (const [family, form, want] of EXPECTED) {
       want,
     );
     assert.notEqual(r.finalNorm.op, 'Slice', 'the norm, not the positions slice before the head');
+    assert.deepEqual(r.graph.fusedAttention, form === 'genai-gqa' ? ['GroupQueryAttention'] : []);
     assert.equal(r.layers, 3);
-    assert.equal(r.width, 32);
+    assert.equal(r.width, config.d);
     assert.equal(r.contextLength, 64);
     assert.equal(r.cache.ready, false);
     const text = await runCli(['inspect', '-m', dir], { env });

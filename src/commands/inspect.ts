@@ -8,7 +8,8 @@ export function renderInspection(r: Inspection): string {
   const head = r.head.tied
     ? `tied to the token embedding ${r.head.tiedTo}`
     : `its own weight${r.head.weight ? ` ${r.head.weight}` : ''}${r.head.bias ? ', with a bias' : ''}`;
-  const forms = [r.graph.merged ? 'merged decoder (If), read through its no-past branch' : '', r.graph.fusedNorms ? 'onnxruntime-fused norms (Skip*LayerNormalization), split to read the residual' : ''].filter(Boolean);
+  const forms = [r.graph.merged ? 'merged decoder (If), read through its no-past branch' : '', r.graph.fusedNorms ? 'onnxruntime-fused norms (Skip*LayerNormalization), split to read the residual' : '',
+    r.graph.fusedAttention.length ? `fused attention (${r.graph.fusedAttention.join(', ')})` : ''].filter(Boolean);
   const rows: [string, string][] = [
     ['model', r.model],
     ['onnx', `${r.onnx} (${r.dtype})`],

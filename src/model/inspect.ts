@@ -29,7 +29,7 @@ export interface Inspection {
   head: GraphDescription['head'] & { tied: boolean };
   residual: GraphDescription['residual'];
   embeddingScale?: string;
-  graph: { merged: boolean; fusedNorms: boolean };
+  graph: { merged: boolean; fusedNorms: boolean; fusedAttention: string[] };
   cache: { entry: string; ready: boolean };
 }
 
@@ -62,7 +62,7 @@ export async function inspectModel(spec: string, options: ResolveOptions): Promi
     head: { ...found.head, tied: found.head.tiedTo !== undefined },
     residual: found.residual,
     embeddingScale: arch.family?.embeddingScale,
-    graph: { merged: found.merged, fusedNorms: found.fusedNorms },
+    graph: { merged: found.merged, fusedNorms: found.fusedNorms, fusedAttention: found.fusedAttention },
     cache: { entry: cache.dir, ready: cache.ready },
   };
 }

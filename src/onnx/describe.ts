@@ -16,10 +16,13 @@ export interface GraphDescription {
   fusedNorms: boolean;
   /** Whether the graph was an Optimum merged decoder (If on use_cache_branch). */
   merged: boolean;
+  /** onnxruntime's fused attention operators in the graph (GroupQueryAttention, …), if any. */
+  fusedAttention: string[];
   logits: string;
 }
 
 const LAYER_NORM_OPS = new Set(['LayerNormalization', 'SkipLayerNormalization']);
+const ATTENTION_OPS = new Set(['GroupQueryAttention', 'MultiHeadAttention', 'Attention', 'RotaryEmbedding', 'PackedMultiHeadAttention']);
 const RMS_NORM_OPS = new Set(['SimplifiedLayerNormalization', 'SkipSimplifiedLayerNormalization', 'RMSNormalization']);
 
 /** Describes a decoder graph. Throws GraphStructureError as the rewrite does, and when no output is logits. */
@@ -32,6 +35,7 @@ export function describeDecoder(model: Model, layers: number, vocabSize: number,
   const merged = model.graph.node.some((n) => n.op_type === 'If' && n.attribute.some((a) => a.g));
   const inlined = inlineNoPastBranch(model.graph);
   const fusedNorms = inlined.node.some((n) => n.op_type.startsWith('Skip') && n.op_type.endsWith('LayerNormalization'));
+  const fusedAttention = [...new Set(inlined.node.map((n) => n.op_type).filter((op) => ATTENTION_OPS.has(op)))].sort();
   const { structure, tiedEmbedding } = addLensOutputs(model, layers, isTransposeOf);
   const graph = splitSkipNorms(inlined);
   const index = new GraphIndex(graph);
@@ -53,7 +57,7 @@ export function describeDecoder(model: Model, layers: number, vocabSize: number,
     finalNorm: { node: nodeName(normNode), op: normNode.op_type, kind },
     head: { node: nodeName(unembed), op: unembed.op_type, tiedTo: tiedEmbedding, weight, bias: headHasBias(index, unembed, logits) },
     residual: parallel ? 'parallel' : 'sequential',
-    fusedNorms, merged, logits,
+    fusedNorms, merged, fusedAttention, logits,
   };
 }
 
