@@ -5,7 +5,7 @@ import { AutoModelForCausalLM, AutoTokenizer, env as hfEnv, Tensor, type PreTrai
 import { UserError } from '../errors.js';
 import { LENS_IO } from '../onnx/lens-graph.js';
 import { loaderModelType, readArchitecture, readConfigFile } from './architecture.js';
-import { isSentencePieceVocab, sentencePieceText } from '../render/tokens.js';
+import { byteLevelText, isSentencePieceVocab, sentencePieceText } from '../render/tokens.js';
 import { resolveModel, type ResolveOptions } from './hub.js';
 import { cacheRoot, type Dtype } from './paths.js';
 import { discardEntry, prepareLensModel, type PreparedModel } from './prepare.js';
@@ -109,13 +109,25 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
 
   // SentencePiece decoders strip the leading space of a lone piece and turn a lone byte into
   // U+FFFD: show such vocabularies piece by piece instead. Byte-level BPE decodes faithfully.
-  // (The piece table is built only for such vocabularies: listing 50k+ pieces costs ~70 ms.)
+  // A byte-level token that is part of a character decodes to U+FFFD: it is shown from its piece
+  // as <0xHH>. (The piece table is built only when needed: listing 50k+ pieces costs ~70 ms.)
   const sentencePiece = isSentencePieceVocab((piece) => tokenizer.convert_tokens_to_ids(piece) !== undefined);
-  const pieces: string[] = [];
-  if (sentencePiece) for (const [piece, pieceId] of tokenizer.get_vocab() as Map<string, number>) pieces[pieceId] = piece;
-  const tokenText = (tokenId: number) => (sentencePiece && pieces[tokenId] !== undefined
-    ? sentencePieceText(pieces[tokenId])
-    : tokenizer.decode([tokenId], { skip_special_tokens: false, clean_up_tokenization_spaces: false }));
+  let pieceTable: string[] | undefined;
+  const pieceOf = (tokenId: number) => {
+    if (!pieceTable) {
+      pieceTable = [];
+      for (const [piece, pieceId] of tokenizer.get_vocab() as Map<string, number>) pieceTable[pieceId] = piece;
+    }
+    return pieceTable[tokenId] as string | undefined;
+  };
+  const tokenText = (tokenId: number) => {
+    const piece = sentencePiece ? pieceOf(tokenId) : undefined;
+    if (piece !== undefined) return sentencePieceText(piece);
+    const text = tokenizer.decode([tokenId], { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+    if (sentencePiece || !text.includes('\ufffd')) return text;
+    const raw = pieceOf(tokenId);
+    return (raw !== undefined ? byteLevelText(raw) : undefined) ?? text;
+  };
 
   return {
     id, layers, vocabSize, contextLength,
@@ -124,7 +136,7 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
       // A SentencePiece normalizer that prepends ▁ turns " Paris" into "▁▁Paris": the text's own
       // space is already that ▁, so a bare leading ▁ piece is dropped.
       const ids = tokenizer.encode(text, { add_special_tokens: false });
-      return sentencePiece && ids.length > 1 && pieces[ids[0]] === '\u2581' ? ids.slice(1) : ids;
+      return sentencePiece && ids.length > 1 && pieceOf(ids[0]) === '\u2581' ? ids.slice(1) : ids;
     },
     tokenText,
     async run(ids, positions, mode) {

