@@ -2,7 +2,7 @@
 // GPT-2-small's exact shape in the tests' export form. Medians over repetitions; every
 // figure is also given as a ratio to the baseline measured in the same run.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -19,17 +19,29 @@ const PROMPTS = [
 
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 
-function modelDir(): string {
-  const dir = join(ROOT, 'bench', '.cache', `gpt2-small-${FORM}`);
+function modelDir(layout: 'inline' | 'declared'): string {
+  const dir = join(ROOT, 'bench', '.cache', `gpt2-small-${FORM}${layout === 'inline' ? '' : '-external'}`);
   const marker = join(dir, '.complete');
   if (!existsSync(marker)) {
-    process.stderr.write(`building a random GPT-2-small (${FORM}) in ${dir} …\n`);
+    process.stderr.write(`building a random GPT-2-small (${FORM}, ${layout} weights) in ${dir} …\n`);
     rmSync(dir, { recursive: true, force: true });
-    const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'bench', 'build-model.js'), dir, FORM, JSON.stringify(SHAPE)], { stdio: 'inherit' });
+    const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'bench', 'build-model.js'), dir, FORM, JSON.stringify(SHAPE), layout], { stdio: 'inherit' });
     if (r.status !== 0) throw new Error(`building the benchmark model failed (${r.status})`);
     writeFileSync(marker, JSON.stringify(SHAPE));
   }
   return dir;
+}
+
+/** Bytes of a directory's files, once per inode: `own` are those no other directory shares (hard links to the source are not). */
+function entryBytes(entryRoot: string, sourceDir: string): { own: number; linked: number } {
+  const sourceInodes = new Set(readdirSync(sourceDir, { recursive: true, encoding: 'utf8' }).map((f) => statSync(join(sourceDir, f)).ino));
+  let own = 0, linked = 0;
+  for (const f of readdirSync(entryRoot, { recursive: true, encoding: 'utf8' })) {
+    const s = statSync(join(entryRoot, f));
+    if (!s.isFile()) continue;
+    if (sourceInodes.has(s.ino)) linked += s.size; else own += s.size;
+  }
+  return { own, linked };
 }
 
 interface ProcessRun { wallMs: number; maxRssMb: number; stdout: string }
@@ -50,18 +62,29 @@ function runNode(args: string[], env: NodeJS.ProcessEnv = {}): ProcessRun {
 }
 
 const lensBin = join(ROOT, 'bin', 'lens.js');
-const dir = modelDir();
+const dir = modelDir('inline');
+const externalDir = modelDir('declared');
 const modelBytes = statSync(join(dir, 'onnx', 'model.onnx')).size;
 const modelMb = modelBytes / 2 ** 20;
+const externalBytes = readdirSync(join(externalDir, 'onnx')).reduce((sum, f) => sum + statSync(join(externalDir, 'onnx', f)).size, 0);
 
-// prepare: the first-ever run (fresh cache each time).
-const prepare: ProcessRun[] = [];
-for (let i = 0; i < Math.min(REPS, 3); i++) {
-  const cache = mkdtempSync(join(tmpdir(), 'lens-bench-cache-'));
-  prepare.push(runNode([lensBin, 'topk', 'Paris is capital of', '--model', dir], { LENS_CACHE: cache }));
-  if (i < Math.min(REPS, 3) - 1) rmSync(cache, { recursive: true, force: true });
-  else process.env.LENS_CACHE = cache;
+/** The first-ever run (fresh cache each time); the last cache is kept and returned with the entry's size. */
+function prepareRuns(source: string): { runs: ProcessRun[]; cache: string; entry: { own: number; linked: number } } {
+  const runs: ProcessRun[] = [];
+  let cache = '';
+  for (let i = 0; i < Math.min(REPS, 3); i++) {
+    if (cache) rmSync(cache, { recursive: true, force: true });
+    cache = mkdtempSync(join(tmpdir(), 'lens-bench-cache-'));
+    runs.push(runNode([lensBin, 'topk', 'Paris is capital of', '--model', source], { LENS_CACHE: cache }));
+  }
+  return { runs, cache, entry: entryBytes(join(cache, 'lens'), source) };
 }
+const inlinePrepare = prepareRuns(dir);
+const prepare = inlinePrepare.runs;
+process.env.LENS_CACHE = inlinePrepare.cache;
+const externalPrepare = prepareRuns(externalDir);
+const externalCold = Array.from({ length: REPS }, () => runNode([lensBin, 'topk', 'Paris is capital of', '--model', externalDir], { LENS_CACHE: externalPrepare.cache }));
+rmSync(externalPrepare.cache, { recursive: true, force: true });
 const cache = process.env.LENS_CACHE!;
 const cold = Array.from({ length: REPS }, () => runNode([lensBin, 'topk', 'Paris is capital of', '--model', dir], { LENS_CACHE: cache }));
 const help = Array.from({ length: REPS }, () => runNode([lensBin, '--help']));
@@ -87,6 +110,13 @@ const rows = [
   row('baseline load+forward', baselineWall, baselineRss, 1, 'transformers.js as it comes (process wall)'),
   row('baseline per_prompt', baselinePerPrompt, NaN, 1, 'plain forward, same prompts'),
   row('help', median(help.map((r) => r.wallMs)), median(help.map((r) => r.maxRssMb)), NaN, '≤ 0.3 s'),
+  row('prepare, external-data source', median(externalPrepare.runs.map((r) => r.wallMs)), median(externalPrepare.runs.map((r) => r.maxRssMb)), median(externalPrepare.runs.map((r) => r.wallMs)) / baselineWall, 'weights used where they are (hard links)'),
+  row('cold, external-data source', median(externalCold.map((r) => r.wallMs)), median(externalCold.map((r) => r.maxRssMb)), median(externalCold.map((r) => r.wallMs)) / baselineWall, 'weights mapped from the source files'),
+];
+const MB = 2 ** 20;
+const entrySizes = [
+  { source: 'inline (model.onnx)', modelMb: Math.round(modelMb), entryOwnMb: Number((inlinePrepare.entry.own / MB).toFixed(1)), entryLinkedMb: Number((inlinePrepare.entry.linked / MB).toFixed(1)), target: 'one extracted copy' },
+  { source: 'external data (model.onnx_data, declared)', modelMb: Math.round(externalBytes / MB), entryOwnMb: Number((externalPrepare.entry.own / MB).toFixed(1)), entryLinkedMb: Number((externalPrepare.entry.linked / MB).toFixed(1)), target: 'a few MB beside the weights' },
 ];
 
 const report = {
@@ -99,9 +129,11 @@ const report = {
     outputsDropped: 'logits for all positions and present.* (pruned from the graph)',
     mergedDecoder: 'flattened to its no-past branch',
     record: 'one exp pass per layer (logZ and entropy together); KL to the final layer as a dot product',
+    sourceWeights: 'external-data sources are hard-linked into the entry and read in place (onnxruntime refuses symlinks that leave the model folder); inline sources get one extracted copy',
   },
   rows,
-  raw: { prepare: prepare.map(timing), cold: cold.map(timing), help: help.map((r) => r.wallMs), lensPerPrompt: lensParsed.perPrompt, lensRunOnly: lensParsed.runOnly, baseline: baselineParsed },
+  entrySizes,
+  raw: { prepare: prepare.map(timing), cold: cold.map(timing), externalPrepare: externalPrepare.runs.map(timing), externalCold: externalCold.map(timing), help: help.map((r) => r.wallMs), lensPerPrompt: lensParsed.perPrompt, lensRunOnly: lensParsed.runOnly, baseline: baselineParsed },
 };
 writeFileSync(join(ROOT, 'bench', 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
 
@@ -112,5 +144,9 @@ const lines = [
   '| measure | median | peak RSS | ratio to baseline | target |',
   '|---|---|---|---|---|',
   ...rows.map((r) => `| ${r.name} | ${fmt(r.ms, ' ms')} | ${fmt(r.rssMb, ' MB')} | ${fmt(r.ratio, '×')} | ${r.target} |`),
+  '',
+  '| source | model | entry, own files | entry, linked to the source | target |',
+  '|---|---|---|---|---|',
+  ...entrySizes.map((e) => `| ${e.source} | ${e.modelMb} MB | ${e.entryOwnMb} MB | ${e.entryLinkedMb} MB | ${e.target} |`),
 ];
 process.stdout.write(`${lines.join('\n')}\n\nreport: bench/report.json\n`);

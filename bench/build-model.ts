@@ -1,7 +1,10 @@
-// Writes the benchmark's GPT-2-small-shaped model (argv: directory, form, shape as JSON).
-// Run as its own process: a child's peak RSS on Linux starts from the size of the process that
-// spawned it, so the benchmark must not itself hold the gigabytes this takes.
+// Writes the benchmark's GPT-2-small-shaped models (argv: directory, form, shape as JSON, and
+// "declared" for weights in model.onnx_data declared in config.json, as transformers.js repositories
+// of large models publish them). Run as its own process: a child's peak RSS on Linux starts from the
+// size of the process that spawned it, so the benchmark must not itself hold the gigabytes this takes.
 import { writeFixture, type Gpt2Config } from '../test/fixtures/gpt2.js';
+import { declareExternalData } from '../test/fixtures/layouts.js';
 
-const [dir, form, shape] = process.argv.slice(2);
+const [dir, form, shape, layout] = process.argv.slice(2);
 writeFixture(dir, form, JSON.parse(shape) as Gpt2Config);
+if (layout === 'declared') declareExternalData(dir, true, 1);
