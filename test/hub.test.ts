@@ -7,7 +7,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { LensRecord } from '../src/lens/record.js';
 import { resolveModel } from '../src/model/hub.js';
-import { assertOneLineError, fixture, LENS_BIN, runCli, scratchDir } from './helpers.js';
+import { assertOneLineError, cleanEnv, fixture, LENS_BIN, runCli, scratchDir } from './helpers.js';
 import { startHub } from './hub-server.js';
 
 const { dir: MODEL } = fixture('opset17-merged-external');
@@ -108,7 +108,7 @@ test('on a terminal, the download shows a progress bar on stderr', async () => {
   const command = [process.execPath, LENS_BIN, 'topk', '--model', 'tiny/gpt2', 'hi'].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
   const { spawn } = await import('node:child_process');
   const output = await new Promise<string>((resolve, reject) => {
-    const child = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, ...env(cache) }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn('script', ['-qfec', command, '/dev/null'], { env: cleanEnv(env(cache)), stdio: ['ignore', 'pipe', 'inherit'] });
     let text = '';
     child.stdout.setEncoding('utf8').on('data', (d) => (text += d));
     child.on('error', reject);

@@ -6,11 +6,11 @@ import ort from 'onnxruntime-node';
 import { loadLensModel } from '../../src/model/runtime.js';
 import { FORMS, VOCAB } from '../fixtures/gpt2.js';
 import { referenceForward, referenceLens } from '../reference/gpt2.js';
-import { assertClose, fixture, scratchDir, TINY } from '../helpers.js';
+import { assertClose, cleanEnv, fixture, scratchDir, TINY } from '../helpers.js';
 
 const TOL = 1e-4;
 const PROMPT = 'The most famous sports in USA is';
-const env = { ...process.env, LENS_CACHE: scratchDir('parity-cache') };
+const env = cleanEnv({ LENS_CACHE: scratchDir('parity-cache') });
 
 /** The original (unrewritten) model's own logits for `ids`, [T, V]. */
 async function ownLogits(dir: string, ids: number[]): Promise<Float32Array> {
