@@ -7,7 +7,7 @@ import type { LensRecord } from '../src/lens/record.js';
 import { encodeModel, type Model } from '../src/onnx/proto.js';
 import { HEAD_TWINS, VOCAB } from './fixtures/gpt2.js';
 import { assertOneLineError, fixture, runCli, scratchDir, TINY, type CliResult } from './helpers.js';
-import { assertHumanAgrees, assertRecordMatchesReference, assertRecordShape, type RecordShape } from './record-check.js';
+import { ambiguousTokens, assertHumanAgrees, assertRecordMatchesReference, assertRecordShape, type RecordShape } from './record-check.js';
 
 const { dir: MODEL, weights } = fixture('opset14-merged');
 const env = { LENS_CACHE: scratchDir('cli-cache') };
@@ -59,23 +59,28 @@ test('prob and rank --json, both modes: the default target " football" is token 
   }
 });
 
-test('untied and biased heads end to end: values from the fixture’s own head, ties in rank counted as ties', async () => {
+test('untied and biased heads end to end: values from the fixture’s own head, exact ranks with ties counted as ties', async () => {
+  const prompts: [string, number[]][] = [['The most famous sports in USA is', [464, 749, 5863, 5701, 287, 4916, 318]], ['Paris is capital of', [40313, 318, 3139, 286]]];
   for (const form of ['untied-head', 'biased-gemm-head']) {
     const { dir, weights: own } = fixture(form);
     assert.ok(own.lmHead, `${form} has its own head`);
+    // Tokens too close to the twins for the tolerance to order are asked for too, so every rank is settled exactly.
+    const near = [...new Set(prompts.flatMap(([, ids]) => ambiguousTokens(own, ids, ids.length - 1, HEAD_TWINS)))];
+    const targets = [...HEAD_TWINS, ...near];
     for (const command of ['prob', 'rank']) {
       for (const raw of [false, true]) {
         // Twin head rows: their logits tie exactly, so neither counts the other in its rank.
-        const r = await lens([command, '--model', dir, '--json', ...HEAD_TWINS.flatMap((id) => ['--target-id', String(id)]), ...(raw ? ['--raw'] : []), 'The most famous sports in USA is', 'Paris is capital of']);
-        const out = records(r, 2, { targets: 2, mode: raw ? 'raw' : 'norm' });
-        for (const record of out) {
+        const r = await lens([command, '--model', dir, '--json', ...targets.flatMap((id) => ['--target-id', String(id)]), ...(raw ? ['--raw'] : []), ...prompts.map(([p]) => p)]);
+        const out = records(r, 2, { targets: targets.length, mode: raw ? 'raw' : 'norm' });
+        out.forEach((record, n) => {
+          assert.deepEqual(record.tokens.map((t) => t.id), prompts[n][1]);
           for (const layer of record.layers) {
             const [a, b] = layer.targets;
             assert.deepEqual([a.id, b.id], [...HEAD_TWINS]);
-            assert.ok(a.logit === b.logit && a.rank === b.rank, `${form} L${layer.layer}: twins differ: ${JSON.stringify(layer.targets)}`);
+            assert.ok(a.logit === b.logit && a.rank === b.rank, `${form} L${layer.layer}: twins differ: ${JSON.stringify([a, b])}`);
           }
-          assertRecordMatchesReference(record, own, `${form} ${command}${raw ? ' --raw' : ''} ${record.prompt}`);
-        }
+          assertRecordMatchesReference(record, own, `${form} ${command}${raw ? ' --raw' : ''} ${record.prompt}`, HEAD_TWINS);
+        });
       }
     }
   }

@@ -33,6 +33,8 @@ test('first run downloads into $LENS_CACHE and matches the local directory; the 
   assert.ok(hub.requests.length >= 4, `requests: ${hub.requests.join(', ')}`);
   assert.ok(hub.requests.every((p) => p.startsWith('/tiny/gpt2/resolve/main/')));
   const local = await runCli(['topk', '--model', MODEL, '--json', 'Paris is capital of'], { env: { LENS_CACHE: cache } });
+  assert.equal(local.code, 0, local.stderr);
+  assert.equal(withoutModel(first.stdout).length, 1);
   assert.deepEqual(withoutModel(first.stdout), withoutModel(local.stdout));
   assert.equal(JSON.parse(first.stdout).model, 'tiny/gpt2');
   assert.ok(filesUnder(join(cache, 'hub', 'tiny', 'gpt2')).includes('onnx/model.onnx_data'));

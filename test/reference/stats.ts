@@ -38,14 +38,26 @@ export function kl(p: ArrayLike<number>, q: ArrayLike<number>): number {
 /**
  * The ranks token `id` may have when x [V] is known to within `eps` per element: 1 + the tokens
  * surely above it, up to 1 + those that may be; tokens exactly equal to it (twin head rows) are
- * ties, never above. eps = 0 gives the exact rank, 1 + #{i : xᵢ > x_id}.
+ * ties, never above. `above(i)` settles a token within eps of it when it can (true: above).
+ * eps = 0 gives the exact rank, 1 + #{i : xᵢ > x_id}.
  */
-export function rankBounds(x: ArrayLike<number>, id: number, eps = 0): { min: number; max: number } {
+export function rankBounds(x: ArrayLike<number>, id: number, eps = 0, above: (i: number) => boolean | undefined = () => undefined): { min: number; max: number } {
   const v = x[id];
   let surely = 0, maybe = 0;
   for (let i = 0; i < x.length; i++) {
     if (x[i] > v + eps) surely++;
-    else if (x[i] > v - eps && x[i] !== v) maybe++;
+    else if (x[i] > v - eps && x[i] !== v) {
+      const settled = above(i);
+      if (settled === undefined) maybe++;
+      else if (settled) surely++;
+    }
   }
   return { min: 1 + surely, max: 1 + surely + maybe };
+}
+
+/** Tokens whose x [V] lies within eps of x_id without equalling it: those whose order against it a tolerance cannot settle. */
+export function nearTies(x: ArrayLike<number>, id: number, eps: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < x.length; i++) if (i !== id && Math.abs(x[i] - x[id]) <= eps && x[i] !== x[id]) out.push(i);
+  return out;
 }
