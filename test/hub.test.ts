@@ -7,7 +7,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { LensRecord } from '../src/lens/record.js';
 import { resolveModel } from '../src/model/hub.js';
-import { assertOneLineError, fixture, LENS_BIN, runCli, scratchDir } from './helpers.js';
+import { assertOneLineError, cleanEnv, fixture, LENS_BIN, runCli, scratchDir } from './helpers.js';
 import { startHub } from './hub-server.js';
 
 const { dir: MODEL } = fixture('opset17-merged-external');
@@ -33,6 +33,8 @@ test('first run downloads into $LENS_CACHE and matches the local directory; the 
   assert.ok(hub.requests.length >= 4, `requests: ${hub.requests.join(', ')}`);
   assert.ok(hub.requests.every((p) => p.startsWith('/tiny/gpt2/resolve/main/')));
   const local = await runCli(['topk', '--model', MODEL, '--json', 'Paris is capital of'], { env: { LENS_CACHE: cache } });
+  assert.equal(local.code, 0, local.stderr);
+  assert.equal(withoutModel(first.stdout).length, 1);
   assert.deepEqual(withoutModel(first.stdout), withoutModel(local.stdout));
   assert.equal(JSON.parse(first.stdout).model, 'tiny/gpt2');
   assert.ok(filesUnder(join(cache, 'hub', 'tiny', 'gpt2')).includes('onnx/model.onnx_data'));
@@ -105,7 +107,7 @@ test('on a terminal, the download shows a progress bar on stderr', async () => {
   const command = [process.execPath, LENS_BIN, 'topk', '--model', 'tiny/gpt2', 'hi'].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
   const { spawn } = await import('node:child_process');
   const output = await new Promise<string>((resolve, reject) => {
-    const child = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, ...env(cache) }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn('script', ['-qfec', command, '/dev/null'], { env: cleanEnv(env(cache)), stdio: ['ignore', 'pipe', 'inherit'] });
     let text = '';
     child.stdout.setEncoding('utf8').on('data', (d) => (text += d));
     child.on('error', reject);

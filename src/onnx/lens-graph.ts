@@ -121,14 +121,27 @@ function attributeInt(node: Node, name: string, fallback: number): number {
   return Number(node.attribute.find((a) => a.name === name)?.i ?? fallback);
 }
 
+/** Whether the logits are the unembedding's product itself, up to reshapes and casts (no bias, scale or cap after it). */
+function logitsAreProduct(index: GraphIndex, unembed: Node, logits: string): boolean {
+  let name = logits;
+  for (let node = index.producer.get(name); node !== unembed; node = index.producer.get(name)) {
+    if (!node || !PASS_THROUGH_OPS.has(node.op_type)) return false;
+    name = index.dynamicInputs(node)[0];
+  }
+  return true;
+}
+
 /**
  * The token embedding E [V, d] that the unembedding multiplies by, when the head is tied:
- * Gemm(x, E, transB=1), MatMul(x, Transpose(E)), or MatMul(x, Wᵀ) with Wᵀ a stored transpose of E.
+ * Gemm(x, E, transB=1), MatMul(x, Transpose(E)), or MatMul(x, Wᵀ) with Wᵀ a stored transpose of E,
+ * with nothing but reshapes between the product and the logits.
  * Undefined for any other head (quantized, biased, untied), which is then cloned as it is.
  */
-function tiedEmbedding(index: GraphIndex, unembed: Node, isTransposeOf?: TransposeCheck): string | undefined {
+function tiedEmbedding(index: GraphIndex, unembed: Node, logits: string, isTransposeOf?: TransposeCheck): string | undefined {
   const weight = unembed.input[1];
   if (!weight || index.dynamic.has(weight) || !index.dynamic.has(unembed.input[0])) return undefined;
+  // A bias added after MatMul(x, Eᵀ) (torch's nn.Linear with bias on 3-D input) would be lost by E · hᵀ.
+  if (!logitsAreProduct(index, unembed, logits)) return undefined;
   const initializer = (name: string) => index.graph.initializer.find((t) => t.name === name);
   if (unembed.op_type === 'Gemm') {
     const plain = attributeInt(unembed, 'transA', 0) === 0 && attributeInt(unembed, 'transB', 0) === 1 && !unembed.input[2];
@@ -179,7 +192,7 @@ export function addLensOutputs(model: Model, layers: number, isTransposeOf?: Tra
 
   // Clone the head (final norm and unembedding, with their shape bookkeeping) onto the stack;
   // with a tied embedding, only the norm, and the unembedding is done as E · hᵀ below.
-  const embedding = tiedEmbedding(index, structure.unembed, isTransposeOf);
+  const embedding = tiedEmbedding(index, structure.unembed, logits, isTransposeOf);
   const region = index.descendants(rLast);
   const needed = index.ancestors([embedding ? finalNormOutput : logits]);
   const substitute = new Map([[rLast, stack]]);
