@@ -54,12 +54,19 @@ export function fixture(form: string, config: Gpt2Config = TINY): { dir: string;
 // The variables lens reads (directly or through transformers.js): a test sees only those it sets.
 const CALLER_ONLY = /^(HF_|HUGGINGFACE_|LENS_)|^(NO_COLOR|FORCE_COLOR|XDG_CACHE_HOME)$/;
 let defaultCache: string | undefined;
+let emptyHuggingFaceCache: string | undefined;
 
-/** The caller's environment without HF_*, LENS_*, NO_COLOR, FORCE_COLOR and XDG_CACHE_HOME, plus `extra`; LENS_CACHE defaults to a scratch directory. */
+/**
+ * The caller's environment without HF_*, LENS_*, NO_COLOR, FORCE_COLOR and XDG_CACHE_HOME, plus `extra`;
+ * LENS_CACHE defaults to a scratch directory and HF_HUB_CACHE to an empty one (the caller's own
+ * Hugging Face cache may hold anything).
+ */
 export function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !CALLER_ONLY.test(name)));
   defaultCache ??= scratchDir('default-cache');
-  return { ...env, LENS_CACHE: defaultCache, ...extra };
+  emptyHuggingFaceCache ??= scratchDir('hf-cache');
+  const huggingFace = extra.HF_HOME || extra.HUGGINGFACE_HUB_CACHE ? {} : { HF_HUB_CACHE: emptyHuggingFaceCache };
+  return { ...env, LENS_CACHE: defaultCache, ...huggingFace, ...extra };
 }
 
 export interface CliResult { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }

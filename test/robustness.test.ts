@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeModel, encodeModel } from '../src/onnx/proto.js';
-import { fixture, LENS_BIN, runCli, scratchDir, assertOneLineError, TINY } from './helpers.js';
+import { cleanEnv, fixture, LENS_BIN, runCli, scratchDir, assertOneLineError, TINY } from './helpers.js';
 import { writeFixture } from './fixtures/gpt2.js';
 import { startHub } from './hub-server.js';
 import type { Phase } from '../src/model/phases.js';
@@ -40,7 +40,7 @@ interface Killed { stderr: string; code: number | null; signal: NodeJS.Signals |
  * and sends `signal` once it has announced it; fails if the run never gets there.
  */
 async function killAt(phase: Phase, args: string[], env: NodeJS.ProcessEnv, signal: NodeJS.Signals = 'SIGKILL', inspect?: () => void): Promise<Killed> {
-  const child = spawn(process.execPath, [LENS_BIN, ...args], { env: { ...process.env, ...env, LENS_TEST_PAUSE: phase }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [LENS_BIN, ...args], { env: cleanEnv({ ...env, LENS_TEST_PAUSE: phase }), stdio: ['ignore', 'ignore', 'pipe'] });
   const closed = new Promise<Killed>((resolve) => child.on('close', (code, sig) => resolve({ stderr, code, signal: sig })));
   let stderr = '';
   const reached = new Promise<boolean>((resolve) => {
@@ -168,7 +168,7 @@ function manyPrompts(n: number): string {
 test('lens … --json | head -1 exits quietly', async () => {
   const cache = scratchDir('epipe');
   await runCli(['topk', '--model', MODEL, 'warm'], { env: { LENS_CACHE: cache } });
-  const child = spawn(process.execPath, [LENS_BIN, 'topk', '--model', MODEL, '--json', '--file', manyPrompts(400)], { env: { ...process.env, LENS_CACHE: cache }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [LENS_BIN, 'topk', '--model', MODEL, '--json', '--file', manyPrompts(400)], { env: cleanEnv({ LENS_CACHE: cache }), stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
   let firstLine = '';
@@ -185,7 +185,7 @@ test('SIGINT exits 130 with one line and leaves the cache good, warm and mid-pre
     let killed: Killed;
     if (warm) {
       assert.equal((await runCli(['topk', '--model', MODEL, 'warm'], { env: { LENS_CACHE: cache } })).code, 0);
-      const child = spawn(process.execPath, [LENS_BIN, 'topk', '--model', MODEL, '--json', '--file', manyPrompts(2000)], { env: { ...process.env, LENS_CACHE: cache }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [LENS_BIN, 'topk', '--model', MODEL, '--json', '--file', manyPrompts(2000)], { env: cleanEnv({ LENS_CACHE: cache }), stdio: ['ignore', 'pipe', 'pipe'] });
       const closed = new Promise<Killed>((resolve) => { let stderr = ''; child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d)); child.on('close', (code, signal) => resolve({ stderr, code, signal })); });
       await new Promise((resolve) => child.stdout.once('data', resolve));
       child.stdout.resume();
@@ -220,7 +220,7 @@ test('nothing escapes its place: outside external data is refused; files go only
   const home = join(root, 'home'), cwd = join(root, 'cwd'), xdg = join(root, 'xdg');
   for (const d of [home, cwd, xdg]) mkdirSync(d);
   const r = await new Promise<number | null>((resolve) => {
-    const child = spawn(process.execPath, [LENS_BIN, 'topk', '--model', MODEL, 'hello'], { cwd, env: { ...process.env, HOME: home, XDG_CACHE_HOME: xdg, LENS_CACHE: '' }, stdio: 'ignore' });
+    const child = spawn(process.execPath, [LENS_BIN, 'topk', '--model', MODEL, 'hello'], { cwd, env: cleanEnv({ HOME: home, XDG_CACHE_HOME: xdg, LENS_CACHE: '' }), stdio: 'ignore' });
     child.on('close', resolve);
   });
   assert.equal(r, 0);
