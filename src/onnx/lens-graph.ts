@@ -19,7 +19,7 @@ export const LENS_IO = {
   hidden: 'lens_hidden',
 } as const;
 
-const MATMUL_OPS = new Set(['MatMul', 'Gemm', 'MatMulInteger', 'MatMulNBits', 'FusedMatMul', 'QLinearMatMul']);
+const MATMUL_OPS = new Set(['MatMul', 'Gemm', 'MatMulInteger', 'MatMulNBits', 'MatMulBnb4', 'FusedMatMul', 'QLinearMatMul']);
 // Ops that move or re-type the head's input without computing on it.
 const PASS_THROUGH_OPS = new Set(['Reshape', 'Flatten', 'Identity', 'Cast', 'Squeeze', 'Unsqueeze', 'DynamicQuantizeLinear', 'QuantizeLinear', 'DequantizeLinear']);
 
