@@ -25,6 +25,8 @@ const DTYPES = ['fp16', 'q8', 'uint8', 'q4', 'q4f16'] as const;
  */
 const VS_FP32: Record<(typeof DTYPES)[number], number> = { fp16: 2e-3, q8: 0.05, uint8: 0.05, q4: 0.15, q4f16: 0.15 };
 const MARGIN = 0.05;
+/** --raw rows r_0..r_{L-1}: max |Δlogit| / max |logit| against the fp32 raw lens. */
+const RAW_VS_FP32: Record<(typeof DTYPES)[number], number> = { fp16: 5e-3, q8: 0.1, uint8: 0.1, q4: 0.25, q4f16: 0.25 };
 /** fp16 and q4f16: the last layer against the model's own logits (see (a)). */
 const FP16_OWN = 2e-2;
 
@@ -139,7 +141,20 @@ for (const form of FORMS) {
         // (c) Rows are independent: the same position alone, or stacked with others, gives the same values.
         const alone = (await lens.run(PROMPT_IDS, [2], 'norm')).logits;
         for (let l = 0; l <= L; l++) assertClose(row(alone, l), row(logits, l * P + 1), 1e-5, `${dtype} layer ${l} alone vs stacked`);
-        t.diagnostic(`${dtype} ${form}: (a) max|Δlogit| ${worstA.toExponential(2)}; (b) max|Δprob| ${worstProb.toExponential(2)}, top-1 compared on ${compared}/${(L + 1) * P} rows`);
+        // --raw skips the norm on r_0..r_{L-1} (per row, also inside a per-row head): those rows stay near the
+        // fp32 raw lens, in logits relative to their size (raw logits reach ±90 here, so probabilities are
+        // too peaked to compare); a norm wrongly applied or skipped would be off by about the whole logit.
+        const raw = (await lens.run(PROMPT_IDS, [2], 'raw')).logits;
+        const fp32Raw = (await fp32Lens.get(form)!.model.run(PROMPT_IDS, [2], 'raw')).logits;
+        assertClose(row(raw, L), row(alone, L), 1e-5, `${dtype} raw last layer is normed`);
+        let worstRaw = 0;
+        for (let l = 0; l < L; l++) {
+          let diff = 0, size = 0;
+          for (let i = 0; i < V; i++) { diff = Math.max(diff, Math.abs(row(raw, l)[i] - row(fp32Raw, l)[i])); size = Math.max(size, Math.abs(row(fp32Raw, l)[i])); }
+          worstRaw = Math.max(worstRaw, diff / size);
+        }
+        assert.ok(worstRaw <= RAW_VS_FP32[dtype], `${dtype} raw: max |Δlogit| / max |logit| vs fp32 ${worstRaw} > ${RAW_VS_FP32[dtype]}`);
+        t.diagnostic(`${dtype} ${form}: (a) max|Δlogit| ${worstA.toExponential(2)}; (b) max|Δprob| ${worstProb.toExponential(2)}, top-1 compared on ${compared}/${(L + 1) * P} rows; raw max|Δlogit|/max|logit| ${worstRaw.toExponential(2)}`);
       } finally {
         await lens.dispose();
       }
