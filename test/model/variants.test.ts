@@ -9,7 +9,11 @@ import { AutoModelForCausalLM, env as hfEnv, Tensor } from '@huggingface/transfo
 import { loadLensModel, type LensModel } from '../../src/model/runtime.js';
 import type { Dtype } from '../../src/model/paths.js';
 import type { LensRecord } from '../../src/lens/record.js';
-import { VOCAB } from '../fixtures/gpt2.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { encodeModel } from '../../src/onnx/proto.js';
+import { buildModel, FORMS as GPT2_FORMS, VOCAB, writeFixture } from '../fixtures/gpt2.js';
+import { toFloat16 } from '../fixtures/variants.js';
 import { referenceForward } from '../reference/gpt2.js';
 import { assertClose, fixture, runCli, scratchDir, TINY } from '../helpers.js';
 
@@ -160,6 +164,24 @@ for (const form of FORMS) {
       }
     });
   }
+}
+
+for (const form of FORMS) {
+  test(`fp16 with float16 graph inputs and outputs (keep_io_types=False, older hub files) on ${form}`, async () => {
+    const dir = join(scratchDir('fp16-io'), form);
+    const weights = writeFixture(dir, form, TINY);
+    writeFileSync(join(dir, 'onnx', 'model_fp16.onnx'), encodeModel(toFloat16(buildModel(weights, GPT2_FORMS[form]), false)));
+    const lens = await loadLensModel(dir, { dtype: 'fp16', offline: true, env });
+    try {
+      const pos = PROMPT_IDS.length - 1;
+      const { logits, hidden } = await lens.run(PROMPT_IDS, [pos], 'norm');
+      assert.equal(hidden.length, (L + 1) * TINY.d);
+      // transformers.js feeds float16 past_key_values here (it reads the graph's input types).
+      assertClose(row(logits, L), row(await ownLogits(dir, 'fp16', PROMPT_IDS), pos), FP16_OWN, 'last layer vs own logits');
+    } finally {
+      await lens.dispose();
+    }
+  });
 }
 
 test('--dtype q4 from the command line', async () => {
