@@ -38,14 +38,14 @@ export function scratchDir(name: string): string {
 const fixtures = new Map<string, { dir: string; weights: Gpt2Weights }>();
 let fixtureRoot: string | undefined;
 
-/** A fixture model of the given form, written once per test process. */
-export function fixture(form: string, config: Gpt2Config = TINY): { dir: string; weights: Gpt2Weights } {
-  const key = `${form}-${JSON.stringify(config)}`;
+/** A fixture model of the given form, written once per test process (with the dtype variant files if asked). */
+export function fixture(form: string, config: Gpt2Config = TINY, options: { variants?: boolean } = {}): { dir: string; weights: Gpt2Weights } {
+  const key = `${form}-${JSON.stringify(config)}-${options.variants === true}`;
   let entry = fixtures.get(key);
   if (!entry) {
     fixtureRoot ??= scratchDir('fixtures');
     const dir = join(fixtureRoot, `${form}-${fixtures.size}`);
-    entry = { dir, weights: writeFixture(dir, form, config) };
+    entry = { dir, weights: writeFixture(dir, form, config, options) };
     fixtures.set(key, entry);
   }
   return entry;
