@@ -1,5 +1,5 @@
-// npm run bench: lens against transformers.js as it comes, on a random-weight model of
-// GPT-2-small's exact shape in the tests' export form. Medians over repetitions; every
+// npm run bench: lens against transformers.js as it comes, on random-weight models of
+// GPT-2-small's and SmolLM2-135M's exact shapes in the tests' export forms. Medians over repetitions; every
 // figure is also given as a ratio to the baseline measured in the same run.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -8,8 +8,32 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ROOT } from '../test/helpers.js';
 
-const FORM = 'opset14-merged';
-const SHAPE = { layers: 12, d: 768, heads: 12, nPositions: 1024, seed: 1 };
+// The GPT-2-small-shaped model, and a Llama of SmolLM2-135M's shape (30 layers, width 576, 9 heads,
+// 3 KV heads, vocabulary 49152, untied head). BENCH_MODELS picks some (comma-separated names);
+// BENCH_TINY=1 swaps in tiny shapes to check the benchmark's code path in seconds (no report written).
+const TINY = process.env.BENCH_TINY === '1';
+interface BenchModel { kind: 'gpt2' | 'llama'; form: string; shape: Record<string, unknown>; label: string; layout?: 'declared' }
+const MODELS: Record<string, BenchModel> = {
+  'gpt2-small': {
+    kind: 'gpt2', form: 'opset14-merged', label: 'random GPT-2-small (12 layers, d 768, vocab 50257)',
+    shape: TINY ? { layers: 2, d: 64, heads: 4, nPositions: 128, seed: 1 } : { layers: 12, d: 768, heads: 12, nPositions: 1024, seed: 1 },
+  },
+  // The same weights as transformers.js publishes large models: in onnx/model.onnx_data, declared in config.json.
+  'gpt2-small-external': {
+    kind: 'gpt2', form: 'opset14-merged', layout: 'declared', label: 'random GPT-2-small, weights in model.onnx_data declared in config.json',
+    shape: TINY ? { layers: 2, d: 64, heads: 4, nPositions: 128, seed: 1 } : { layers: 12, d: 768, heads: 12, nPositions: 1024, seed: 1 },
+  },
+  'smollm2-135m': {
+    kind: 'llama', form: 'merged', label: 'random Llama of SmolLM2-135M\'s shape (30 layers, d 576, 9 heads, 3 KV heads, vocab 49152, untied head)',
+    shape: TINY
+      ? { family: 'llama', layers: 2, d: 64, heads: 4, kvHeads: 2, ffn: 128, vocab: 1024, nPositions: 128, ropeTheta: 100000, seed: 1 }
+      : { family: 'llama', layers: 30, d: 576, heads: 9, kvHeads: 3, ffn: 1536, vocab: 49152, nPositions: 2048, ropeTheta: 100000, seed: 1 },
+  },
+};
+const SELECTED = (process.env.BENCH_MODELS ?? Object.keys(MODELS).join(',')).split(',').map((name) => {
+  if (!MODELS[name]) throw new Error(`unknown bench model ${name} (${Object.keys(MODELS).join(', ')})`);
+  return name;
+});
 const REPS = Number(process.env.BENCH_REPS ?? 5);
 const PROMPTS = [
   'Paris is capital of', 'Alan Turing was a', 'The most famous sports in USA is', 'The quick brown fox jumps over',
@@ -19,20 +43,20 @@ const PROMPTS = [
 
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
 
-function modelDir(layout: 'inline' | 'declared'): string {
-  const dir = join(ROOT, 'bench', '.cache', `gpt2-small-${FORM}${layout === 'inline' ? '' : '-external'}`);
+function modelDir(name: string, spec: BenchModel): string {
+  const dir = join(ROOT, 'bench', '.cache', `${name}-${spec.form}${TINY ? '-tiny' : ''}`);
   const marker = join(dir, '.complete');
   if (!existsSync(marker)) {
-    process.stderr.write(`building a random GPT-2-small (${FORM}, ${layout} weights) in ${dir} …\n`);
+    process.stderr.write(`building a ${spec.label} (${spec.form}) in ${dir} …\n`);
     rmSync(dir, { recursive: true, force: true });
-    const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'bench', 'build-model.js'), dir, FORM, JSON.stringify(SHAPE), layout], { stdio: 'inherit' });
+    const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'bench', 'build-model.js'), dir, spec.kind, spec.form, JSON.stringify(spec.shape), spec.layout ?? 'inline'], { stdio: 'inherit' });
     if (r.status !== 0) throw new Error(`building the benchmark model failed (${r.status})`);
-    writeFileSync(marker, JSON.stringify(SHAPE));
+    writeFileSync(marker, JSON.stringify(spec.shape));
   }
   return dir;
 }
 
-/** Bytes of a directory's files, once per inode: `own` are those no other directory shares (hard links to the source are not). */
+/** Bytes of an entry's files, once per inode: `linked` are hard links to the source's own files, `own` the rest. */
 function entryBytes(entryRoot: string, sourceDir: string): { own: number; linked: number } {
   const sourceInodes = new Set(readdirSync(sourceDir, { recursive: true, encoding: 'utf8' }).map((f) => statSync(join(sourceDir, f)).ino));
   let own = 0, linked = 0;
@@ -62,66 +86,62 @@ function runNode(args: string[], env: NodeJS.ProcessEnv = {}): ProcessRun {
 }
 
 const lensBin = join(ROOT, 'bin', 'lens.js');
-const dir = modelDir('inline');
-const externalDir = modelDir('declared');
-const modelBytes = statSync(join(dir, 'onnx', 'model.onnx')).size;
-const modelMb = modelBytes / 2 ** 20;
-const externalBytes = readdirSync(join(externalDir, 'onnx')).reduce((sum, f) => sum + statSync(join(externalDir, 'onnx', f)).size, 0);
-
-/** The first-ever run (fresh cache each time); the last cache is kept and returned with the entry's size. */
-function prepareRuns(source: string): { runs: ProcessRun[]; cache: string; entry: { own: number; linked: number } } {
-  const runs: ProcessRun[] = [];
-  let cache = '';
-  for (let i = 0; i < Math.min(REPS, 3); i++) {
-    if (cache) rmSync(cache, { recursive: true, force: true });
-    cache = mkdtempSync(join(tmpdir(), 'lens-bench-cache-'));
-    runs.push(runNode([lensBin, 'topk', 'Paris is capital of', '--model', source], { LENS_CACHE: cache }));
-  }
-  return { runs, cache, entry: entryBytes(join(cache, 'lens'), source) };
-}
-const inlinePrepare = prepareRuns(dir);
-const prepare = inlinePrepare.runs;
-process.env.LENS_CACHE = inlinePrepare.cache;
-const externalPrepare = prepareRuns(externalDir);
-const externalCold = Array.from({ length: REPS }, () => runNode([lensBin, 'topk', 'Paris is capital of', '--model', externalDir], { LENS_CACHE: externalPrepare.cache }));
-rmSync(externalPrepare.cache, { recursive: true, force: true });
-const cache = process.env.LENS_CACHE!;
-const cold = Array.from({ length: REPS }, () => runNode([lensBin, 'topk', 'Paris is capital of', '--model', dir], { LENS_CACHE: cache }));
-const help = Array.from({ length: REPS }, () => runNode([lensBin, '--help']));
-
-const lensPrompts = runNode([join(ROOT, 'dist', 'bench', 'lens-prompts.js'), dir, JSON.stringify(PROMPTS)], { LENS_CACHE: cache });
-const lensParsed = JSON.parse(lensPrompts.stdout) as { perPrompt: number[]; runOnly: number[] };
-const lensPerPrompt = median(lensParsed.perPrompt);
-const lensRunOnly = median(lensParsed.runOnly);
-const baselineRuns = Array.from({ length: Math.min(REPS, 3) }, () => runNode([join(ROOT, 'dist', 'bench', 'baseline.js'), dir, JSON.stringify(PROMPTS)]));
-const baselineParsed = baselineRuns.map((r) => JSON.parse(r.stdout));
-const baselinePerPrompt = median(baselineParsed.flatMap((b) => b.perPrompt));
-const baselineWall = median(baselineRuns.map((r) => r.wallMs));
-const baselineRss = median(baselineParsed.map((b) => b.maxRssKb / 1024));
-rmSync(cache, { recursive: true, force: true });
-
 const timing = (r: ProcessRun) => ({ wallMs: r.wallMs, maxRssMb: r.maxRssMb });
 const row = (name: string, ms: number, rss: number, ratio: number, target: string) => ({ name, ms: Math.round(ms), rssMb: Math.round(rss), ratio: Number(ratio.toFixed(3)), target });
-const rows = [
-  row('prepare', median(prepare.map((r) => r.wallMs)), median(prepare.map((r) => r.maxRssMb)), median(prepare.map((r) => r.wallMs)) / baselineWall, '≤ 15 s, RSS ≤ 2× model'),
-  row('cold', median(cold.map((r) => r.wallMs)), median(cold.map((r) => r.maxRssMb)), median(cold.map((r) => r.wallMs)) / baselineWall, '≤ 2 s (≤ 0.3× baseline), RSS ≤ model + 200 MB'),
-  row('per_prompt', lensPerPrompt, NaN, lensPerPrompt / baselinePerPrompt, '≤ 1.5× baseline forward'),
-  row('per_prompt, model run only', lensRunOnly, NaN, lensRunOnly / baselinePerPrompt, 'the rest of per_prompt is the record (softmax statistics, top-k, rank)'),
-  row('baseline load+forward', baselineWall, baselineRss, 1, 'transformers.js as it comes (process wall)'),
-  row('baseline per_prompt', baselinePerPrompt, NaN, 1, 'plain forward, same prompts'),
-  row('help', median(help.map((r) => r.wallMs)), median(help.map((r) => r.maxRssMb)), NaN, '≤ 0.3 s'),
-  row('prepare, external-data source', median(externalPrepare.runs.map((r) => r.wallMs)), median(externalPrepare.runs.map((r) => r.maxRssMb)), median(externalPrepare.runs.map((r) => r.wallMs)) / baselineWall, 'weights used where they are (hard links)'),
-  row('cold, external-data source', median(externalCold.map((r) => r.wallMs)), median(externalCold.map((r) => r.maxRssMb)), median(externalCold.map((r) => r.wallMs)) / baselineWall, 'weights mapped from the source files'),
-];
-const MB = 2 ** 20;
-const entrySizes = [
-  { source: 'inline (model.onnx)', modelMb: Math.round(modelMb), entryOwnMb: Number((inlinePrepare.entry.own / MB).toFixed(1)), entryLinkedMb: Number((inlinePrepare.entry.linked / MB).toFixed(1)), target: 'one extracted copy' },
-  { source: 'external data (model.onnx_data, declared)', modelMb: Math.round(externalBytes / MB), entryOwnMb: Number((externalPrepare.entry.own / MB).toFixed(1)), entryLinkedMb: Number((externalPrepare.entry.linked / MB).toFixed(1)), target: 'a few MB beside the weights' },
-];
+
+/** All measures for one model: its rows and raw timings. */
+function benchModel(name: string, spec: BenchModel) {
+  const dir = modelDir(name, spec);
+  const modelMb = readdirSync(join(dir, 'onnx')).filter((f) => /^model\.onnx/.test(f)).reduce((sum, f) => sum + statSync(join(dir, 'onnx', f)).size, 0) / 2 ** 20;
+
+  // prepare: the first-ever run (fresh cache each time).
+  const prepare: ProcessRun[] = [];
+  let warmCache: string | undefined;
+  for (let i = 0; i < Math.min(REPS, 3); i++) {
+    const cache = mkdtempSync(join(tmpdir(), 'lens-bench-cache-'));
+    prepare.push(runNode([lensBin, 'topk', 'Paris is capital of', '--model', dir], { LENS_CACHE: cache }));
+    if (i < Math.min(REPS, 3) - 1) rmSync(cache, { recursive: true, force: true });
+    else warmCache = cache;
+  }
+  const cache = warmCache!;
+  const entry = entryBytes(join(cache, 'lens'), dir);
+  const cold = Array.from({ length: REPS }, () => runNode([lensBin, 'topk', 'Paris is capital of', '--model', dir], { LENS_CACHE: cache }));
+
+  const lensPrompts = runNode([join(ROOT, 'dist', 'bench', 'lens-prompts.js'), dir, JSON.stringify(PROMPTS)], { LENS_CACHE: cache });
+  const lensParsed = JSON.parse(lensPrompts.stdout) as { perPrompt: number[]; runOnly: number[] };
+  const lensPerPrompt = median(lensParsed.perPrompt);
+  const lensRunOnly = median(lensParsed.runOnly);
+  const baselineRuns = Array.from({ length: Math.min(REPS, 3) }, () => runNode([join(ROOT, 'dist', 'bench', 'baseline.js'), dir, JSON.stringify(PROMPTS)]));
+  const baselineParsed = baselineRuns.map((r) => JSON.parse(r.stdout));
+  const baselinePerPrompt = median(baselineParsed.flatMap((b) => b.perPrompt));
+  const baselineWall = median(baselineRuns.map((r) => r.wallMs));
+  const baselineRss = median(baselineParsed.map((b) => b.maxRssKb / 1024));
+  rmSync(cache, { recursive: true, force: true });
+
+  const rows = [
+    // Each row names its model; help is measured once, below.
+    row('prepare', median(prepare.map((r) => r.wallMs)), median(prepare.map((r) => r.maxRssMb)), median(prepare.map((r) => r.wallMs)) / baselineWall, '≤ 15 s, RSS ≤ 2× model'),
+    row('cold', median(cold.map((r) => r.wallMs)), median(cold.map((r) => r.maxRssMb)), median(cold.map((r) => r.wallMs)) / baselineWall, '≤ 2 s (≤ 0.3× baseline), RSS ≤ model + 200 MB'),
+    row('per_prompt', lensPerPrompt, NaN, lensPerPrompt / baselinePerPrompt, '≤ 1.5× baseline forward'),
+    row('per_prompt, model run only', lensRunOnly, NaN, lensRunOnly / baselinePerPrompt, 'the rest of per_prompt is the record (softmax statistics, top-k, rank)'),
+    row('baseline load+forward', baselineWall, baselineRss, 1, 'transformers.js as it comes (process wall)'),
+    row('baseline per_prompt', baselinePerPrompt, NaN, 1, 'plain forward, same prompts'),
+  ].map((r) => ({ ...r, name: `${name}: ${r.name}` }));
+  const MB = 2 ** 20;
+  return {
+    model: { name, label: spec.label, form: spec.form, shape: spec.shape, onnxMb: Math.round(modelMb) }, rows,
+    entrySize: { name, modelMb: Math.round(modelMb), ownMb: Number((entry.own / MB).toFixed(1)), linkedMb: Number((entry.linked / MB).toFixed(1)) },
+    raw: { prepare: prepare.map(timing), cold: cold.map(timing), lensPerPrompt: lensParsed.perPrompt, lensRunOnly: lensParsed.runOnly, baseline: baselineParsed },
+  };
+}
+
+const results = SELECTED.map((name) => benchModel(name, MODELS[name]));
+const help = Array.from({ length: REPS }, () => runNode([lensBin, '--help']));
+const rows = [...results.flatMap((r) => r.rows), row('help', median(help.map((r) => r.wallMs)), median(help.map((r) => r.maxRssMb)), NaN, '≤ 0.3 s')];
 
 const report = {
   date: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length,
-  model: { form: FORM, shape: SHAPE, onnxMb: Math.round(modelMb) }, reps: REPS, prompts: PROMPTS.length,
+  models: results.map((r) => r.model), reps: REPS, prompts: PROMPTS.length,
   choices: {
     rewrittenWeights: 'external data, page aligned, mapped by onnxruntime; written by a worker thread so the source protobuf is freed before loading',
     head: 'final norm cloned onto the stacked residuals at the requested position only; tied unembedding as E·hᵀ (streams E [V,d], no packed W_U); the transposed W_U copy is pruned',
@@ -132,21 +152,23 @@ const report = {
     sourceWeights: 'external-data sources are hard-linked into the entry and read in place (onnxruntime refuses symlinks that leave the model folder); inline sources get one extracted copy',
   },
   rows,
-  entrySizes,
-  raw: { prepare: prepare.map(timing), cold: cold.map(timing), externalPrepare: externalPrepare.runs.map(timing), externalCold: externalCold.map(timing), help: help.map((r) => r.wallMs), lensPerPrompt: lensParsed.perPrompt, lensRunOnly: lensParsed.runOnly, baseline: baselineParsed },
+  entrySizes: results.map((r) => r.entrySize),
+  raw: { models: results.map((r) => ({ name: r.model.name, ...r.raw })), help: help.map((r) => r.wallMs) },
 };
-writeFileSync(join(ROOT, 'bench', 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+const reportPath = TINY ? join(tmpdir(), 'lens-bench-tiny-report.json') : join(ROOT, 'bench', 'report.json');
+writeFileSync(reportPath, `${JSON.stringify(report, null, 2)}\n`);
 
 const fmt = (n: number, unit: string) => (Number.isFinite(n) ? `${n}${unit}` : '—');
 const lines = [
-  `model: random GPT-2-small (${SHAPE.layers} layers, d ${SHAPE.d}, vocab 50257), ${FORM}, ${Math.round(modelMb)} MB; ${REPS} reps, medians`,
+  ...results.map((r) => `${r.model.name}: ${r.model.label}, ${r.model.form}, ${r.model.onnxMb} MB${TINY ? ' (BENCH_TINY: tiny shape, code path only)' : ''}`),
+  `${REPS} reps, medians`,
   '',
   '| measure | median | peak RSS | ratio to baseline | target |',
   '|---|---|---|---|---|',
   ...rows.map((r) => `| ${r.name} | ${fmt(r.ms, ' ms')} | ${fmt(r.rssMb, ' MB')} | ${fmt(r.ratio, '×')} | ${r.target} |`),
   '',
-  '| source | model | entry, own files | entry, linked to the source | target |',
-  '|---|---|---|---|---|',
-  ...entrySizes.map((e) => `| ${e.source} | ${e.modelMb} MB | ${e.entryOwnMb} MB | ${e.entryLinkedMb} MB | ${e.target} |`),
+  '| model | model files | cache entry, own files | cache entry, hard links to the source |',
+  '|---|---|---|---|',
+  ...results.map(({ entrySize: e }) => `| ${e.name} | ${e.modelMb} MB | ${e.ownMb} MB | ${e.linkedMb} MB |`),
 ];
-process.stdout.write(`${lines.join('\n')}\n\nreport: bench/report.json\n`);
+process.stdout.write(`${lines.join('\n')}\n\nreport: ${reportPath}\n`);

@@ -22,7 +22,7 @@ const perPrompt = done.slice(1).map((t, i) => t - done[i]);
 const model = await loadLensModel(dir, options);
 const runOnly: number[] = [];
 for (const p of list) {
-  const ids = model.encode(p);
+  const ids = model.encodePrompt(p);
   const start = performance.now();
   await model.run(ids, [ids.length - 1], 'norm');
   runOnly.push(performance.now() - start);

@@ -144,6 +144,20 @@ export function buildProgram(): Command {
     .option('--gold-id <n>', 'gold token id (same as --target-id); repeatable', collect(integer(0, '--gold-id')), [])
     .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/rank.js')).rank, prompts, opts, { prompts: CHART_PROMPTS, target: CHART_TARGET }));
 
+  program.command('inspect')
+    .description('what lens finds in a model: family, layers, final norm, head, residual, cache entry')
+    .option('-m, --model <id|dir>', 'hub repo id or local model directory', DEFAULT_MODEL)
+    .addOption(new Option('--dtype <dtype>', 'weights variant').choices(Object.keys(DTYPE_SUFFIX)).default('fp32'))
+    .option('--json', 'one JSON object on stdout')
+    .option('--offline', 'never touch the network (also HF_HUB_OFFLINE=1)')
+    .option('--verbose', 'show stack traces of internal errors')
+    .action(async (opts: { model: string; dtype: Dtype; json?: boolean; offline?: boolean }) => {
+      const env = process.env;
+      const { inspect } = await import('./commands/inspect.js');
+      const progress = process.stderr.isTTY === true ? progressBar() : undefined;
+      process.stdout.write(`${await inspect(opts.model, { dtype: opts.dtype, offline: !!opts.offline || offlineFromEnv(env), env, progress }, !!opts.json)}\n`);
+    });
+
   for (const cmd of program.commands) cmd.exitOverride().configureOutput(oneLineErrors);
   return program;
 }

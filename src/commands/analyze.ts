@@ -40,7 +40,7 @@ export async function* analyze(prompts: AsyncIterable<string> | Iterable<string>
     const mode = options.raw ? 'raw' : 'norm';
     for await (const prompt of prompts) {
       if (prompt.length === 0) throw usageError('empty prompt', 'give a prompt with at least one character');
-      const ids = model.encode(prompt);
+      const ids = model.encodePrompt(prompt);
       if (ids.length === 0) throw usageError(`prompt ${JSON.stringify(prompt)} encodes to no tokens`);
       if (ids.length > model.contextLength) {
         throw usageError(`prompt is ${ids.length} tokens; ${model.id} reads at most ${model.contextLength}`, 'shorten the prompt');

@@ -130,6 +130,12 @@ export async function prepareLensModel(modelDir: string, dtype: Dtype, layers: n
   }
 }
 
+/** Where the lens model for `modelDir` is (or would be) cached, and whether a good entry is there now. */
+export function cacheEntryFor(modelDir: string, dtype: Dtype, downloaded: boolean, env: NodeJS.ProcessEnv = process.env): { dir: string; ready: boolean } {
+  const dir = join(cacheRoot(env), 'lens', sourceKey(modelDir, dtype, !downloaded));
+  return { dir, ready: goodEntry(dir) !== undefined };
+}
+
 /** Moves a broken entry aside and deletes it (renaming first, so no reader sees it half deleted). */
 export function discardEntry(dir: string): void {
   const trash = temporaryPath(dir);
@@ -158,7 +164,8 @@ function buildInWorker(job: BuildJob): Promise<{ tiedHead: boolean }> {
   });
 }
 
-function readModel(path: string): Model {
+/** Decodes an ONNX file. Throws UserError when it cannot be read or parsed. */
+export function readModel(path: string): Model {
   let bytes: Buffer;
   try {
     bytes = readFileSync(path);
@@ -175,7 +182,7 @@ function readModel(path: string): Model {
 const ELEMENT_BYTES: Record<number, number> = { [DataType.FLOAT]: 4, [DataType.FLOAT16]: 2 };
 
 /** Compares two stored matrices element by element, bit for bit: is `a` [d, V] the transpose of `b` [V, d]? */
-function transposeCheck(reader: ExternalDataReader): TransposeCheck {
+export function transposeCheck(reader: ExternalDataReader): TransposeCheck {
   const elements = (t: Tensor): Uint32Array | Uint16Array | undefined => {
     const size = ELEMENT_BYTES[t.data_type];
     const raw = isExternal(t) ? reader.read(t) : t.raw_data;

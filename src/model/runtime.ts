@@ -1,10 +1,11 @@
 // The only module that touches transformers.js and onnxruntime: loads the tokenizer, the
 // config and the rewritten model, and runs the lens. Imported lazily, only when a command runs.
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AutoModelForCausalLM, AutoTokenizer, env as hfEnv, Tensor, type PreTrainedModel, type PreTrainedTokenizer } from '@huggingface/transformers';
 import { UserError } from '../errors.js';
 import { LENS_IO } from '../onnx/lens-graph.js';
+import { loaderModelType, readArchitecture, readConfigFile } from './architecture.js';
+import { isSentencePieceVocab, sentencePieceText } from '../render/tokens.js';
 import { resolveModel, type ResolveOptions } from './hub.js';
 import { cacheRoot, type Dtype } from './paths.js';
 import { discardEntry, prepareLensModel, type PreparedModel } from './prepare.js';
@@ -25,6 +26,8 @@ export interface LensModel {
   vocabSize: number;
   /** The longest sequence the model takes (n_positions). */
   contextLength: number;
+  /** Token ids of a prompt as the tokenizer's post-processor writes them (a BOS it adds is at position 0). */
+  encodePrompt(text: string): number[];
   /** Token ids of a text, with no special tokens added. */
   encode(text: string): number[];
   /** The text of one token, leading spaces kept. */
@@ -51,27 +54,17 @@ function configureTransformers(env: NodeJS.ProcessEnv): void {
   hfEnv.localModelPath = '';
 }
 
-function readJson(path: string): Record<string, unknown> {
-  try {
-    const value = JSON.parse(readFileSync(path, 'utf8'));
-    if (value === null || typeof value !== 'object') throw new Error('not a JSON object');
-    return value;
-  } catch (error) {
-    throw new UserError(`cannot read ${path}: ${(error as Error).message}`);
-  }
-}
-
 /** Loads a model for the lens, downloading and preparing it as needed. Throws UserError. */
 export async function loadLensModel(spec: string, options: LoadOptions): Promise<LensModel> {
   const env = options.env ?? process.env;
   configureTransformers(env);
   const { dir, id, downloaded } = await resolveModel(spec, options);
-  // The model's own loading reads the config through transformers.js; here only three numbers are needed.
-  const config = readJson(join(dir, 'config.json')) as Record<string, number>;
-  const layers = Number(config.n_layer ?? config.num_hidden_layers);
-  const vocabSize = Number(config.vocab_size);
-  const contextLength = Number(config.n_positions ?? config.max_position_embeddings ?? Infinity);
-  if (!(layers > 0) || !(vocabSize > 0)) throw new UserError(`${join(dir, 'config.json')} does not give the number of layers and the vocabulary size`);
+  // The model's own loading reads the config through transformers.js; lens reads its shape
+  // through the architecture table (each family's field names) and refuses non-decoders here.
+  const configPath = join(dir, 'config.json');
+  const rawConfig = readConfigFile(configPath);
+  const arch = readArchitecture(rawConfig, configPath);
+  const { layers, vocabSize, contextLength } = arch;
 
   let tokenizer: PreTrainedTokenizer;
   try {
@@ -86,9 +79,17 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
     // line, when the head streams the tied embedding (an untied head needs its packed W_U).
     const prepack = options.batch === true || !prepared.tiedHead;
     const session_options = prepack ? {} : { extra: { session: { disable_prepacking: '1' } } };
-    return AutoModelForCausalLM.from_pretrained(prepared.dir, {
-      dtype: options.dtype as Dtype, device: 'cpu', local_files_only: true, session_options,
+    const from = (config?: Record<string, unknown>) => AutoModelForCausalLM.from_pretrained(prepared.dir, {
+      dtype: options.dtype as Dtype, device: 'cpu', local_files_only: true, session_options, ...(config ? { config } : {}),
     } as never);
+    try {
+      return await from();
+    } catch (error) {
+      // transformers.js only loads model types it knows; lens found the structure itself, so a
+      // family new to both is loaded as the known one whose config field names it shares.
+      if (!/Unsupported model type/.test((error as Error).message)) throw error;
+      return from({ ...rawConfig, model_type: loaderModelType(rawConfig) });
+    }
   };
   let prepared = await prepareLensModel(dir, options.dtype, layers, downloaded, env, options.onPrepare);
   let model: PreTrainedModel;
@@ -106,10 +107,26 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
     }
   }
 
+  // SentencePiece decoders strip the leading space of a lone piece and turn a lone byte into
+  // U+FFFD: show such vocabularies piece by piece instead. Byte-level BPE decodes faithfully.
+  // (The piece table is built only for such vocabularies: listing 50k+ pieces costs ~70 ms.)
+  const sentencePiece = isSentencePieceVocab((piece) => tokenizer.convert_tokens_to_ids(piece) !== undefined);
+  const pieces: string[] = [];
+  if (sentencePiece) for (const [piece, pieceId] of tokenizer.get_vocab() as Map<string, number>) pieces[pieceId] = piece;
+  const tokenText = (tokenId: number) => (sentencePiece && pieces[tokenId] !== undefined
+    ? sentencePieceText(pieces[tokenId])
+    : tokenizer.decode([tokenId], { skip_special_tokens: false, clean_up_tokenization_spaces: false }));
+
   return {
     id, layers, vocabSize, contextLength,
-    encode: (text) => tokenizer.encode(text, { add_special_tokens: false }),
-    tokenText: (tokenId) => tokenizer.decode([tokenId], { skip_special_tokens: false, clean_up_tokenization_spaces: false }),
+    encodePrompt: (text) => tokenizer.encode(text, { add_special_tokens: true }),
+    encode: (text) => {
+      // A SentencePiece normalizer that prepends ▁ turns " Paris" into "▁▁Paris": the text's own
+      // space is already that ▁, so a bare leading ▁ piece is dropped.
+      const ids = tokenizer.encode(text, { add_special_tokens: false });
+      return sentencePiece && ids.length > 1 && pieces[ids[0]] === '\u2581' ? ids.slice(1) : ids;
+    },
+    tokenText,
     async run(ids, positions, mode) {
       const seq = ids.length;
       const ones = new BigInt64Array(seq).fill(1n);

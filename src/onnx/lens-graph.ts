@@ -1,6 +1,7 @@
 // The graph rewrite behind the lens: find a pre-norm decoder's residual stream, final norm
 // and unembedding by structure, then add outputs that put every layer's residual, at the
 // requested positions, through the model's own final norm and head in one stacked pass.
+import { splitSkipNorms } from './fused-norms.js';
 import { GraphIndex, pruneGraph, topologicalOrder } from './graph.js';
 import { AttrType, DataType, type Graph, type Model, type Node, type Tensor } from './proto.js';
 
@@ -191,7 +192,7 @@ function int64Initializer(name: string, values: number[]): Tensor {
  * Merged (If) decoders are flattened to their no-past branch. Throws GraphStructureError.
  */
 export function addLensOutputs(model: Model, layers: number, isTransposeOf?: TransposeCheck): { model: Model; structure: DecoderStructure; tiedEmbedding?: string } {
-  const graph = inlineNoPastBranch(model.graph);
+  const graph = splitSkipNorms(inlineNoPastBranch(model.graph));
   const index = new GraphIndex(graph);
   const structure = findDecoderStructure(graph, layers, index);
   const { residuals, finalNormOutput, logits } = structure;

@@ -12,6 +12,30 @@ export function quoteToken(text: string): string {
   return `"${body}"`;
 }
 
+const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
+
+/**
+ * The text of a SentencePiece vocabulary piece: `▁` is the space; a byte-fallback piece <0xHH>
+ * is its character when it is ASCII (so <0x0A> is a newline) and stays <0xHH> otherwise (one
+ * byte of a longer UTF-8 character has no text of its own).
+ */
+export function sentencePieceText(piece: string): string {
+  const byte = BYTE_PIECE.exec(piece);
+  if (byte) {
+    const value = parseInt(byte[1], 16);
+    return value < 0x80 ? String.fromCharCode(value) : piece;
+  }
+  return piece.replace(/\u2581/g, ' ');
+}
+
+/**
+ * Whether a vocabulary is SentencePiece-style, asked through a membership test (cheap on a large
+ * vocabulary): it has byte-fallback pieces or the bare `▁` piece; byte-level BPE has neither.
+ */
+export function isSentencePieceVocab(has: (piece: string) => boolean): boolean {
+  return has('<0x0A>') || has('\u2581');
+}
+
 /** Display width of a string in terminal columns (wide East Asian and emoji count 2; combining marks 0). */
 export function displayWidth(text: string): number {
   let width = 0;

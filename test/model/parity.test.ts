@@ -4,13 +4,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import ort from 'onnxruntime-node';
 import { loadLensModel, type LensModel } from '../../src/model/runtime.js';
 import { decodeModel, encodeModel } from '../../src/onnx/proto.js';
 import { FORMS, VOCAB, type Gpt2Weights } from '../fixtures/gpt2.js';
 import { scrambleNames } from '../fixtures/scramble.js';
 import { referenceForward, referenceLens } from '../reference/gpt2.js';
 import { assertClose, cleanEnv, fixture, scratchDir, TINY } from '../helpers.js';
+import { ownLogits } from './lens-check.js';
 
 const TOL = 1e-4;
 const PROMPTS: [string, number[]][] = [
@@ -18,27 +18,6 @@ const PROMPTS: [string, number[]][] = [
   ['Paris is capital of', [40313, 318, 3139, 286]],
 ];
 const env = cleanEnv({ LENS_CACHE: scratchDir('parity-cache') });
-
-/** The original (unrewritten) model's own logits for `ids`, [T, V]. */
-async function ownLogits(dir: string, ids: number[]): Promise<Float32Array> {
-  const session = await ort.InferenceSession.create(join(dir, 'onnx', 'model.onnx'));
-  const T = ids.length;
-  const feeds: Record<string, ort.Tensor> = {
-    input_ids: new ort.Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, T]),
-    attention_mask: new ort.Tensor('int64', new BigInt64Array(T).fill(1n), [1, T]),
-    position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: T }, (_, i) => BigInt(i)), [1, T]),
-  };
-  for (const name of session.inputNames) {
-    if (name.startsWith('past_key_values')) feeds[name] = new ort.Tensor('float32', new Float32Array(0), [1, TINY.heads, 0, TINY.d / TINY.heads]);
-    if (name === 'use_cache_branch') feeds[name] = new ort.Tensor('bool', [false], [1]);
-  }
-  const out = await session.run(feeds);
-  await session.release();
-  // The logits are the first output, whatever they are called.
-  const logits = out[session.outputNames[0]];
-  assert.deepEqual(logits.dims, [1, T, VOCAB]);
-  return logits.data as Float32Array;
-}
 
 /** Every layer's residual and lens logits, at every position of each prompt, in both modes, against the reference. */
 async function assertParity(dir: string, weights: Gpt2Weights): Promise<void> {
@@ -52,7 +31,7 @@ async function assertParity(dir: string, weights: Gpt2Weights): Promise<void> {
       const positions = ids.map((_, i) => i);
       const P = positions.length;
       const ref = referenceForward(weights, ids);
-      const own = await ownLogits(dir, ids);
+      const own = await ownLogits(join(dir, 'onnx', 'model.onnx'), ids, [TINY.heads, TINY.d / TINY.heads]);
       for (const mode of ['norm', 'raw'] as const) {
         const run = await model.run(ids, positions, mode);
         assert.equal(run.logits.length, (L + 1) * P * VOCAB);

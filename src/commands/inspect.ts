@@ -1,0 +1,37 @@
+// `lens inspect`: what lens found in a model, as text or one JSON object.
+import type { Inspection } from '../model/inspect.js';
+import type { ResolveOptions } from '../model/hub.js';
+
+/** The inspection as aligned "label  value" lines (no trailing newline). */
+export function renderInspection(r: Inspection): string {
+  const heads = r.heads === undefined ? '' : ` (${r.heads} heads${r.kvHeads !== undefined && r.kvHeads !== r.heads ? `, ${r.kvHeads} KV heads` : ''})`;
+  const head = r.head.tied
+    ? `tied to the token embedding ${r.head.tiedTo}`
+    : `its own weight${r.head.weight ? ` ${r.head.weight}` : ''}${r.head.bias ? ', with a bias' : ''}`;
+  const forms = [r.graph.merged ? 'merged decoder (If), read through its no-past branch' : '', r.graph.fusedNorms ? 'onnxruntime-fused norms (Skip*LayerNormalization), split to read the residual' : ''].filter(Boolean);
+  const rows: [string, string][] = [
+    ['model', r.model],
+    ['onnx', `${r.onnx} (${r.dtype})`],
+    ['family', r.family ? `${r.modelType} (${r.family})` : `${r.modelType} (not in lens's table: read by structure)`],
+    ['layers', String(r.layers)],
+    ['width', `${r.width ?? '?'}${heads}`],
+    ['context', r.contextLength === null ? 'not given' : `${r.contextLength} tokens`],
+    ['vocabulary', String(r.vocabSize)],
+    ['final norm', `${r.finalNorm.kind}, node ${r.finalNorm.node} (${r.finalNorm.op})`],
+    ['head', `${head}, node ${r.head.node} (${r.head.op})`],
+    ['residual', r.residual === 'parallel' ? 'parallel: h + attn(ln1 h) + mlp(ln2 h)' : 'sequential: attention, then MLP'],
+    ...(r.embeddingScale ? [['embeddings', `scaled by ${r.embeddingScale} before block 1 (r0 is after the scaling)`] as [string, string]] : []),
+    ...(forms.length ? [['graph', forms.join('; ')] as [string, string]] : []),
+    ['cache', `${r.cache.entry} (${r.cache.ready ? 'ready' : 'built on the first run'})`],
+  ];
+  const width = Math.max(...rows.map(([label]) => label.length));
+  return rows.map(([label, value]) => `${label.padEnd(width)}  ${value}`).join('\n');
+}
+
+/** Inspects the model and returns what to print on stdout. Throws UserError. */
+export async function inspect(spec: string, options: ResolveOptions, json: boolean): Promise<string> {
+  // The model layer reads protobuf and the hub: load it only when the command runs.
+  const { inspectModel } = await import('../model/inspect.js');
+  const result = await inspectModel(spec, options);
+  return json ? JSON.stringify(result) : renderInspection(result);
+}

@@ -1,0 +1,68 @@
+// What lens finds in a model, without running it: the architecture from config.json (through
+// the family table) and the decoder structure from the ONNX graph it would rewrite.
+import { join } from 'node:path';
+import { UserError } from '../errors.js';
+import { describeDecoder, type GraphDescription } from '../onnx/describe.js';
+import { ExternalDataReader } from '../onnx/external-data.js';
+import { GraphStructureError } from '../onnx/lens-graph.js';
+import { readArchitecture, readConfigFile } from './architecture.js';
+import { resolveModel, type ResolveOptions } from './hub.js';
+import { onnxFileFor, type Dtype } from './paths.js';
+import { cacheEntryFor, readModel, transposeCheck } from './prepare.js';
+
+export interface Inspection {
+  model: string;
+  directory: string;
+  onnx: string;
+  dtype: Dtype;
+  modelType: string;
+  /** The Hugging Face class of a family lens knows; undefined when it reads the model by structure only. */
+  family?: string;
+  layers: number;
+  width?: number;
+  heads?: number;
+  kvHeads?: number;
+  /** Null when the config gives no context length. */
+  contextLength: number | null;
+  vocabSize: number;
+  finalNorm: Omit<GraphDescription['finalNorm'], 'kind'> & { kind: string };
+  head: GraphDescription['head'] & { tied: boolean };
+  residual: GraphDescription['residual'];
+  embeddingScale?: string;
+  graph: { merged: boolean; fusedNorms: boolean };
+  cache: { entry: string; ready: boolean };
+}
+
+/** Inspects a model (downloading it if needed). Throws UserError for what lens cannot read. */
+export async function inspectModel(spec: string, options: ResolveOptions): Promise<Inspection> {
+  const env = options.env ?? process.env;
+  const { dir, id, downloaded } = await resolveModel(spec, options);
+  const configPath = join(dir, 'config.json');
+  const arch = readArchitecture(readConfigFile(configPath), configPath);
+  const onnx = join(dir, onnxFileFor(options.dtype));
+  const model = readModel(onnx);
+  const reader = new ExternalDataReader(join(dir, 'onnx'));
+  let found: GraphDescription;
+  try {
+    found = describeDecoder(model, arch.layers, arch.vocabSize, transposeCheck(reader));
+  } catch (error) {
+    if (error instanceof GraphStructureError) throw new UserError(`${onnx} is not a decoder lens can read: ${error.message}`);
+    throw error;
+  } finally {
+    reader.close();
+  }
+  const cache = cacheEntryFor(dir, options.dtype, downloaded, env);
+  return {
+    model: id, directory: dir, onnx, dtype: options.dtype,
+    modelType: arch.modelType, family: arch.family?.name,
+    layers: arch.layers, width: arch.width, heads: arch.heads, kvHeads: arch.kvHeads,
+    contextLength: Number.isFinite(arch.contextLength) ? arch.contextLength : null, vocabSize: arch.vocabSize,
+    // The graph cannot tell Gemma's (1 + w) from a plain gain (torch folds it): the family table can.
+    finalNorm: { ...found.finalNorm, kind: arch.family?.norm ?? found.finalNorm.kind },
+    head: { ...found.head, tied: found.head.tiedTo !== undefined },
+    residual: found.residual,
+    embeddingScale: arch.family?.embeddingScale,
+    graph: { merged: found.merged, fusedNorms: found.fusedNorms },
+    cache: { entry: cache.dir, ready: cache.ready },
+  };
+}

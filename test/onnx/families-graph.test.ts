@@ -1,0 +1,63 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { addLensOutputs, findDecoderStructure, inlineNoPastBranch, LENS_IO } from '../../src/onnx/lens-graph.js';
+import { splitSkipNorms } from '../../src/onnx/fused-norms.js';
+import { decodeModel, encodeModel } from '../../src/onnx/proto.js';
+import { buildDecoderModel, DECODER_FORMS, formsOf, makeDecoderWeights, tinyConfig, tinyConfigFor, type Family } from '../fixtures/llama.js';
+import { ownLogits } from '../model/lens-check.js';
+import { assertClose, scratchDir } from '../helpers.js';
+
+const FAMILIES: Family[] = ['llama', 'qwen2', 'gemma', 'gpt_neox', 'gpt_neo'];
+
+for (const family of FAMILIES) for (const name of formsOf(family)) {
+  const form = DECODER_FORMS[name];
+  test(`structure of ${family} found by shape: ${name}`, () => {
+    const config = tinyConfigFor(family, name);
+    const model = decodeModel(encodeModel(buildDecoderModel(makeDecoderWeights(config), form)));
+    const graph = splitSkipNorms(inlineNoPastBranch(model.graph));
+    const structure = findDecoderStructure(graph, 3);
+    assert.equal(new Set(structure.residuals).size, 4);
+    const { model: rewritten } = addLensOutputs(model, 3);
+    assert.deepEqual(rewritten.graph.output.map((o) => o.name), [LENS_IO.logits, LENS_IO.hidden]);
+    // A flat export keeps its past inputs (its attention concatenates them); transformers.js feeds
+    // them empty, sized from the fixed KV-head and head-size dims.
+    for (const input of rewritten.graph.input.filter((i) => i.name.startsWith('past_key_values'))) {
+      const dims = input.type!.tensor_type!.shape!.dim;
+      assert.deepEqual([dims[0].dim_param, Number(dims[1].dim_value), Number(dims[3].dim_value)], ['batch_size', config.kvHeads, config.d / config.heads]);
+    }
+  });
+}
+
+test('the fused fixtures are what the optimizer writes: the final Skip norm has no residual output', () => {
+  for (const family of FAMILIES) {
+    const graph = buildDecoderModel(makeDecoderWeights(tinyConfig(family)), DECODER_FORMS['ort-fused']).graph;
+    const skips = graph.node.filter((n) => n.op_type.startsWith('Skip'));
+    // GPT-Neo's embedding sum (wte + wpe) is fused into its first norm too.
+    assert.equal(skips.length, { gpt_neox: 3, gpt_neo: 7 }[family as string] ?? 6, family);
+    assert.ok(skips.every((n) => n.domain === 'com.microsoft'));
+    assert.equal(skips.filter((n) => !n.output[3]).length, 1, `${family}: only the final norm lacks output 3`);
+    // Without splitting, the residual adds are gone: the walk cannot find a residual chain.
+    assert.throws(() => findDecoderStructure(graph, 3));
+  }
+});
+
+test('the fused graphs compute what the unfused exports compute', async () => {
+  const dir = scratchDir('fused-vs-plain');
+  const ids = [1, 300, 301, 302, 40, 41];
+  for (const family of FAMILIES) {
+    // Head size 16 or more, as GroupQueryAttention needs, for every form compared.
+    const w = makeDecoderWeights(tinyConfigFor(family, 'genai-gqa'));
+    const forms = ['flat-nocast', ...formsOf(family).filter((f) => DECODER_FORMS[f].ortFused)];
+    const paths = forms.map((form) => {
+      const path = join(dir, `${family}-${form}.onnx`);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(path, encodeModel(buildDecoderModel(w, { ...DECODER_FORMS[form], opset: 17 })));
+      return path;
+    });
+    const past: [number, number] = [w.config.kvHeads, w.config.d / w.config.heads];
+    const [plain, ...fused] = await Promise.all(paths.map((p) => ownLogits(p, ids, past)));
+    fused.forEach((logits, i) => assertClose(logits, plain, 1e-4, `${family} ${forms[i + 1]} vs plain logits`));
+  }
+});
