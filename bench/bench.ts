@@ -2,7 +2,7 @@
 // GPT-2-small's and SmolLM2-135M's exact shapes in the tests' export forms. Medians over repetitions; every
 // figure is also given as a ratio to the baseline measured in the same run.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -12,10 +12,15 @@ import { ROOT } from '../test/helpers.js';
 // 3 KV heads, vocabulary 49152, untied head). BENCH_MODELS picks some (comma-separated names);
 // BENCH_TINY=1 swaps in tiny shapes to check the benchmark's code path in seconds (no report written).
 const TINY = process.env.BENCH_TINY === '1';
-interface BenchModel { kind: 'gpt2' | 'llama'; form: string; shape: Record<string, unknown>; label: string }
+interface BenchModel { kind: 'gpt2' | 'llama'; form: string; shape: Record<string, unknown>; label: string; layout?: 'declared' }
 const MODELS: Record<string, BenchModel> = {
   'gpt2-small': {
     kind: 'gpt2', form: 'opset14-merged', label: 'random GPT-2-small (12 layers, d 768, vocab 50257)',
+    shape: TINY ? { layers: 2, d: 64, heads: 4, nPositions: 128, seed: 1 } : { layers: 12, d: 768, heads: 12, nPositions: 1024, seed: 1 },
+  },
+  // The same weights as transformers.js publishes large models: in onnx/model.onnx_data, declared in config.json.
+  'gpt2-small-external': {
+    kind: 'gpt2', form: 'opset14-merged', layout: 'declared', label: 'random GPT-2-small, weights in model.onnx_data declared in config.json',
     shape: TINY ? { layers: 2, d: 64, heads: 4, nPositions: 128, seed: 1 } : { layers: 12, d: 768, heads: 12, nPositions: 1024, seed: 1 },
   },
   'smollm2-135m': {
@@ -44,11 +49,23 @@ function modelDir(name: string, spec: BenchModel): string {
   if (!existsSync(marker)) {
     process.stderr.write(`building a ${spec.label} (${spec.form}) in ${dir} …\n`);
     rmSync(dir, { recursive: true, force: true });
-    const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'bench', 'build-model.js'), dir, spec.kind, spec.form, JSON.stringify(spec.shape)], { stdio: 'inherit' });
+    const r = spawnSync(process.execPath, [join(ROOT, 'dist', 'bench', 'build-model.js'), dir, spec.kind, spec.form, JSON.stringify(spec.shape), spec.layout ?? 'inline'], { stdio: 'inherit' });
     if (r.status !== 0) throw new Error(`building the benchmark model failed (${r.status})`);
     writeFileSync(marker, JSON.stringify(spec.shape));
   }
   return dir;
+}
+
+/** Bytes of an entry's files, once per inode: `linked` are hard links to the source's own files, `own` the rest. */
+function entryBytes(entryRoot: string, sourceDir: string): { own: number; linked: number } {
+  const sourceInodes = new Set(readdirSync(sourceDir, { recursive: true, encoding: 'utf8' }).map((f) => statSync(join(sourceDir, f)).ino));
+  let own = 0, linked = 0;
+  for (const f of readdirSync(entryRoot, { recursive: true, encoding: 'utf8' })) {
+    const s = statSync(join(entryRoot, f));
+    if (!s.isFile()) continue;
+    if (sourceInodes.has(s.ino)) linked += s.size; else own += s.size;
+  }
+  return { own, linked };
 }
 
 interface ProcessRun { wallMs: number; maxRssMb: number; stdout: string }
@@ -75,7 +92,7 @@ const row = (name: string, ms: number, rss: number, ratio: number, target: strin
 /** All measures for one model: its rows and raw timings. */
 function benchModel(name: string, spec: BenchModel) {
   const dir = modelDir(name, spec);
-  const modelMb = statSync(join(dir, 'onnx', 'model.onnx')).size / 2 ** 20;
+  const modelMb = readdirSync(join(dir, 'onnx')).filter((f) => /^model\.onnx/.test(f)).reduce((sum, f) => sum + statSync(join(dir, 'onnx', f)).size, 0) / 2 ** 20;
 
   // prepare: the first-ever run (fresh cache each time).
   const prepare: ProcessRun[] = [];
@@ -87,6 +104,7 @@ function benchModel(name: string, spec: BenchModel) {
     else warmCache = cache;
   }
   const cache = warmCache!;
+  const entry = entryBytes(join(cache, 'lens'), dir);
   const cold = Array.from({ length: REPS }, () => runNode([lensBin, 'topk', 'Paris is capital of', '--model', dir], { LENS_CACHE: cache }));
 
   const lensPrompts = runNode([join(ROOT, 'dist', 'bench', 'lens-prompts.js'), dir, JSON.stringify(PROMPTS)], { LENS_CACHE: cache });
@@ -109,8 +127,10 @@ function benchModel(name: string, spec: BenchModel) {
     row('baseline load+forward', baselineWall, baselineRss, 1, 'transformers.js as it comes (process wall)'),
     row('baseline per_prompt', baselinePerPrompt, NaN, 1, 'plain forward, same prompts'),
   ].map((r) => ({ ...r, name: `${name}: ${r.name}` }));
+  const MB = 2 ** 20;
   return {
     model: { name, label: spec.label, form: spec.form, shape: spec.shape, onnxMb: Math.round(modelMb) }, rows,
+    entrySize: { name, modelMb: Math.round(modelMb), ownMb: Number((entry.own / MB).toFixed(1)), linkedMb: Number((entry.linked / MB).toFixed(1)) },
     raw: { prepare: prepare.map(timing), cold: cold.map(timing), lensPerPrompt: lensParsed.perPrompt, lensRunOnly: lensParsed.runOnly, baseline: baselineParsed },
   };
 }
@@ -129,8 +149,10 @@ const report = {
     outputsDropped: 'logits for all positions and present.* (pruned from the graph)',
     mergedDecoder: 'flattened to its no-past branch',
     record: 'one exp pass per layer (logZ and entropy together); KL to the final layer as a dot product',
+    sourceWeights: 'external-data sources are hard-linked into the entry and read in place (onnxruntime refuses symlinks that leave the model folder); inline sources get one extracted copy',
   },
   rows,
+  entrySizes: results.map((r) => r.entrySize),
   raw: { models: results.map((r) => ({ name: r.model.name, ...r.raw })), help: help.map((r) => r.wallMs) },
 };
 const reportPath = TINY ? join(tmpdir(), 'lens-bench-tiny-report.json') : join(ROOT, 'bench', 'report.json');
@@ -144,5 +166,9 @@ const lines = [
   '| measure | median | peak RSS | ratio to baseline | target |',
   '|---|---|---|---|---|',
   ...rows.map((r) => `| ${r.name} | ${fmt(r.ms, ' ms')} | ${fmt(r.rssMb, ' MB')} | ${fmt(r.ratio, '×')} | ${r.target} |`),
+  '',
+  '| model | model files | cache entry, own files | cache entry, hard links to the source |',
+  '|---|---|---|---|',
+  ...results.map(({ entrySize: e }) => `| ${e.name} | ${e.modelMb} MB | ${e.ownMb} MB | ${e.linkedMb} MB |`),
 ];
 process.stdout.write(`${lines.join('\n')}\n\nreport: ${reportPath}\n`);

@@ -16,7 +16,7 @@ const CHART_PROMPTS = ['The most famous sports in USA is'];
 const CHART_TARGET = ' football';
 
 interface RawOptions {
-  model: string; dtype: Dtype; raw?: boolean; position: number; topK: number; file?: string; json?: boolean;
+  model: string; revision: string; dtype: Dtype; raw?: boolean; position: number; topK: number; file?: string; json?: boolean;
   offline?: boolean; verbose?: boolean; target: string[]; targetId: number[]; gold?: string[]; goldId?: number[];
 }
 
@@ -36,6 +36,7 @@ function collect<T>(parse: (v: string) => T) {
 function addCommonOptions(cmd: Command): Command {
   return cmd
     .option('-m, --model <id|dir>', 'hub repo id or local model directory', DEFAULT_MODEL)
+    .option('--revision <rev>', 'hub revision of a repo id: branch, tag or commit', 'main')
     .addOption(new Option('--dtype <dtype>', 'weights variant').choices(Object.keys(DTYPE_SUFFIX)).default('fp32'))
     .option('--raw', "the notebook's lens: hidden states as Hugging Face returns them, without the final norm")
     .option('--position <n>', 'token position to read; negative counts from the end', integer(-Number.MAX_SAFE_INTEGER, '--position'), -1)
@@ -89,7 +90,7 @@ async function execute(load: () => Promise<LensCommand>, positional: string[], o
   const warnings: string[] = [];
   const showProgress = process.stderr.isTTY === true;
   const options: AnalyzeOptions = {
-    model: opts.model, dtype: opts.dtype, raw: !!opts.raw, position: opts.position, k: opts.topK,
+    model: opts.model, revision: opts.revision, dtype: opts.dtype, raw: !!opts.raw, position: opts.position, k: opts.topK,
     offline: !!opts.offline || offlineFromEnv(env), targets, env, batch: opts.file !== undefined,
     // Warnings are held until the run succeeds, so that a failed run prints exactly one line.
     warn: (message) => warnings.push(message),

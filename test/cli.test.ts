@@ -4,15 +4,27 @@ import assert from 'node:assert/strict';
 import { copyFileSync, cpSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LensRecord } from '../src/lens/record.js';
-import { logSoftmax, entropy as entropyOf } from '../src/lens/math.js';
 import { encodeModel, type Model } from '../src/onnx/proto.js';
-import { referenceForward, referenceLens } from './reference/gpt2.js';
-import { assertClose, assertOneLineError, fixture, runCli, scratchDir, TINY } from './helpers.js';
+import { HEAD_TWINS, VOCAB } from './fixtures/gpt2.js';
+import { assertOneLineError, fixture, runCli, scratchDir, TINY, type CliResult } from './helpers.js';
+import { ambiguousTokens, assertHumanAgrees, assertRecordMatchesReference, assertRecordShape, type RecordShape } from './record-check.js';
 
 const { dir: MODEL, weights } = fixture('opset14-merged');
 const env = { LENS_CACHE: scratchDir('cli-cache') };
 const lens = (args: string[], extra: Parameters<typeof runCli>[1] = {}) => runCli(args, { ...extra, env: { ...env, ...extra.env } });
-const parse = (stdout: string) => stdout.trim().split('\n').map((l) => JSON.parse(l) as LensRecord);
+
+/** The records of a run that must have succeeded: exit code, then count, then each record's full schema. */
+function records(r: CliResult, count: number, shape: Omit<RecordShape, 'layers' | 'vocab'> = {}): LensRecord[] {
+  assert.equal(r.code, 0, `exit ${r.code}: ${r.stderr}`);
+  const lines = r.stdout.split('\n');
+  assert.equal(lines.pop(), '', 'output ends with a newline');
+  assert.equal(lines.length, count, `number of records in ${r.stdout.slice(0, 300)}`);
+  return lines.map((line, i) => {
+    const record: unknown = JSON.parse(line);
+    assertRecordShape(record, { layers: TINY.layers, vocab: VOCAB, ...shape }, `record ${i}`);
+    return record;
+  });
+}
 
 function snapshot(dir: string): string {
   const walk = (d: string): string[] => readdirSync(d).flatMap((f) => {
@@ -26,100 +38,102 @@ const before = snapshot(MODEL);
 
 test('topk --json: the record contract, with values from the reference forward pass', async () => {
   const r = await lens(['topk', '--model', MODEL, '--json', '-k', '3', 'Paris is capital of', 'Alan Turing was a']);
-  assert.equal(r.code, 0, r.stderr);
-  const records = parse(r.stdout);
-  assert.equal(records.length, 2);
-  for (const record of records) {
-    assert.deepEqual(Object.keys(record), ['model', 'mode', 'prompt', 'tokens', 'position', 'layers']);
-    assert.equal(record.mode, 'norm');
+  const out = records(r, 2, { k: 3, targets: 0, mode: 'norm' });
+  assert.deepEqual(out.map((x) => x.prompt), ['Paris is capital of', 'Alan Turing was a']);
+  for (const record of out) {
     assert.equal(record.model, MODEL);
     assert.equal(record.position, record.tokens.length - 1);
-    assert.deepEqual(record.layers.map((l) => l.layer), [0, 1, 2, 3]);
-    const ids = record.tokens.map((t) => t.id);
-    const expected = referenceLens(referenceForward(weights, ids), record.position, false);
-    for (const layer of record.layers) {
-      assert.deepEqual(Object.keys(layer), ['layer', 'top', 'entropy', 'kl_to_final', 'targets']);
-      assert.deepEqual(layer.targets, []);
-      assert.equal(layer.top.length, 3);
-      const ref = expected[layer.layer];
-      const lp = logSoftmax(ref);
-      const order = Array.from(ref.keys()).sort((a, b) => ref[b] - ref[a]).slice(0, 3);
-      assert.deepEqual(layer.top.map((t) => t.id), order);
-      for (const t of layer.top) {
-        assertClose(t.logit, ref[t.id], 1e-4, 'logit');
-        assertClose(t.prob, Math.exp(lp[t.id]), 1e-5, 'prob');
-        assert.equal(typeof t.token, 'string');
-      }
-      assertClose(layer.entropy, entropyOf(lp), 1e-4, 'entropy');
-    }
-    assert.equal(record.layers[3].kl_to_final, 0);
+    assertRecordMatchesReference(record, weights, record.prompt);
   }
-  assert.deepEqual(records[0].tokens.map((t) => t.text), ['Paris', ' is', ' capital', ' of']);
+  assert.deepEqual(out[0].tokens.map((t) => t.text), ['Paris', ' is', ' capital', ' of']);
 });
 
-test('prob and rank --json: the default target " football" is token 4346; --raw follows the notebook', async () => {
-  for (const [command, raw] of [['prob', false], ['rank', true]] as const) {
-    const r = await lens([command, '--model', MODEL, '--json', ...(raw ? ['--raw'] : [])]);
-    assert.equal(r.code, 0, r.stderr);
-    const [record] = parse(r.stdout);
-    assert.equal(record.prompt, 'The most famous sports in USA is');
-    assert.equal(record.mode, raw ? 'raw' : 'norm');
-    const expected = referenceLens(referenceForward(weights, record.tokens.map((t) => t.id)), record.position, raw);
-    for (const layer of record.layers) {
-      const [t] = layer.targets;
-      assert.equal(t.id, 4346);
-      assert.equal(t.text, ' football');
-      const ref = expected[layer.layer];
-      assert.equal(t.rank, 1 + Array.from(ref).filter((v) => v > ref[4346]).length);
-      assertClose(t.prob, Math.exp(logSoftmax(ref)[4346]), 1e-6, 'P(football)');
+test('prob and rank --json, both modes: the default target " football" is token 4346; every layer matches the reference', async () => {
+  for (const command of ['prob', 'rank']) {
+    for (const raw of [false, true]) {
+      const r = await lens([command, '--model', MODEL, '--json', ...(raw ? ['--raw'] : [])]);
+      const [record] = records(r, 1, { targets: 1, k: 5, mode: raw ? 'raw' : 'norm', prompt: 'The most famous sports in USA is', position: 6 });
+      for (const layer of record.layers) assert.deepEqual([layer.targets[0].id, layer.targets[0].text], [4346, ' football']);
+      assertRecordMatchesReference(record, weights, `${command}${raw ? ' --raw' : ''}`);
+    }
+  }
+});
+
+test('untied and biased heads end to end: values from the fixture’s own head, exact ranks with ties counted as ties', async () => {
+  const prompts: [string, number[]][] = [['The most famous sports in USA is', [464, 749, 5863, 5701, 287, 4916, 318]], ['Paris is capital of', [40313, 318, 3139, 286]]];
+  for (const form of ['untied-head', 'biased-gemm-head']) {
+    const { dir, weights: own } = fixture(form);
+    assert.ok(own.lmHead, `${form} has its own head`);
+    // Tokens too close to the twins for the tolerance to order are asked for too, so every rank is settled exactly.
+    const near = [...new Set(prompts.flatMap(([, ids]) => ambiguousTokens(own, ids, ids.length - 1, HEAD_TWINS)))];
+    const targets = [...HEAD_TWINS, ...near];
+    for (const command of ['prob', 'rank']) {
+      for (const raw of [false, true]) {
+        // Twin head rows: their logits tie exactly, so neither counts the other in its rank.
+        const r = await lens([command, '--model', dir, '--json', ...targets.flatMap((id) => ['--target-id', String(id)]), ...(raw ? ['--raw'] : []), ...prompts.map(([p]) => p)]);
+        const out = records(r, 2, { targets: targets.length, mode: raw ? 'raw' : 'norm' });
+        out.forEach((record, n) => {
+          assert.deepEqual(record.tokens.map((t) => t.id), prompts[n][1]);
+          for (const layer of record.layers) {
+            const [a, b] = layer.targets;
+            assert.deepEqual([a.id, b.id], [...HEAD_TWINS]);
+            assert.ok(a.logit === b.logit && a.rank === b.rank, `${form} L${layer.layer}: twins differ: ${JSON.stringify([a, b])}`);
+          }
+          assertRecordMatchesReference(record, own, `${form} ${command}${raw ? ' --raw' : ''} ${record.prompt}`, HEAD_TWINS);
+        });
+      }
     }
   }
 });
 
 test('several targets, by text and id, and a multi-token target warns once', async () => {
   const r = await lens(['rank', '--model', MODEL, '--json', '--gold', ' football', '--target', ' footballers', '--target-id', '262', '--position', '2', 'The most famous sports']);
-  assert.equal(r.code, 0, r.stderr);
+  const [record] = records(r, 1, { targets: 3, position: 2 });
   const stderr = r.stderr.trim().split('\n');
   assert.equal(stderr.length, 1);
   assert.match(stderr[0], /warning: target " footballers" is 2 tokens \(" football" "ers"\); using the first, " football" \(id 4346\)/);
-  const [record] = parse(r.stdout);
-  assert.equal(record.position, 2);
   assert.deepEqual(record.layers[0].targets.map((t) => t.id), [4346, 4346, 262]);
+  assertRecordMatchesReference(record, weights, 'position 2');
 });
 
 test('prompts from --file and from stdin, blank lines skipped', async () => {
   const file = join(scratchDir('prompts'), 'prompts.txt');
   writeFileSync(file, 'Paris is capital of\r\n\nAlan Turing was a\n');
   const fromFile = await lens(['topk', '--model', MODEL, '--json', '--file', file]);
-  assert.equal(fromFile.code, 0, fromFile.stderr);
-  assert.deepEqual(parse(fromFile.stdout).map((r) => r.prompt), ['Paris is capital of', 'Alan Turing was a']);
+  assert.deepEqual(records(fromFile, 2).map((r) => r.prompt), ['Paris is capital of', 'Alan Turing was a']);
   const fromStdin = await lens(['topk', '--model', MODEL, '--json', '--file', '-'], { input: 'one\ntwo\nthree' });
-  assert.deepEqual(parse(fromStdin.stdout).map((r) => r.prompt), ['one', 'two', 'three']);
+  assert.deepEqual(records(fromStdin, 3).map((r) => r.prompt), ['one', 'two', 'three']);
 });
 
-test('human output: L00..L03 lines, charts, and no ANSI when piped or with NO_COLOR', async () => {
+test('human output: the values of the JSON records, charts, and no ANSI when piped or with NO_COLOR', async () => {
   const topk = await lens(['topk', '--model', MODEL]);
   assert.equal(topk.code, 0, topk.stderr);
+  assertHumanAgrees(topk.stdout, records(await lens(['topk', '--model', MODEL, '--json']), 3), 'topk');
   assert.doesNotMatch(topk.stdout, /\x1b\[/);
   for (const prompt of ['Paris is capital of', 'Alan Turing was a', 'The most famous sports in USA is']) assert.ok(topk.stdout.includes(`"${prompt}"`));
   const layerLines = topk.stdout.split('\n').filter((l) => /^L0\d  /.test(l));
   assert.deepEqual(layerLines.map((l) => l.slice(0, 3)), ['L00', 'L01', 'L02', 'L03', 'L00', 'L01', 'L02', 'L03', 'L00', 'L01', 'L02', 'L03']);
   assert.equal(topk.stderr, '');
 
-  const prob = await lens(['prob', '--model', MODEL, '--target', ' football'], { env: { NO_COLOR: '1', FORCE_COLOR: '1' } });
+  const prob = await lens(['prob', '--model', MODEL, '--target', ' football', '--target-id', '262'], { env: { NO_COLOR: '1', FORCE_COLOR: '1' } });
   assert.equal(prob.code, 0, prob.stderr);
+  assertHumanAgrees(prob.stdout, records(await lens(['prob', '--model', MODEL, '--target', ' football', '--target-id', '262', '--json']), 1), 'prob');
   assert.doesNotMatch(prob.stdout, /\x1b\[/);
   assert.match(prob.stdout, /┤/);
   assert.match(prob.stdout, /── " football" \(id 4346\)/);
-  assert.match(prob.stdout, /^L03 +\S+%?$/m);
+  assert.match(prob.stdout, /^L03 +\S+%? +\S+%?$/m);
 
-  const rank = await lens(['rank', '--model', MODEL, '--gold', ' football']);
+  const rank = await lens(['rank', '--model', MODEL, '--gold', ' football', '--raw', 'Paris is capital of', 'The most famous sports in USA is']);
+  assert.equal(rank.code, 0, rank.stderr);
+  assertHumanAgrees(rank.stdout, records(await lens(['rank', '--model', MODEL, '--gold', ' football', '--raw', '--json', 'Paris is capital of', 'The most famous sports in USA is']), 2), 'rank');
   assert.match(rank.stdout, /rank of target by layer/);
   assert.match(rank.stdout, /^L00 +\d+$/m);
 
   const forced = await lens(['topk', '--model', MODEL, 'Paris'], { env: { FORCE_COLOR: '1' } });
+  assert.equal(forced.code, 0, forced.stderr);
   assert.match(forced.stdout, /\x1b\[/, 'colour works when forced');
   const json = await lens(['topk', '--model', MODEL, '--json', 'Paris'], { env: { FORCE_COLOR: '1' } });
+  records(json, 1);
   assert.doesNotMatch(json.stdout, /\x1b\[/, 'never colour in --json');
 });
 

