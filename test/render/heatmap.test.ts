@@ -1,27 +1,13 @@
 // The terminal heatmap: exact text with colours off, bands that fit the width, colours on a TTY.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { LensRecord } from '../../src/lens/record.js';
 import { renderHeatmap } from '../../src/render/heatmap.js';
 import { buildGrid, cutQuoted } from '../../src/render/grid.js';
 import { palette } from '../../src/render/style.js';
 import { displayWidth } from '../../src/render/tokens.js';
+import { heatRecords } from './records.js';
 
 const plain = palette(false);
-
-/** A prompt's records: `tops[position][row]` = [top-1 token, prob, entropy, kl]; rows may carry sites. */
-export function heatRecords(prompt: string, tokens: string[], tops: [string, number, number, number][][], sites?: ('block' | 'attn')[], layers?: number[]): LensRecord[] {
-  return tops.map((rows, position) => ({
-    model: 'tiny', mode: 'norm', prompt, position,
-    tokens: tokens.map((text, id) => ({ id, text })),
-    layers: rows.map(([token, prob, entropy, kl], i) => ({
-      layer: layers ? layers[i] : i, ...(sites ? { site: sites[i] } : {}),
-      top: [{ id: 7, token, prob, logit: 1 }, { id: 8, token: ' b', prob: prob / 2, logit: 0.5 }],
-      entropy, kl_to_final: kl,
-      targets: [{ text: ' football', id: 4346, prob: 0.01, logit: -1, rank: 12 }],
-    })),
-  }) as LensRecord);
-}
 
 const three = () => heatRecords('Paris is capital', ['Paris', ' is', ' capital'], [
   [[' the', 0.5, 2.5, 1.25], ['\n', 0.125, 10.5, 0.5], [' France', 1, 0, 0]],
