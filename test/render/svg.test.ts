@@ -1,22 +1,9 @@
 // SVG figures: well-formed XML (checked by an independent strict parser), every series and cell present.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { LensRecord } from '../../src/lens/record.js';
 import { niceTicks, renderChartSvg, renderHeatmapSvg, svgDocument, targetDifference } from '../../src/render/svg.js';
 import { findAll, parseXml, textOf, type XmlElement } from './xml.js';
-import { heatRecords } from './records.js';
-
-function chartRecord(prompt = 'The sport is'): LensRecord {
-  const layer = (l: number, a: [number, number, number], b: [number, number, number]) => ({
-    layer: l, entropy: 1, kl_to_final: 0.5, top: [{ id: 1, token: ' the', prob: 0.5, logit: 1 }],
-    targets: [{ text: ' football', id: 4346, prob: a[0], logit: a[1], rank: a[2] }, { text: ' <b>&', id: 99, prob: b[0], logit: b[1], rank: b[2] }],
-  });
-  return {
-    model: 'tiny', mode: 'norm', prompt, position: 2,
-    tokens: [{ id: 464, text: 'The' }, { id: 6332, text: ' sport' }, { id: 318, text: ' is' }],
-    layers: [layer(0, [0.001, -2, 1000], [0.01, 0.5, 40]), layer(1, [0.25, 3, 2], [0.125, 2.25, 3]), layer(2, [0.75, 5, 1], [0.0625, 1, 4])],
-  };
-}
+import { chartRecord, heatRecords } from './records.js';
 
 const byClass = (root: XmlElement, cls: string) => findAll(root, (e) => (e.attrs.class ?? '').split(' ').includes(cls));
 const num = (s: string | undefined) => Number(s);
