@@ -5,6 +5,7 @@ import { createInterface } from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { UserError, usageError } from './errors.js';
 import type { AnalyzeOptions, Command as LensCommand, TargetSpec } from './commands/analyze.js';
+import { parseIndexSpec, type IndexSpec } from './lens/spec.js';
 import { DTYPE_SUFFIX, offlineFromEnv, type Dtype } from './model/paths.js';
 import { colorEnabled } from './render/style.js';
 
@@ -14,10 +15,32 @@ const DEFAULT_MODEL = 'Xenova/gpt2';
 const NOTEBOOK_PROMPTS = ['Paris is capital of', 'Alan Turing was a', 'The most famous sports in USA is'];
 const CHART_PROMPTS = ['The most famous sports in USA is'];
 const CHART_TARGET = ' football';
+const DIFF_TARGETS = [' football', ' baseball'];
 
 interface RawOptions {
-  model: string; dtype: Dtype; raw?: boolean; position: number; topK: number; file?: string; json?: boolean;
+  model: string; dtype: Dtype; raw?: boolean; position: IndexSpec; layers?: IndexSpec; sublayers?: boolean; topK: number; file?: string; json?: boolean;
   offline?: boolean; verbose?: boolean; target: string[]; targetId: number[]; gold?: string[]; goldId?: number[];
+}
+
+/** What a command does without targets: the seed's targets when no prompt is given, else what the lens surfaces. */
+interface CommandDefaults {
+  prompts: string[];
+  /** `--position` when not given. */
+  position?: string;
+  seedTargets?: string[];
+  lensTargets?: 'top1' | 'top2';
+  /** How many targets the command takes, when it is fixed. */
+  targetCount?: number;
+}
+
+function indexSpec(flag: string, step: boolean) {
+  return (value: string): IndexSpec => {
+    try {
+      return parseIndexSpec(value, { step });
+    } catch (error) {
+      throw new InvalidArgumentError(`${flag}: ${(error as Error).message}`);
+    }
+  };
 }
 
 function integer(min: number, what: string) {
@@ -33,15 +56,18 @@ function collect<T>(parse: (v: string) => T) {
   return (value: string, previous: T[] = []): T[] => [...previous, parse(value)];
 }
 
-function addCommonOptions(cmd: Command): Command {
+function addCommonOptions(cmd: Command, position = '-1'): Command {
   return cmd
     .option('-m, --model <id|dir>', 'hub repo id or local model directory', DEFAULT_MODEL)
     .addOption(new Option('--dtype <dtype>', 'weights variant').choices(Object.keys(DTYPE_SUFFIX)).default('fp32'))
     .option('--raw', "the notebook's lens: hidden states as Hugging Face returns them, without the final norm")
-    .option('--position <n>', 'token position to read; negative counts from the end', integer(-Number.MAX_SAFE_INTEGER, '--position'), -1)
+    .addOption(new Option('--position <spec>', 'token positions to read: N (negative from the end), a list 0,3,-1, a slice 2:5, -4: or :')
+      .argParser(indexSpec('--position', false)).default(parseIndexSpec(position, { step: false }), position))
+    .option('--layers <spec>', 'layers to show in the human views (like --position, plus steps ::2); the last is always shown', indexSpec('--layers', true))
+    .option('--sublayers', 'also read the residual after each block\'s attention, before its MLP')
     .option('-k, --top-k <n>', 'tokens per layer in the top list', integer(1, '-k'), 5)
     .option('--file <path|->', 'read prompts from a file, one per line (- for stdin)')
-    .option('--target <text>', 'token to follow (its first token is used); repeatable', collect(String), [])
+    .option('--target <text>', 'text to follow (several tokens: the product of their probabilities); repeatable', collect(String), [])
     .option('--target-id <n>', 'token id to follow; repeatable', collect(integer(0, '--target-id')), [])
     .option('--json', 'one JSON record per prompt per line on stdout')
     .option('--offline', 'never touch the network (also HF_HUB_OFFLINE=1)')
@@ -78,19 +104,27 @@ async function* promptSource(positional: string[], file: string | undefined, def
   }
 }
 
-async function execute(load: () => Promise<LensCommand>, positional: string[], opts: RawOptions, defaults: { prompts: string[]; target?: string }): Promise<void> {
+async function execute(load: () => Promise<LensCommand>, positional: string[], opts: RawOptions, defaults: CommandDefaults): Promise<void> {
   const env = process.env;
   const color = !opts.json && colorEnabled(process.stdout, env);
   const targets: TargetSpec[] = [
     ...opts.target.map((text) => ({ text })), ...(opts.gold ?? []).map((text) => ({ text })),
     ...opts.targetId.map((id) => ({ id })), ...(opts.goldId ?? []).map((id) => ({ id })),
   ];
-  if (targets.length === 0 && defaults.target !== undefined) targets.push({ text: defaults.target });
+  if (defaults.targetCount !== undefined && targets.length > 0 && targets.length !== defaults.targetCount) {
+    throw usageError(`${targets.length} target${targets.length === 1 ? '' : 's'} given; this command compares exactly ${defaults.targetCount}`, 'give --target A --target B, or none');
+  }
+  const promptGiven = positional.length > 0 || opts.file !== undefined;
+  let targetOrigin: 'given' | 'seed' = 'given';
+  if (targets.length === 0 && !promptGiven && defaults.seedTargets) {
+    targets.push(...defaults.seedTargets.map((text) => ({ text })));
+    targetOrigin = 'seed';
+  }
   const warnings: string[] = [];
   const showProgress = process.stderr.isTTY === true;
   const options: AnalyzeOptions = {
-    model: opts.model, dtype: opts.dtype, raw: !!opts.raw, position: opts.position, k: opts.topK,
-    offline: !!opts.offline || offlineFromEnv(env), targets, env, batch: opts.file !== undefined,
+    model: opts.model, dtype: opts.dtype, raw: !!opts.raw, positions: opts.position, k: opts.topK, sublayers: !!opts.sublayers,
+    offline: !!opts.offline || offlineFromEnv(env), targets, targetOrigin, lensTargets: defaults.lensTargets, env, batch: opts.file !== undefined,
     // Warnings are held until the run succeeds, so that a failed run prints exactly one line.
     warn: (message) => warnings.push(message),
     progress: showProgress ? progressBar() : undefined,
@@ -98,8 +132,8 @@ async function execute(load: () => Promise<LensCommand>, positional: string[], o
   };
   const command = await load();
   let first = true;
-  for await (const { record, text } of command(promptSource(positional, opts.file, defaults.prompts), options, color)) {
-    if (opts.json) process.stdout.write(`${JSON.stringify(record)}\n`);
+  for await (const { result, text } of command(promptSource(positional, opts.file, defaults.prompts), options, { color, layers: opts.layers })) {
+    if (opts.json) { for (const record of result.records) process.stdout.write(`${JSON.stringify(record)}\n`); }
     else { process.stdout.write(`${first ? '' : '\n'}${text}\n`); first = false; }
   }
   for (const message of warnings) process.stderr.write(`lens: warning: ${message}\n`);
@@ -133,15 +167,20 @@ export function buildProgram(): Command {
     .description('top-k tokens of every layer'))
     .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/topk.js')).topk, prompts, opts, { prompts: NOTEBOOK_PROMPTS }));
 
+  const chartDefaults = { prompts: CHART_PROMPTS, seedTargets: [CHART_TARGET], lensTargets: 'top1' as const };
   addCommonOptions(program.command('prob').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
-    .description(`P(target) per layer as a chart (default target ${JSON.stringify(CHART_TARGET)})`))
-    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/prob.js')).prob, prompts, opts, { prompts: CHART_PROMPTS, target: CHART_TARGET }));
+    .description(`P(target) per layer as a chart (default: the lens's own top-1 tokens; ${JSON.stringify(CHART_TARGET)} without a prompt)`))
+    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/prob.js')).prob, prompts, opts, chartDefaults));
 
   addCommonOptions(program.command('rank').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
-    .description(`rank of the gold token per layer as a chart (default ${JSON.stringify(CHART_TARGET)})`))
+    .description(`rank of the gold token per layer as a chart (default: the lens's own top-1 tokens; ${JSON.stringify(CHART_TARGET)} without a prompt)`))
     .option('--gold <text>', 'gold token text (same as --target); repeatable', collect(String), [])
     .option('--gold-id <n>', 'gold token id (same as --target-id); repeatable', collect(integer(0, '--gold-id')), [])
-    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/rank.js')).rank, prompts, opts, { prompts: CHART_PROMPTS, target: CHART_TARGET }));
+    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/rank.js')).rank, prompts, opts, chartDefaults));
+
+  addCommonOptions(program.command('diff').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
+    .description(`logit(A) − logit(B) per layer for exactly two targets (default: the final layer's top 2; ${DIFF_TARGETS.map((t) => JSON.stringify(t)).join(' and ')} without a prompt)`))
+    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/diff.js')).diff, prompts, opts, { prompts: CHART_PROMPTS, seedTargets: DIFF_TARGETS, lensTargets: 'top2', targetCount: 2 }));
 
   for (const cmd of program.commands) cmd.exitOverride().configureOutput(oneLineErrors);
   return program;

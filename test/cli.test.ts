@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import type { LensRecord } from '../src/lens/record.js';
 import { logSoftmax, entropy as entropyOf } from '../src/lens/math.js';
 import { encodeModel, type Model } from '../src/onnx/proto.js';
-import { referenceForward, referenceLens } from './reference/gpt2.js';
+import { referenceForward, referenceLens, referenceTargetLogProb } from './reference/gpt2.js';
 import { assertClose, assertOneLineError, fixture, runCli, scratchDir, TINY } from './helpers.js';
 
 const { dir: MODEL, weights } = fixture('opset14-merged');
@@ -38,7 +38,8 @@ test('topk --json: the record contract, with values from the reference forward p
     const ids = record.tokens.map((t) => t.id);
     const expected = referenceLens(referenceForward(weights, ids), record.position, false);
     for (const layer of record.layers) {
-      assert.deepEqual(Object.keys(layer), ['layer', 'top', 'entropy', 'kl_to_final', 'targets']);
+      assert.deepEqual(Object.keys(layer), ['layer', 'site', 'top', 'entropy', 'kl_to_final', 'targets']);
+      assert.equal(layer.site, 'block');
       assert.deepEqual(layer.targets, []);
       assert.equal(layer.top.length, 3);
       const ref = expected[layer.layer];
@@ -76,15 +77,25 @@ test('prob and rank --json: the default target " football" is token 4346; --raw 
   }
 });
 
-test('several targets, by text and id, and a multi-token target warns once', async () => {
-  const r = await lens(['rank', '--model', MODEL, '--json', '--gold', ' football', '--target', ' footballers', '--target-id', '262', '--position', '2', 'The most famous sports']);
+test('several targets, by text and id; a several-token target is the teacher-forced product, no warning', async () => {
+  const r = await lens(['rank', '--model', MODEL, '--json', '--gold', ' football', '--target', ' footballers', '--target-id', '262', 'The most famous sports']);
   assert.equal(r.code, 0, r.stderr);
-  const stderr = r.stderr.trim().split('\n');
-  assert.equal(stderr.length, 1);
-  assert.match(stderr[0], /warning: target " footballers" is 2 tokens \(" football" "ers"\); using the first, " football" \(id 4346\)/);
+  assert.equal(r.stderr, '');
   const [record] = parse(r.stdout);
-  assert.equal(record.position, 2);
+  const ids = record.tokens.map((t) => t.id);
   assert.deepEqual(record.layers[0].targets.map((t) => t.id), [4346, 4346, 262]);
+  // --target before --gold, texts before ids.
+  assert.deepEqual(record.layers[0].targets.map((t) => t.text), [' footballers', ' football', ' the']);
+  const products = referenceTargetLogProb(weights, ids, [4346, 364], false, false);
+  for (const layer of record.layers) {
+    const t = layer.targets[0];
+    assert.deepEqual(t.pieces.map((p) => [p.id, p.text]), [[4346, ' football'], [364, 'ers']]);
+    assertClose(t.logprob, products[layer.layer], 1e-4, 'log P(" footballers")');
+    assertClose(t.prob, Math.exp(products[layer.layer]), 1e-6, 'P(" footballers")');
+    assert.equal(t.rank, layer.targets[1].rank, 'rank of the first token');
+    assertClose(t.logit, layer.targets[1].logit, 1e-4, 'logit of the first token');
+    assert.deepEqual(layer.targets[1].pieces.length, 1);
+  }
 });
 
 test('prompts from --file and from stdin, blank lines skipped', async () => {

@@ -28,14 +28,16 @@ const FILE_CONTENTS: Buffer[] = [
 
 function randomCase(rand: () => number, index: number): { args: string[]; input?: Buffer } {
   const pick = <T>(xs: T[]) => xs[Math.floor(rand() * xs.length)];
-  const command = pick(['topk', 'prob', 'rank']);
+  const command = pick(['topk', 'prob', 'rank', 'diff']);
   const args = [command, '--model', MODEL];
   let input: Buffer | undefined;
   const promptCount = Math.floor(rand() * 3);
   for (let i = 0; i < promptCount; i++) args.push(pick(TEXTS));
   if (rand() < 0.7) args.push('--json');
   if (rand() < 0.3) args.push('-k', pick(['1', '3', '0', '-1', 'abc', '1e3', '50257', '99999999999999999999', ' 2']));
-  if (rand() < 0.3) args.push('--position', pick(['0', '-1', '3', '-50', '100', 'x', '1.5', '--raw']));
+  if (rand() < 0.3) args.push('--position', pick(['0', '-1', '3', '-50', '100', 'x', '1.5', '--raw', ':', '-4:', '0,3,-1', '5:2', '1:2:3', '::2', '']));
+  if (rand() < 0.2) args.push('--layers', pick(['::2', '-2:', '0', '9', '5:', 'a', '::0']));
+  if (rand() < 0.2) args.push('--sublayers');
   if (rand() < 0.3) args.push('--raw');
   if (rand() < 0.3) args.push('--target', pick(TEXTS));
   if (rand() < 0.2) args.push('--target-id', pick(['0', '4346', '50256', '50257', '-1', 'abc']));
@@ -67,7 +69,7 @@ function check(args: string[], r: CliResult): void {
     if (args.includes('--json')) {
       for (const line of r.stdout.trim().split('\n')) {
         const record = JSON.parse(line);
-        assert.ok(Array.isArray(record.layers) && record.layers.length === 4, what);
+        assert.ok(Array.isArray(record.layers) && record.layers.length === (args.includes('--sublayers') ? 7 : 4), what);
       }
     }
   } else {

@@ -93,3 +93,45 @@ export function klFromLogits(probsP: ArrayLike<number>, entropyP: number, logits
   for (let i = 0; i < logits.length; i++) { const p = probsP[i]; if (p > 0) dot += p * logits[i]; }
   return Math.max(0, -entropyP - dot + logZ);
 }
+
+/** What one pass pair over a logit vector [V] gives: log-partition, entropy (nats), the top indices (best first) and Σ q·x for a given distribution q. */
+export interface VectorStats { max: number; logZ: number; entropy: number; top: number[]; dot: number }
+
+/**
+ * Max, top-k, log-sum-exp, entropy and (with `weights` [V]) Σ weights·x of one logit vector [V], in
+ * float64, in two passes: max and top-k together, then one exp per element. Throws on an empty vector or k < 1.
+ */
+export function vectorStats(logits: ArrayLike<number>, k: number, weights?: ArrayLike<number>): VectorStats {
+  const n = logits.length;
+  if (n === 0) throw new RangeError('vectorStats of an empty vector');
+  if (!(k >= 1)) throw new RangeError('k must be at least 1');
+  k = Math.min(k, n);
+  // Top-k in a small sorted buffer (ties to the lower index); its best is the max.
+  const top: number[] = [];
+  let kth = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const v = logits[i];
+    if (top.length === k && !(v > kth)) continue;
+    let j = top.length < k ? top.length : k - 1;
+    while (j > 0 && v > logits[top[j - 1]]) { top[j] = top[j - 1]; j--; }
+    top[j] = i;
+    if (top.length === k) kth = logits[top[k - 1]];
+  }
+  const max = logits[top[0]];
+  // H = logZ − E_p[x]; shifting by max keeps every exp in range.
+  let sum = 0, weighted = 0, dot = 0;
+  for (let i = 0; i < n; i++) {
+    const shifted = logits[i] - max;
+    const e = Math.exp(shifted);
+    sum += e;
+    weighted += e * shifted;
+  }
+  if (weights) for (let i = 0; i < n; i++) { const q = weights[i]; if (q > 0) dot += q * logits[i]; }
+  const logSum = Math.log(sum);
+  return { max, logZ: max + logSum, entropy: Math.max(0, logSum - weighted / sum), top, dot };
+}
+
+/** log Σ exp(x) of one logit vector [V], float64. Throws on an empty vector. */
+export function logSumExp(logits: ArrayLike<number>): number {
+  return softmaxStats(logits).logZ;
+}

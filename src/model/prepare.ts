@@ -13,7 +13,7 @@ import { cacheRoot, onnxFileFor, type Dtype } from './paths.js';
 import { commitTemporary, discardTemporary, removeStaleTemporaries, temporaryPath } from './atomic.js';
 
 /** Bumped whenever the rewrite changes, so older cache entries are not reused. */
-const REWRITE_VERSION = 3;
+const REWRITE_VERSION = 4;
 const ENTRY_MARKER = 'lens-entry.json';
 const WHOLE_FILE_LIMIT = 8 << 20;
 const SAMPLES = 64;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { loadLensModel } from '../../src/model/runtime.js';
 import { FORMS, VOCAB } from '../fixtures/gpt2.js';
-import { referenceForward, referenceLens } from '../reference/gpt2.js';
+import { referenceForward, referenceLensSites, referenceSites } from '../reference/gpt2.js';
 import { assertClose, fixture, scratchDir, TINY } from '../helpers.js';
 
 const TOL = 1e-4;
@@ -37,25 +37,33 @@ for (const form of Object.keys(FORMS)) {
     try {
       const ids = model.encode(PROMPT);
       assert.deepEqual(ids, [464, 749, 5863, 5701, 287, 4916, 318]);
-      const positions = [ids.length - 1, 2];
+      // Every position, not in order: the graph reads them as given.
+      const positions = [ids.length - 1, ...ids.keys()].slice(0, ids.length);
       const ref = referenceForward(weights, ids);
       const L = TINY.layers, P = positions.length, d = TINY.d;
       const own = await ownLogits(dir, ids);
-      for (const mode of ['norm', 'raw'] as const) {
-        const run = await model.run(ids, positions, mode);
-        assert.equal(run.logits.length, (L + 1) * P * VOCAB);
-        positions.forEach((pos, p) => {
-          const expected = referenceLens(ref, pos, mode === 'raw');
-          for (let l = 0; l <= L; l++) {
-            const row = (l * P + p);
-            assertClose(run.hidden.subarray(row * d, (row + 1) * d), ref.residual[l][pos], TOL, `${mode} hidden L${l} pos ${pos}`);
-            assertClose(run.logits.subarray(row * VOCAB, (row + 1) * VOCAB), expected[l], TOL, `${mode} lens L${l} pos ${pos}`);
-          }
-          // The last lens layer is the model's own output.
-          const last = (L * P + p) * VOCAB;
-          assertClose(run.logits.subarray(last, last + VOCAB), own.subarray(pos * VOCAB, (pos + 1) * VOCAB), TOL, `${mode} last layer vs model logits`);
-        });
+      assert.equal(model.midSites, true);
+      for (const sublayers of [false, true]) {
+        const sites = referenceSites(ref, sublayers);
+        for (const mode of ['norm', 'raw'] as const) {
+          const run = await model.run(ids, positions, mode, { sublayers });
+          assert.deepEqual(run.sites, sites.map((s) => s.site));
+          assert.equal(run.logits.length, sites.length * P * VOCAB);
+          positions.forEach((pos, p) => {
+            const expected = referenceLensSites(ref, pos, mode === 'raw', sublayers);
+            sites.forEach(({ site, at }, s) => {
+              const row = s * P + p;
+              const what = `${mode} ${site.site} L${site.layer} pos ${pos}`;
+              assertClose(run.hidden.subarray(row * d, (row + 1) * d), at(pos), TOL, `hidden ${what}`);
+              assertClose(run.logits.subarray(row * VOCAB, (row + 1) * VOCAB), expected[s], TOL, `lens ${what}`);
+            });
+            // The last lens layer is the model's own output.
+            const last = ((sites.length - 1) * P + p) * VOCAB;
+            assertClose(run.logits.subarray(last, last + VOCAB), own.subarray(pos * VOCAB, (pos + 1) * VOCAB), TOL, `${mode} last layer vs model logits`);
+          });
+        }
       }
+      assert.equal(L + 1, referenceSites(ref, false).length);
     } finally {
       await model.dispose();
     }

@@ -50,3 +50,54 @@ test('a graph that is not a decoder is refused with what is missing', () => {
   } };
   assert.throws(() => findDecoderStructure(tiny.graph, 1), /no unembedding/);
 });
+
+/**
+ * The fixture made into parallel blocks as GPT-J and GPT-NeoX compute them, x + (attn(ln_1 x) + mlp(ln_2 x)):
+ * each block's ln_2 reads the block's input, and attn + mlp are summed before the one residual addition.
+ */
+function parallelBlocks(model: Model): Model {
+  const nodes = model.graph.node.map((n) => ({ ...n, input: [...n.input] }));
+  const byName = new Map(nodes.map((n) => [n.name, n]));
+  for (const n of nodes) {
+    const block = /^\/transformer\/h\.(\d+)\/ln_2\//.exec(n.name ?? '')?.[1];
+    if (block === undefined) continue;
+    const midAdd = byName.get(`/transformer/h.${block}/Add`)!;
+    n.input = n.input.map((i) => (i === midAdd.output[0] ? midAdd.input[1] : i));
+  }
+  for (const [name, n] of byName) {
+    const block = /^\/transformer\/h\.(\d+)\/Add_1$/.exec(name ?? '')?.[1];
+    if (block === undefined) continue;
+    const midAdd = byName.get(`/transformer/h.${block}/Add`)!;
+    const [attnOut, x] = midAdd.input;
+    midAdd.input = [attnOut, n.input[1]];
+    n.input = [midAdd.output[0], x];
+  }
+  return { ...model, graph: { ...model.graph, node: nodes } };
+}
+
+test('mid-block residuals: found between attention and MLP, gathered only when asked', () => {
+  for (const form of Object.values(FORMS)) {
+    const model = decodeModel(encodeModel(buildModel(weights, form)));
+    const graph = inlineNoPastBranch(model.graph);
+    const { mids, residuals } = findDecoderStructure(graph, 2);
+    assert.equal(mids?.length, 2);
+    assert.equal(new Set([...mids!, ...residuals]).size, 5, 'mids are neither block outputs nor each other');
+    const { model: rewritten } = addLensOutputs(model, 2);
+    assert.ok(rewritten.graph.input.some((i) => i.name === LENS_IO.midPositions));
+    // Gathers feeding the stack, in computation order: r0, m1, r1, m2, r2.
+    const concat = rewritten.graph.node.find((n) => n.output[0] === LENS_IO.hidden)!;
+    const gatheredFrom = concat.input.map((i) => rewritten.graph.node.find((n) => n.output[0] === i)!.input);
+    assert.deepEqual(gatheredFrom.map(([from]) => from), [residuals[0], mids![0], residuals[1], mids![1], residuals[2]]);
+    assert.deepEqual(gatheredFrom.map(([, at]) => at), [LENS_IO.positions, LENS_IO.midPositions, LENS_IO.positions, LENS_IO.midPositions, LENS_IO.positions]);
+  }
+});
+
+test('parallel attention and MLP: no mid-block residual, and the rewrite has no input for it', () => {
+  const model = parallelBlocks(buildModel(weights, FORMS['opset17-flat']));
+  const structure = findDecoderStructure(model.graph, 2);
+  assert.equal(structure.mids, undefined);
+  assert.match(structure.noMidReason ?? '', /parallel/);
+  assert.equal(structure.residuals.length, 3);
+  const { model: rewritten } = addLensOutputs(model, 2);
+  assert.ok(!rewritten.graph.input.some((i) => i.name === LENS_IO.midPositions));
+});

@@ -4,15 +4,16 @@ import type { LensRecord } from '../../src/lens/record.js';
 import { renderTopk } from '../../src/render/topk.js';
 import { renderProbChart, renderRankChart } from '../../src/render/chart.js';
 import { colorEnabled, palette } from '../../src/render/style.js';
+import type { View } from '../../src/render/view.js';
 import { displayWidth, formatProb, quoteToken } from '../../src/render/tokens.js';
 
-const plain = palette(false);
+const plain: View = { c: palette(false), color: false };
 
 function record(): LensRecord {
   const layer = (l: number, top: [string, number][], prob: number, rank: number) => ({
-    layer: l, entropy: 1, kl_to_final: 0.5,
+    layer: l, site: 'block' as const, entropy: 1, kl_to_final: 0.5,
     top: top.map(([token, p], i) => ({ id: i, token, prob: p, logit: 1 })),
-    targets: [{ text: ' football', id: 4346, prob, logit: 0, rank }],
+    targets: [{ text: ' football', id: 4346, prob, logit: 0, rank, logprob: Math.log(prob), pieces: [{ id: 4346, text: ' football', prob, logit: 0, rank }] }],
   });
   return {
     model: 'tiny', mode: 'norm', prompt: 'The sport is', position: 2,
@@ -35,7 +36,7 @@ test('topk table: one line per layer, quoted tokens, aligned columns', () => {
 });
 
 test('prob chart: header, chart with layer axis, legend and table; no ANSI with colours off', () => {
-  const text = renderProbChart(record(), plain, false);
+  const text = renderProbChart(record(), plain);
   assert.doesNotMatch(text, /\x1b\[/);
   const lines = text.split('\n');
   assert.equal(lines[0], '"The sport is"  position 2 " is" · lens norm · tiny');
@@ -47,7 +48,7 @@ test('prob chart: header, chart with layer axis, legend and table; no ANSI with 
 });
 
 test('rank chart: log scale with rank 1 at the top', () => {
-  const text = renderRankChart(record(), plain, false);
+  const text = renderRankChart(record(), plain);
   const lines = text.split('\n');
   assert.match(lines[2], /^ +1 [┤┼]/);
   assert.ok(lines.some((l) => /^ +1000 [┤┼]/.test(l)), 'rank 1000 at the bottom');
@@ -59,7 +60,7 @@ test('colour is on only for a TTY without NO_COLOR', () => {
   assert.equal(colorEnabled({ isTTY: false }, {}), false);
   assert.equal(colorEnabled({ isTTY: true }, { NO_COLOR: '1' }), false);
   assert.equal(colorEnabled({ isTTY: true }, { NO_COLOR: '' }), true);
-  assert.match(renderTopk(record(), palette(true)), /\x1b\[/);
+  assert.match(renderTopk(record(), { c: palette(true), color: true }), /\x1b\[/);
 });
 
 test('tokens: leading spaces show, control and bidi characters are escaped', () => {
