@@ -1,24 +1,15 @@
 // The layer × position grid that the heatmap draws, built once from a prompt's records and
 // shared by the terminal, SVG and HTML renderers so the three always agree.
-import type { LayerRecord, LensRecord, TargetEntry, TopEntry } from '../lens/record.js';
+import type { LayerRecord, LensRecord, Site, TargetEntry, TopEntry } from '../lens/record.js';
 import { displayWidth, quoteToken } from './tokens.js';
+import { siteLabel } from './view.js';
 
 /** What a heatmap cell's colour encodes. */
 export type HeatBy = 'prob' | 'entropy' | 'kl';
 export const HEAT_BY: readonly HeatBy[] = ['prob', 'entropy', 'kl'];
 
-/** A layer entry as records carry it; `site` is absent in records from before sub-layers. */
-type SitedLayer = LayerRecord & { site?: 'block' | 'attn' };
-
-/** The site of a layer entry: "block" (after the whole block; layer 0 the embeddings) or "attn". */
-export function siteOf(entry: LayerRecord): 'block' | 'attn' {
-  return (entry as SitedLayer).site === 'attn' ? 'attn' : 'block';
-}
-
 /** The row label of a layer entry: L00 … L12, and L03a for the residual after block 3's attention. */
-export function siteLabel(entry: LayerRecord, lastLayer: number): string {
-  return `L${String(entry.layer).padStart(Math.max(2, String(lastLayer).length), '0')}${siteOf(entry) === 'attn' ? 'a' : ''}`;
-}
+export { siteLabel } from './view.js';
 
 export interface GridCell {
   /** The layer's top-1 token at this position. */
@@ -50,7 +41,7 @@ export interface Grid {
   /** One per column: the absolute position and its input token. */
   columns: { position: number; token: string }[];
   /** One per row, in the records' order (computation order). */
-  rows: { label: string; layer: number; site: 'block' | 'attn' }[];
+  rows: { label: string; layer: number; site: Site }[];
   /** cells[row][column]. */
   cells: GridCell[][];
   scale: GridScale;
@@ -76,7 +67,7 @@ export function buildGrid(records: LensRecord[], by: HeatBy): Grid {
   const first = records[0];
   if (!first) throw new RangeError('a heatmap needs at least one record');
   const lastLayer = Math.max(...first.layers.map((l) => l.layer));
-  const rows = first.layers.map((l) => ({ label: siteLabel(l, lastLayer), layer: l.layer, site: siteOf(l) }));
+  const rows = first.layers.map((l) => ({ label: siteLabel(l, lastLayer), layer: l.layer, site: l.site }));
   for (const r of records) {
     if (r.layers.length !== rows.length || r.layers.some((l, i) => siteLabel(l, lastLayer) !== rows[i].label)) {
       throw new RangeError('records of one heatmap must have the same layers');

@@ -1,6 +1,6 @@
 // One self-contained HTML page with every prompt's views: styles and the one small script are
 // inline, and nothing is fetched (no CDN, fonts or scripts from outside).
-import type { LensRecord } from '../lens/record.js';
+import type { LensRecord, TargetEntry } from '../lens/record.js';
 import { buildGrid, darkTextOn, rampColor, siteLabel, type Grid, type HeatBy } from './grid.js';
 import { renderChartSvg, targetDifference, xmlEscape, type ChartKind } from './svg.js';
 import { formatProb, quoteToken } from './tokens.js';
@@ -94,7 +94,7 @@ function chartView(record: LensRecord, kind: ChartKind): string {
   if (kind === 'diff') {
     const { values, logprob } = targetDifference(record);
     head = [...targets.slice(0, 2).map((t) => quoteToken(t.text)), logprob ? 'log P(A) − log P(B)' : 'logit(A) − logit(B)'];
-    const value = (t: LensRecord['layers'][number]['targets'][number]) => (logprob ? ((t as { logprob?: number }).logprob ?? Math.log(t.prob)) : t.logit);
+    const value = (t: TargetEntry) => (logprob ? t.logprob : t.logit);
     cells = (i) => [...record.layers[i].targets.slice(0, 2).map((t) => value(t).toFixed(3)), values[i].toFixed(3)];
   } else {
     head = targets.map((t) => quoteToken(t.text));

@@ -1,7 +1,7 @@
 // Figures to keep: standalone SVG of the prob, rank and diff charts and of the heatmap grid.
 // Strings only; the command layer decides where they are written.
 import type { LensRecord, TargetEntry } from '../lens/record.js';
-import { buildGrid, cutQuoted, darkTextOn, rampColor, siteOf, siteLabel, type Grid, type HeatBy } from './grid.js';
+import { buildGrid, cutQuoted, darkTextOn, rampColor, siteLabel, type Grid, type HeatBy } from './grid.js';
 import { formatProb, quoteToken } from './tokens.js';
 
 /** Which chart: P(target), rank (log scale, 1 at the top), or the difference of two targets. */
@@ -43,11 +43,8 @@ export function niceTicks(min: number, max: number, count = 5): number[] {
   return ticks;
 }
 
-/** A target entry of a record; multi-token targets carry `logprob` and `pieces`. */
-type Target = TargetEntry & { logprob?: number; pieces?: unknown[] };
-
-function multiToken(t: Target): boolean {
-  return (t.pieces?.length ?? 1) > 1;
+function multiToken(t: TargetEntry): boolean {
+  return t.pieces.length > 1;
 }
 
 /**
@@ -55,11 +52,11 @@ function multiToken(t: Target): boolean {
  * difference when either target is several tokens. Throws RangeError when there are not two targets.
  */
 export function targetDifference(record: LensRecord): { values: number[]; logprob: boolean } {
-  const [a, b] = (record.layers[0]?.targets ?? []) as Target[];
+  const [a, b] = record.layers[0]?.targets ?? [];
   if (!a || !b) throw new RangeError('a difference needs two targets');
   const logprob = multiToken(a) || multiToken(b);
-  const value = (t: Target) => (logprob ? (t.logprob ?? Math.log(t.prob)) : t.logit);
-  return { logprob, values: record.layers.map((l) => value(l.targets[0] as Target) - value(l.targets[1] as Target)) };
+  const value = (t: TargetEntry) => (logprob ? t.logprob : t.logit);
+  return { logprob, values: record.layers.map((l) => value(l.targets[0]) - value(l.targets[1])) };
 }
 
 function formatRank(rank: number): string {
@@ -79,10 +76,10 @@ function subtitle(record: LensRecord): string {
  * between layers. Throws RangeError when the record has no targets (two for `diff`).
  */
 export function renderChartSvg(record: LensRecord, kind: ChartKind): string {
-  const targets = (record.layers[0]?.targets ?? []) as Target[];
+  const targets = record.layers[0]?.targets ?? [];
   if (targets.length === 0) throw new RangeError('a chart needs at least one target');
   const lastLayer = Math.max(...record.layers.map((l) => l.layer));
-  const xs = record.layers.map((l) => (siteOf(l) === 'attn' ? l.layer - 0.5 : l.layer));
+  const xs = record.layers.map((l) => (l.site === 'attn' ? l.layer - 0.5 : l.layer));
   const labels = record.layers.map((l) => siteLabel(l, lastLayer));
 
   let series: { name: string; values: number[]; shown: string[] }[];

@@ -1,6 +1,11 @@
 // Hand-written records for the renderer tests.
-import type { LensRecord } from '../../src/lens/record.js';
+import type { LensRecord, TargetEntry } from '../../src/lens/record.js';
 import type { HtmlView } from '../../src/render/html.js';
+
+/** A single-token target entry. */
+export function target(text: string, id: number, prob: number, logit: number, rank: number): TargetEntry {
+  return { text, id, prob, logit, rank, logprob: Math.log(prob), pieces: [{ id, text, prob, logit, rank }] };
+}
 
 /** A prompt's records: `tops[position][row]` = [top-1 token, prob, entropy, kl]; rows may carry sites. */
 export function heatRecords(prompt: string, tokens: string[], tops: [string, number, number, number][][], sites?: ('block' | 'attn')[], layers?: number[]): LensRecord[] {
@@ -8,10 +13,10 @@ export function heatRecords(prompt: string, tokens: string[], tops: [string, num
     model: 'tiny', mode: 'norm', prompt, position,
     tokens: tokens.map((text, id) => ({ id, text })),
     layers: rows.map(([token, prob, entropy, kl], i) => ({
-      layer: layers ? layers[i] : i, ...(sites ? { site: sites[i] } : {}),
+      layer: layers ? layers[i] : i, site: sites ? sites[i] : 'block',
       top: [{ id: 7, token, prob, logit: 1 }, { id: 8, token: ' b', prob: prob / 2, logit: 0.5 }],
       entropy, kl_to_final: kl,
-      targets: [{ text: ' football', id: 4346, prob: 0.01, logit: -1, rank: 12 }],
+      targets: [target(' football', 4346, 0.01, -1, 12)],
     })),
   }) as LensRecord);
 }
@@ -19,8 +24,8 @@ export function heatRecords(prompt: string, tokens: string[], tops: [string, num
 /** One record with two targets over three layers: [prob, logit, rank] per target and layer. */
 export function chartRecord(prompt = 'The sport is'): LensRecord {
   const layer = (l: number, a: [number, number, number], b: [number, number, number]) => ({
-    layer: l, entropy: 1, kl_to_final: 0.5, top: [{ id: 1, token: ' the', prob: 0.5, logit: 1 }],
-    targets: [{ text: ' football', id: 4346, prob: a[0], logit: a[1], rank: a[2] }, { text: ' <b>&', id: 99, prob: b[0], logit: b[1], rank: b[2] }],
+    layer: l, site: 'block' as const, entropy: 1, kl_to_final: 0.5, top: [{ id: 1, token: ' the', prob: 0.5, logit: 1 }],
+    targets: [target(' football', 4346, ...a), target(' <b>&', 99, ...b)],
   });
   return {
     model: 'tiny', mode: 'norm', prompt, position: 2,
