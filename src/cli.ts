@@ -1,12 +1,15 @@
 // The lens command line: commander wiring, option checks, and the one place that prints
 // errors and sets exit codes. Heavy modules load only when a command runs.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { UserError, usageError } from './errors.js';
 import type { AnalyzeOptions, Command as LensCommand, TargetSpec } from './commands/analyze.js';
+import type { FigureCommand } from './commands/figures.js';
+import type { LensRecord } from './lens/record.js';
 import { parseIndexSpec, type IndexSpec } from './lens/spec.js';
-import { DTYPE_SUFFIX, offlineFromEnv, type Dtype } from './model/paths.js';
+import { cacheRoot, DTYPE_SUFFIX, offlineFromEnv, type Dtype } from './model/paths.js';
+import { HEAT_BY, type HeatBy } from './render/grid.js';
 import { colorEnabled } from './render/style.js';
 
 const VERSION = '0.1.0';
@@ -20,10 +23,13 @@ const DIFF_TARGETS = [' football', ' baseball'];
 interface RawOptions {
   model: string; dtype: Dtype; raw?: boolean; position: IndexSpec; layers?: IndexSpec; sublayers?: boolean; topK: number; file?: string; json?: boolean;
   offline?: boolean; verbose?: boolean; target: string[]; targetId: number[]; gold?: string[]; goldId?: number[];
+  svg?: string; html?: string; by?: HeatBy;
 }
 
 /** What a command does without targets: the seed's targets when no prompt is given, else what the lens surfaces. */
 interface CommandDefaults {
+  /** The command, for the figures it writes. */
+  name: FigureCommand;
   prompts: string[];
   /** `--position` when not given. */
   position?: string;
@@ -70,6 +76,7 @@ function addCommonOptions(cmd: Command, position = '-1'): Command {
     .option('--target <text>', 'text to follow (several tokens: the product of their probabilities); repeatable', collect(String), [])
     .option('--target-id <n>', 'token id to follow; repeatable', collect(integer(0, '--target-id')), [])
     .option('--json', 'one JSON record per prompt per line on stdout')
+    .option('--html <file>', "also write every prompt's views as one self-contained HTML page")
     .option('--offline', 'never touch the network (also HF_HUB_OFFLINE=1)')
     .option('--verbose', 'show stack traces of internal errors');
 }
@@ -130,13 +137,47 @@ async function execute(load: () => Promise<LensCommand>, positional: string[], o
     progress: showProgress ? progressBar() : undefined,
     onPrepare: () => { if (showProgress) process.stderr.write('lens: preparing the model for the lens (once per model)…\n'); },
   };
+  const figures = await figureWriter(defaults.name, opts, env);
   const command = await load();
   let first = true;
   for await (const { result, text } of command(promptSource(positional, opts.file, defaults.prompts), options, { color, layers: opts.layers })) {
     if (opts.json) { for (const record of result.records) process.stdout.write(`${JSON.stringify(record)}\n`); }
     else { process.stdout.write(`${first ? '' : '\n'}${text}\n`); first = false; }
+    figures?.add(result.records);
   }
   for (const message of warnings) process.stderr.write(`lens: warning: ${message}\n`);
+  for (const file of figures?.finish() ?? []) process.stderr.write(`lens: wrote ${file}\n`);
+}
+
+/**
+ * The writer of --svg/--html, its paths checked before the model loads (never into a local model
+ * directory or the cache); figures show the layers --layers keeps. Undefined when neither is given.
+ */
+async function figureWriter(name: FigureCommand, opts: RawOptions, env: NodeJS.ProcessEnv) {
+  if (opts.svg === undefined && opts.html === undefined) return undefined;
+  const [{ FigureWriter, checkOutputPath }, { keptLayers }, { visibleLayers }] = await Promise.all([
+    import('./commands/figures.js'), import('./commands/analyze.js'), import('./render/view.js')]);
+  const forbidden = [cacheRoot(env), ...(existsSync(opts.model) && statSync(opts.model).isDirectory() ? [opts.model] : [])];
+  if (opts.svg !== undefined) checkOutputPath('--svg', opts.svg, forbidden);
+  if (opts.html !== undefined) checkOutputPath('--html', opts.html, forbidden);
+  const writer = new FigureWriter(name, { svg: opts.svg, html: opts.html, by: opts.by });
+  return {
+    add(records: LensRecord[]) {
+      const layers = keptLayers(opts.layers, records[0].layers.at(-1)!.layer);
+      writer.add(records.map((r) => ({ ...r, layers: visibleLayers(r.layers, { layers }) })));
+    },
+    finish: () => writer.finish(),
+  };
+}
+
+/** The option --svg, on the commands that draw a figure. */
+function withSvg(cmd: Command): Command {
+  return cmd.option('--svg <file>', 'also write each figure as a standalone SVG file (several: FILE-1, FILE-2, …)');
+}
+
+/** Terminal width for layouts that wrap: the terminal's columns, 100 when stdout is not a terminal. */
+function terminalWidth(): number {
+  return process.stdout.isTTY ? process.stdout.columns || 100 : 100;
 }
 
 function progressBar() {
@@ -165,22 +206,27 @@ export function buildProgram(): Command {
 
   addCommonOptions(program.command('topk').argument('[prompts...]', 'prompts (default: the three notebook prompts)')
     .description('top-k tokens of every layer'))
-    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/topk.js')).topk, prompts, opts, { prompts: NOTEBOOK_PROMPTS }));
+    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/topk.js')).topk, prompts, opts, { name: 'topk', prompts: NOTEBOOK_PROMPTS }));
 
   const chartDefaults = { prompts: CHART_PROMPTS, seedTargets: [CHART_TARGET], lensTargets: 'top1' as const };
-  addCommonOptions(program.command('prob').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
-    .description(`P(target) per layer as a chart (default: the lens's own top-1 tokens; ${JSON.stringify(CHART_TARGET)} without a prompt)`))
-    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/prob.js')).prob, prompts, opts, chartDefaults));
+  withSvg(addCommonOptions(program.command('prob').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
+    .description(`P(target) per layer as a chart (default: the lens's own top-1 tokens; ${JSON.stringify(CHART_TARGET)} without a prompt)`)))
+    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/prob.js')).prob, prompts, opts, { ...chartDefaults, name: 'prob' }));
 
-  addCommonOptions(program.command('rank').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
+  withSvg(addCommonOptions(program.command('rank').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
     .description(`rank of the gold token per layer as a chart (default: the lens's own top-1 tokens; ${JSON.stringify(CHART_TARGET)} without a prompt)`))
     .option('--gold <text>', 'gold token text (same as --target); repeatable', collect(String), [])
-    .option('--gold-id <n>', 'gold token id (same as --target-id); repeatable', collect(integer(0, '--gold-id')), [])
-    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/rank.js')).rank, prompts, opts, chartDefaults));
+    .option('--gold-id <n>', 'gold token id (same as --target-id); repeatable', collect(integer(0, '--gold-id')), []))
+    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/rank.js')).rank, prompts, opts, { ...chartDefaults, name: 'rank' }));
 
-  addCommonOptions(program.command('diff').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
-    .description(`logit(A) − logit(B) per layer for exactly two targets (default: the final layer's top 2; ${DIFF_TARGETS.map((t) => JSON.stringify(t)).join(' and ')} without a prompt)`))
-    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/diff.js')).diff, prompts, opts, { prompts: CHART_PROMPTS, seedTargets: DIFF_TARGETS, lensTargets: 'top2', targetCount: 2 }));
+  withSvg(addCommonOptions(program.command('diff').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
+    .description(`logit(A) − logit(B) per layer for exactly two targets (default: the final layer's top 2; ${DIFF_TARGETS.map((t) => JSON.stringify(t)).join(' and ')} without a prompt)`)))
+    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/diff.js')).diff, prompts, opts, { name: 'diff', prompts: CHART_PROMPTS, seedTargets: DIFF_TARGETS, lensTargets: 'top2', targetCount: 2 }));
+
+  withSvg(addCommonOptions(program.command('heatmap').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
+    .description('top-1 token of every layer at every position, as a coloured grid (default --position :)'), ':'))
+    .addOption(new Option('--by <what>', 'what the colour shows: prob (the top-1 probability), entropy, or kl (KL to the final layer)').choices(HEAT_BY).default('prob'))
+    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/heatmap.js')).heatmapCommand({ by: opts.by ?? 'prob', width: terminalWidth() }), prompts, opts, { name: 'heatmap', prompts: CHART_PROMPTS }));
 
   for (const cmd of program.commands) cmd.exitOverride().configureOutput(oneLineErrors);
   return program;

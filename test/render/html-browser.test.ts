@@ -7,7 +7,9 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { renderHtml } from '../../src/render/html.js';
-import { scratchDir } from '../helpers.js';
+import type { LensRecord } from '../../src/lens/record.js';
+import { formatProb, quoteToken } from '../../src/render/tokens.js';
+import { fixture, runCli, scratchDir } from '../helpers.js';
 import { sampleViews } from './records.js';
 
 export const CHROMIUM = '/usr/bin/chromium';
@@ -93,6 +95,39 @@ test('HTML page in headless chromium: no console errors, nothing fetched, hover 
     assert.deepEqual(requests, [pathToFileURL(file).href], 'the page fetches nothing');
     for (const shot of ['hover.png', 'tap.png']) assert.deepEqual([...readFileSync(join(dir, shot)).subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47]);
     t.diagnostic(`screenshots in ${dir}`);
+  } finally {
+    await context.close();
+  }
+});
+
+test('lens heatmap --html in headless chromium: a hovered cell shows the JSON record\'s top-k and target', async (t) => {
+  const launched = await launchBrowser();
+  if ('missing' in launched) { t.skip(launched.missing); return; }
+  const { context } = launched;
+  try {
+    const dir = scratchDir('html-cli');
+    const file = join(dir, 'heatmap.html');
+    const r = await runCli(['heatmap', '--model', fixture('opset14-merged').dir, '--json', '-k', '3', '--target', ' football', '--html', file, 'Paris is capital of'],
+      { env: { LENS_CACHE: scratchDir('html-cli-cache'), NO_COLOR: '1' } });
+    assert.equal(r.code, 0, r.stderr);
+    const records = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as LensRecord);
+    const { page, errors, requests } = await openPage(context, file);
+    assert.equal(await page.locator('td.cell').count(), 4 * records.length);
+    const record = records[2];
+    const layer = record.layers[1];
+    await page.locator(`td.cell[data-row="L01"][data-position="${record.position}"]`).hover();
+    const tip = page.locator('#lens-tip');
+    await tip.waitFor({ state: 'visible' });
+    const lines = (await tip.innerText()).split('\n').map((l) => l.trim().split(/\t+/).join(' '));
+    assert.deepEqual(lines, [
+      `L01 · position ${record.position} ${quoteToken(record.tokens[record.position].text)}`,
+      ...layer.top.map((e) => `${quoteToken(e.token)} ${formatProb(e.prob)}`),
+      ...layer.targets.map((e) => `target ${quoteToken(e.text)} ${formatProb(e.prob)} rank ${e.rank} logit ${e.logit.toFixed(3)}`),
+    ]);
+    await page.screenshot({ path: join(dir, 'heatmap.png') });
+    assert.deepEqual(errors, []);
+    assert.deepEqual(requests, [pathToFileURL(file).href]);
+    t.diagnostic(`screenshot ${join(dir, 'heatmap.png')}`);
   } finally {
     await context.close();
   }
