@@ -85,6 +85,10 @@ test('--svg: one prompt writes FILE, several FILE-1, FILE-2 (paths on stderr); e
       assert.equal(Number(cell.attrs['data-value']), record.layers[Number(cell.attrs['data-row'].slice(1))].top[0].prob);
     }
   }
+  const thin = await lens(['heatmap', '--model', MODEL, '--layers', '2:', '--sublayers', '--svg', join(dir, 'thin.svg'), 'Paris is']);
+  assert.equal(thin.code, 0, thin.stderr);
+  const thinCells = findAll(parseXml(readFileSync(join(dir, 'thin.svg'), 'utf8')), (e) => e.attrs.class === 'cell');
+  assert.deepEqual([...new Set(thinCells.map((c) => c.attrs['data-row']))], ['L02a', 'L02', 'L03a', 'L03'], '--layers thins the figure too');
   for (const command of ['prob', 'rank', 'diff']) {
     const file = join(dir, `${command}.svg`);
     const c = await lens([command, '--model', MODEL, '--svg', file, '--json', PROMPT]);
