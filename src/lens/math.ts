@@ -118,15 +118,23 @@ export function vectorStats(logits: ArrayLike<number>, k: number, weights?: Arra
     if (top.length === k) kth = logits[top[k - 1]];
   }
   const max = logits[top[0]];
-  // H = logZ − E_p[x]; shifting by max keeps every exp in range.
+  // H = logZ − E_p[x]; shifting by max keeps every exp in range. One loop for the exps and the weighted sum.
   let sum = 0, weighted = 0, dot = 0;
-  for (let i = 0; i < n; i++) {
-    const shifted = logits[i] - max;
-    const e = Math.exp(shifted);
-    sum += e;
-    weighted += e * shifted;
+  if (weights) {
+    for (let i = 0; i < n; i++) {
+      const x = logits[i], shifted = x - max, e = Math.exp(shifted);
+      sum += e;
+      weighted += e * shifted;
+      const q = weights[i];
+      if (q > 0) dot += q * x; // (0 · −∞ would be NaN)
+    }
+  } else {
+    for (let i = 0; i < n; i++) {
+      const shifted = logits[i] - max, e = Math.exp(shifted);
+      sum += e;
+      weighted += e * shifted;
+    }
   }
-  if (weights) for (let i = 0; i < n; i++) { const q = weights[i]; if (q > 0) dot += q * logits[i]; }
   const logSum = Math.log(sum);
   return { max, logZ: max + logSum, entropy: Math.max(0, logSum - weighted / sum), top, dot };
 }

@@ -39,11 +39,13 @@ interface ChartSpec {
   max?: number;
   /** Colours per series (default: the series colours in order). */
   colors?: string[];
+  /** asciichart's glyphs; its first marks both each series' start and (mirrored, for a negative min) the row it thinks is 0. */
+  symbols?: asciichart.PlotConfig['symbols'];
 }
 
 function plot(spec: ChartSpec, layers: LayerRecord[], color: boolean): string {
   const chart = asciichart.plot(spec.series.map(stretch), {
-    height: HEIGHT, min: spec.min, max: spec.max, offset: 3,
+    height: HEIGHT, min: spec.min, max: spec.max, offset: 3, symbols: spec.symbols,
     colors: color ? spec.colors ?? SERIES_COLORS : undefined,
     format: (y: number) => spec.label(y).padStart(LABEL_WIDTH).slice(-LABEL_WIDTH),
   });
@@ -114,19 +116,34 @@ export function renderDiffChart(record: LensRecord, view: View): string {
   const diffs = shown.map((l) => value(l.targets[0]) - value(l.targets[1]));
   const [a, b] = targets.map((t) => quoteToken(t.text));
   const title = byLogprob ? `log P(${a}) − log P(${b}) by layer` : `logit(${a}) − logit(${b}) by layer`;
-  const lo = Math.min(0, ...diffs), hi = Math.max(0, ...diffs);
-  const span = hi - lo > 0 ? hi - lo : 1;
+  const { min, max } = zeroOnARow(Math.min(0, ...diffs), Math.max(0, ...diffs));
   const zero = shown.map(() => 0);
   // The zero line is a series of its own, drawn first and dim so the difference stays on top.
-  const chart = plot({ series: [zero, diffs], min: lo, max: lo + span, label: formatSigned, colors: ['\x1b[2m', SERIES_COLORS[0]] }, shown, view.color);
+  const label = (y: number) => formatSigned(Math.abs(y) < (max - min) * 1e-9 ? 0 : y);
+  const symbols: ChartSpec['symbols'] = ['┤', '┤', '╶', '╴', '─', '╰', '╭', '╮', '╯', '│'];
+  const chart = plot({ series: [zero, diffs], min, max, label, colors: ['\x1b[2m', SERIES_COLORS[0]], symbols }, shown, view.color);
   const note = targetOriginNote(view.targetOrigin);
-  const legendLine = `${mark(0, view.color)} ${describe(targets[0], false)} minus ${describe(targets[1], false)}   ${view.color ? '\x1b[2m──\x1b[0m' : '━━'} zero: the two are equal`;
+  const legendLine = `${mark(0, view.color)} ${describe(targets[0], false)} minus ${describe(targets[1], false)}; the flat line at 0.00: the two are equal`;
   const what = byLogprob ? 'log P' : 'logit';
   const body = table(record, shown, view.c, [`${what} ${a}`, `${what} ${b}`, 'difference'], (l) => {
     const [x, y] = l.targets.map(value);
     return [x.toFixed(3), y.toFixed(3), formatSigned(x - y)];
   });
   return [renderHeader(record, view.c), view.c.dim(title), chart, note ? `${legendLine}\n${view.c.dim(note)}` : legendLine, '', body].join('\n');
+}
+
+/**
+ * A y range [min, max] ⊇ [lo, hi] (lo ≤ 0 ≤ hi) whose HEIGHT+1 chart rows include 0 exactly: the
+ * smallest row step over the choices of how many rows lie below zero.
+ */
+function zeroOnARow(lo: number, hi: number): { min: number; max: number } {
+  if (lo === 0 && hi === 0) return { min: 0, max: 1 };
+  let best = { step: Infinity, below: 0 };
+  for (let below = 0; below <= HEIGHT; below++) {
+    const step = Math.max(lo < 0 ? -lo / below : 0, hi > 0 ? hi / (HEIGHT - below) : 0);
+    if (step < best.step) best = { step, below };
+  }
+  return { min: -best.below * best.step, max: (HEIGHT - best.below) * best.step };
 }
 
 function formatSigned(y: number): string {

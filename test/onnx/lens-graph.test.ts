@@ -4,6 +4,7 @@ import { addLensOutputs, findDecoderStructure, GraphStructureError, inlineNoPast
 import { DataType, decodeModel, encodeModel, type Model } from '../../src/onnx/proto.js';
 import { buildModel, FORMS, makeWeights } from '../fixtures/gpt2.js';
 import { TINY } from '../helpers.js';
+import { parallelBlocks } from '../fixtures/parallel.js';
 
 const weights = makeWeights({ ...TINY, layers: 2 });
 
@@ -50,30 +51,6 @@ test('a graph that is not a decoder is refused with what is missing', () => {
   } };
   assert.throws(() => findDecoderStructure(tiny.graph, 1), /no unembedding/);
 });
-
-/**
- * The fixture made into parallel blocks as GPT-J and GPT-NeoX compute them, x + (attn(ln_1 x) + mlp(ln_2 x)):
- * each block's ln_2 reads the block's input, and attn + mlp are summed before the one residual addition.
- */
-function parallelBlocks(model: Model): Model {
-  const nodes = model.graph.node.map((n) => ({ ...n, input: [...n.input] }));
-  const byName = new Map(nodes.map((n) => [n.name, n]));
-  for (const n of nodes) {
-    const block = /^\/transformer\/h\.(\d+)\/ln_2\//.exec(n.name ?? '')?.[1];
-    if (block === undefined) continue;
-    const midAdd = byName.get(`/transformer/h.${block}/Add`)!;
-    n.input = n.input.map((i) => (i === midAdd.output[0] ? midAdd.input[1] : i));
-  }
-  for (const [name, n] of byName) {
-    const block = /^\/transformer\/h\.(\d+)\/Add_1$/.exec(name ?? '')?.[1];
-    if (block === undefined) continue;
-    const midAdd = byName.get(`/transformer/h.${block}/Add`)!;
-    const [attnOut, x] = midAdd.input;
-    midAdd.input = [attnOut, n.input[1]];
-    n.input = [midAdd.output[0], x];
-  }
-  return { ...model, graph: { ...model.graph, node: nodes } };
-}
 
 test('mid-block residuals: found between attention and MLP, gathered only when asked', () => {
   for (const form of Object.values(FORMS)) {
