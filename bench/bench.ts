@@ -75,6 +75,12 @@ const baselineParsed = baselineRuns.map((r) => JSON.parse(r.stdout));
 const baselinePerPrompt = median(baselineParsed.flatMap((b) => b.perPrompt));
 const baselineWall = median(baselineRuns.map((r) => r.wallMs));
 const baselineRss = median(baselineParsed.map((b) => b.maxRssKb / 1024));
+// The heatmap of a 32-token prompt against its floor in the same run: the bare forward of that
+// prompt plus one MatMul of every layer's rows at every position by W_U (bench/heatmap.ts).
+const heatLens = JSON.parse(runNode([join(ROOT, 'dist', 'bench', 'heatmap.js'), 'lens', dir], { LENS_CACHE: cache }).stdout) as { heatmap: number[]; positions: number; maxRssKb: number };
+const heatFloor = JSON.parse(runNode([join(ROOT, 'dist', 'bench', 'heatmap.js'), 'floor', dir]).stdout) as { forward: number[]; matmul: number[]; rows: number; d: number; V: number };
+const heatmapMs = median(heatLens.heatmap);
+const heatFloorMs = median(heatFloor.forward) + median(heatFloor.matmul);
 rmSync(cache, { recursive: true, force: true });
 
 const timing = (r: ProcessRun) => ({ wallMs: r.wallMs, maxRssMb: r.maxRssMb });
@@ -87,6 +93,8 @@ const rows = [
   row('baseline load+forward', baselineWall, baselineRss, 1, 'transformers.js as it comes (process wall)'),
   row('baseline per_prompt', baselinePerPrompt, NaN, 1, 'plain forward, same prompts'),
   row('help', median(help.map((r) => r.wallMs)), median(help.map((r) => r.maxRssMb)), NaN, '≤ 0.3 s'),
+  row(`heatmap, ${heatLens.positions} tokens`, heatmapMs, heatLens.maxRssKb / 1024, heatmapMs / heatFloorMs, `≤ 1.5× bare forward + one MatMul [${heatFloor.rows}, ${heatFloor.d}] × [${heatFloor.d}, ${heatFloor.V}]`),
+  row('heatmap floor: forward + MatMul', heatFloorMs, NaN, 1, `forward ${Math.round(median(heatFloor.forward))} ms + MatMul ${Math.round(median(heatFloor.matmul))} ms, same run`),
 ];
 
 const report = {
@@ -101,7 +109,7 @@ const report = {
     record: 'one exp pass per layer (logZ and entropy together); KL to the final layer as a dot product',
   },
   rows,
-  raw: { prepare: prepare.map(timing), cold: cold.map(timing), help: help.map((r) => r.wallMs), lensPerPrompt: lensParsed.perPrompt, lensRunOnly: lensParsed.runOnly, baseline: baselineParsed },
+  raw: { prepare: prepare.map(timing), cold: cold.map(timing), help: help.map((r) => r.wallMs), lensPerPrompt: lensParsed.perPrompt, lensRunOnly: lensParsed.runOnly, baseline: baselineParsed, heatmap: heatLens, heatmapFloor: heatFloor },
 };
 writeFileSync(join(ROOT, 'bench', 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
 
