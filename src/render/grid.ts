@@ -8,9 +8,6 @@ import { siteLabel } from './view.js';
 export type HeatBy = 'prob' | 'entropy' | 'kl';
 export const HEAT_BY: readonly HeatBy[] = ['prob', 'entropy', 'kl'];
 
-/** The row label of a layer entry: L00 … L12, and L03a for the residual after block 3's attention. */
-export { siteLabel } from './view.js';
-
 export interface GridCell {
   /** The layer's top-1 token at this position. */
   token: string;

@@ -58,7 +58,7 @@ function legend(grid: Grid, c: ChalkInstance, color: boolean): string {
   return `${c.dim(`cells: top-1 token and ${what}; colour`)} ${swatches}`;
 }
 
-/** The grid of one prompt as text (no trailing newline). Throws RangeError on no records. */
+/** A built grid as text (no trailing newline): header, bands of positions with their headers, legend. */
 export function renderHeatmapGrid(grid: Grid, c: ChalkInstance, color: boolean, options: HeatmapOptions): string {
   const labelWidth = Math.max(...grid.rows.map((r) => r.label.length)) + 2;
   const positions = grid.columns.map((col) => col.position);

@@ -1,9 +1,10 @@
 // One self-contained HTML page with every prompt's views: styles and the one small script are
 // inline, and nothing is fetched (no CDN, fonts or scripts from outside).
 import type { LensRecord, TargetEntry } from '../lens/record.js';
-import { buildGrid, darkTextOn, rampColor, siteLabel, type Grid, type HeatBy } from './grid.js';
+import { buildGrid, darkTextOn, rampColor, type Grid, type HeatBy } from './grid.js';
 import { renderChartSvg, targetDifference, xmlEscape, type ChartKind } from './svg.js';
 import { formatProb, quoteToken } from './tokens.js';
+import { siteLabel } from './view.js';
 
 /** One view of one prompt: a record's table or chart, or a prompt's heatmap (its records, one per position). */
 export type HtmlView =

@@ -1,7 +1,8 @@
 // Figures to keep: standalone SVG of the prob, rank and diff charts and of the heatmap grid.
 // Strings only; the command layer decides where they are written.
 import type { LensRecord, TargetEntry } from '../lens/record.js';
-import { buildGrid, cutQuoted, darkTextOn, rampColor, siteLabel, type Grid, type HeatBy } from './grid.js';
+import { buildGrid, cutQuoted, darkTextOn, rampColor, type Grid, type HeatBy } from './grid.js';
+import { siteLabel } from './view.js';
 import { formatProb, quoteToken } from './tokens.js';
 
 /** Which chart: P(target), rank (log scale, 1 at the top), or the difference of two targets. */
