@@ -66,7 +66,7 @@ export async function* analyzePrompts(prompts: AsyncIterable<string> | Iterable<
   const model = await loadLensModel(options.model, options);
   try {
     if (options.sublayers && !model.midSites) {
-      throw usageError(`--sublayers: ${model.id} has no residual between attention and MLP (its blocks run them in parallel on the same input)`);
+      throw usageError(`--sublayers: ${model.id} has no residual between attention and MLP in its blocks (attention and MLP run in parallel, as in GPT-J and GPT-NeoX)`);
     }
     const given = options.targets.map((spec) => resolveTarget(spec, model));
     const mode = options.raw ? 'raw' : 'norm';
