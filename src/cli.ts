@@ -75,7 +75,7 @@ function addCommonOptions(cmd: Command, position = '-1'): Command {
     .option('--file <path|->', 'read prompts from a file, one per line (- for stdin)')
     .option('--target <text>', 'text to follow (several tokens: the product of their probabilities); repeatable', collect(String), [])
     .option('--target-id <n>', 'token id to follow; repeatable', collect(integer(0, '--target-id')), [])
-    .option('--json', 'one JSON record per prompt per line on stdout')
+    .option('--json', 'one JSON record per prompt and position per line on stdout')
     .option('--html <file>', "also write every prompt's views as one self-contained HTML page")
     .option('--offline', 'never touch the network (also HF_HUB_OFFLINE=1)')
     .option('--verbose', 'show stack traces of internal errors');

@@ -66,7 +66,7 @@ export async function* analyzePrompts(prompts: AsyncIterable<string> | Iterable<
   const model = await loadLensModel(options.model, options);
   try {
     if (options.sublayers && !model.midSites) {
-      throw usageError(`--sublayers: ${model.id} has no residual between attention and MLP (its blocks run them in parallel on the same input)`);
+      throw usageError(`--sublayers: ${model.id} has no residual between attention and MLP in its blocks (attention and MLP run in parallel, as in GPT-J and GPT-NeoX)`);
     }
     const given = options.targets.map((spec) => resolveTarget(spec, model));
     const mode = options.raw ? 'raw' : 'norm';
@@ -91,17 +91,20 @@ export async function* analyzePrompts(prompts: AsyncIterable<string> | Iterable<
           throw usageError(`prompt and target are ${ids.length + longest - 1} tokens; ${model.id} reads at most ${model.contextLength}`, 'shorten the prompt or the target');
         }
       }
-      const run = await model.run(ids, positions, mode, runOptions);
       // A several-token target: one forward over the prompt and its first m−1 tokens, read at p … p+m−1.
+      // Causal attention leaves position p as it is for the prompt alone, so the first such run also
+      // serves for everything else (its row 0 is the only position then).
       const forced = new Map<Target, LensRun>();
       for (const t of multi) {
         const p = ids.length - 1;
         forced.set(t, await model.run([...ids, ...t.ids.slice(0, -1)], t.ids.map((_, i) => p + i), mode, runOptions));
       }
+      const run = multi.length > 0 ? forced.get(multi[0])! : await model.run(ids, positions, mode, runOptions);
+      const runPositions = multi.length > 0 ? multi[0].ids.length : positions.length;
       const rowsAt = (r: LensRun, P: number, pi: number) => r.sites.map((_, s) => r.logits.subarray((s * P + pi) * V, (s * P + pi + 1) * V));
       const tokens = ids.map((id) => ({ id, text: model.tokenText(id) }));
       const records = positions.map((position, pi) => {
-        const siteLogits = rowsAt(run, positions.length, pi);
+        const siteLogits = rowsAt(run, runPositions, pi);
         const stats = siteStats(siteLogits, options.k);
         let targets: TargetInput[] = given.map((t) => {
           const r = forced.get(t);

@@ -94,6 +94,27 @@ export function klFromLogits(probsP: ArrayLike<number>, entropyP: number, logits
   return Math.max(0, -entropyP - dot + logZ);
 }
 
+// exp(x) = 2^(k/64) · exp(r), k = round(64x/ln 2), |r| ≤ ln 2/128: a table of 2^(j/64), a table of
+// whole powers of two and a degree-5 Taylor polynomial (its error, r⁶/720, is below 1e-16). Inlined
+// by V8, it is several times faster than Math.exp, which dominates the record's cost (one per logit).
+const EXP_STEPS = 64;
+const EXP_INV = EXP_STEPS / Math.LN2;
+const EXP_STEP = Math.LN2 / EXP_STEPS;
+const EXP_FRACTION = Float64Array.from({ length: EXP_STEPS }, (_, j) => 2 ** (j / EXP_STEPS));
+const EXP_MIN_POWER = -1100, EXP_MAX_POWER = 64;
+const EXP_POWER = Float64Array.from({ length: EXP_MAX_POWER - EXP_MIN_POWER + 1 }, (_, i) => 2 ** (i + EXP_MIN_POWER));
+const ROUNDER = 6755399441055744; // 1.5 · 2^52: adding and subtracting it rounds to the nearest integer
+
+/** e^x for x ≤ 40 (logits shifted by their max or log-partition), relative error below 1e-13; 0 below −745; NaN for NaN. */
+export function fastExp(x: number): number {
+  if (x < -745) return 0;
+  const kf = x * EXP_INV + ROUNDER - ROUNDER;
+  const r = x - kf * EXP_STEP;
+  const k = kf | 0;
+  const poly = 1 + r * (1 + r * (0.5 + r * (1 / 6 + r * (1 / 24 + r * (1 / 120)))));
+  return EXP_POWER[(k >> 6) - EXP_MIN_POWER] * EXP_FRACTION[k & (EXP_STEPS - 1)] * poly;
+}
+
 /** What one pass pair over a logit vector [V] gives: log-partition, entropy (nats), the top indices (best first) and Σ q·x for a given distribution q. */
 export interface VectorStats { max: number; logZ: number; entropy: number; top: number[]; dot: number }
 
@@ -122,7 +143,7 @@ export function vectorStats(logits: ArrayLike<number>, k: number, weights?: Arra
   let sum = 0, weighted = 0, dot = 0;
   if (weights) {
     for (let i = 0; i < n; i++) {
-      const x = logits[i], shifted = x - max, e = Math.exp(shifted);
+      const x = logits[i], shifted = x - max, e = fastExp(shifted);
       sum += e;
       weighted += e * shifted;
       const q = weights[i];
@@ -130,7 +151,7 @@ export function vectorStats(logits: ArrayLike<number>, k: number, weights?: Arra
     }
   } else {
     for (let i = 0; i < n; i++) {
-      const shifted = logits[i] - max, e = Math.exp(shifted);
+      const shifted = logits[i] - max, e = fastExp(shifted);
       sum += e;
       weighted += e * shifted;
     }

@@ -147,3 +147,10 @@ test('several-token targets: prob says P is the product, rank says it is the fir
   assert.match(diff, /^log P\(" Eiffel Tower"\) − log P\(" London"\) by layer$/m);
   assert.match(diff, /^L02 +-4\.605 +-2\.303 +-2\.30$/m);
 });
+
+test('diff chart in colour: the difference in the first series colour, the zero line dim', () => {
+  const text = renderDiffChart(subRecord(), { c: palette(true), color: true });
+  assert.match(text, /\x1b\[36m[─╭╮╯╰│]/, 'difference in cyan');
+  assert.match(text, /\x1b\[2m─/, 'zero line dim');
+  assert.equal(text.replace(/\x1b\[[0-9;]*m/g, ''), renderDiffChart(subRecord(), plain), 'same picture without the colours');
+});
