@@ -57,7 +57,10 @@ test('mid-block residuals: found between attention and MLP, gathered only when a
     const { model: rewritten } = addLensOutputs(model, 2);
     assert.ok(rewritten.graph.input.some((i) => i.name === LENS_IO.midPositions));
     // Gathers feeding the stack, in computation order: r0, m1, r1, m2, r2.
-    const concat = rewritten.graph.node.find((n) => n.output[0] === LENS_IO.hidden)!;
+    // (the hidden output is the stack cast to float)
+    const hidden = rewritten.graph.node.find((n) => n.output[0] === LENS_IO.hidden)!;
+    const concat = hidden.op_type === 'Cast' ? rewritten.graph.node.find((n) => n.output[0] === hidden.input[0])! : hidden;
+    assert.equal(concat.op_type, 'Concat');
     const gatheredFrom = concat.input.map((i) => rewritten.graph.node.find((n) => n.output[0] === i)!.input);
     assert.deepEqual(gatheredFrom.map(([from]) => from), [residuals[0], mids![0], residuals[1], mids![1], residuals[2]]);
     assert.deepEqual(gatheredFrom.map(([, at]) => at), [LENS_IO.positions, LENS_IO.midPositions, LENS_IO.positions, LENS_IO.midPositions, LENS_IO.positions]);
