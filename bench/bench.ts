@@ -12,10 +12,10 @@ import { ROOT } from '../test/helpers.js';
 // 3 KV heads, vocabulary 49152, untied head). BENCH_MODELS picks some (comma-separated names);
 // BENCH_TINY=1 swaps in tiny shapes to check the benchmark's code path in seconds (no report written).
 const TINY = process.env.BENCH_TINY === '1';
-interface BenchModel { kind: 'gpt2' | 'llama'; form: string; shape: Record<string, unknown>; label: string; layout?: 'declared' }
+interface BenchModel { kind: 'gpt2' | 'llama'; form: string; shape: Record<string, unknown>; label: string; layout?: 'declared'; heatmap?: boolean }
 const MODELS: Record<string, BenchModel> = {
   'gpt2-small': {
-    kind: 'gpt2', form: 'opset14-merged', label: 'random GPT-2-small (12 layers, d 768, vocab 50257)',
+    kind: 'gpt2', form: 'opset14-merged', label: 'random GPT-2-small (12 layers, d 768, vocab 50257)', heatmap: true,
     shape: TINY ? { layers: 2, d: 64, heads: 4, nPositions: 128, seed: 1 } : { layers: 12, d: 768, heads: 12, nPositions: 1024, seed: 1 },
   },
   // The same weights as transformers.js publishes large models: in onnx/model.onnx_data, declared in config.json.
@@ -116,7 +116,21 @@ function benchModel(name: string, spec: BenchModel) {
   const baselinePerPrompt = median(baselineParsed.flatMap((b) => b.perPrompt));
   const baselineWall = median(baselineRuns.map((r) => r.wallMs));
   const baselineRss = median(baselineParsed.map((b) => b.maxRssKb / 1024));
+  // The heatmap of a 32-token prompt against its floor in the same run: the bare forward of that
+  // prompt plus one MatMul of every layer's rows at every position by W_U (bench/heatmap.ts).
+  const heat = spec.heatmap ? {
+    lens: JSON.parse(runNode([join(ROOT, 'dist', 'bench', 'heatmap.js'), 'lens', dir], { LENS_CACHE: cache }).stdout) as { heatmap: number[]; positions: number; maxRssKb: number },
+    floor: JSON.parse(runNode([join(ROOT, 'dist', 'bench', 'heatmap.js'), 'floor', dir]).stdout) as { forward: number[]; matmul: number[]; rows: number; d: number; V: number },
+  } : undefined;
   rmSync(cache, { recursive: true, force: true });
+  const heatRows = heat ? (() => {
+    const heatmapMs = median(heat.lens.heatmap);
+    const floorMs = median(heat.floor.forward) + median(heat.floor.matmul);
+    return [
+      row(`heatmap, ${heat.lens.positions} tokens`, heatmapMs, heat.lens.maxRssKb / 1024, heatmapMs / floorMs, `≤ 1.5× bare forward + one MatMul [${heat.floor.rows}, ${heat.floor.d}] × [${heat.floor.d}, ${heat.floor.V}]`),
+      row('heatmap floor: forward + MatMul', floorMs, NaN, 1, `forward ${Math.round(median(heat.floor.forward))} ms + MatMul ${Math.round(median(heat.floor.matmul))} ms, same run`),
+    ];
+  })() : [];
 
   const rows = [
     // Each row names its model; help is measured once, below.
@@ -126,12 +140,13 @@ function benchModel(name: string, spec: BenchModel) {
     row('per_prompt, model run only', lensRunOnly, NaN, lensRunOnly / baselinePerPrompt, 'the rest of per_prompt is the record (softmax statistics, top-k, rank)'),
     row('baseline load+forward', baselineWall, baselineRss, 1, 'transformers.js as it comes (process wall)'),
     row('baseline per_prompt', baselinePerPrompt, NaN, 1, 'plain forward, same prompts'),
+    ...heatRows,
   ].map((r) => ({ ...r, name: `${name}: ${r.name}` }));
   const MB = 2 ** 20;
   return {
     model: { name, label: spec.label, form: spec.form, shape: spec.shape, onnxMb: Math.round(modelMb) }, rows,
     entrySize: { name, modelMb: Math.round(modelMb), ownMb: Number((entry.own / MB).toFixed(1)), linkedMb: Number((entry.linked / MB).toFixed(1)) },
-    raw: { prepare: prepare.map(timing), cold: cold.map(timing), lensPerPrompt: lensParsed.perPrompt, lensRunOnly: lensParsed.runOnly, baseline: baselineParsed },
+    raw: { prepare: prepare.map(timing), cold: cold.map(timing), lensPerPrompt: lensParsed.perPrompt, lensRunOnly: lensParsed.runOnly, baseline: baselineParsed, heatmap: heat },
   };
 }
 

@@ -4,11 +4,12 @@
 import { performance } from 'node:perf_hooks';
 import { analyze } from '../src/commands/analyze.js';
 import { loadLensModel } from '../src/model/runtime.js';
+import { parseIndexSpec } from '../src/lens/spec.js';
 
 const [dir, promptsJson] = process.argv.slice(2);
 const prompts = JSON.parse(promptsJson) as string[];
 const options = {
-  model: dir, dtype: 'fp32' as const, raw: false, position: -1, k: 5, offline: true,
+  model: dir, dtype: 'fp32' as const, raw: false, positions: parseIndexSpec('-1', { step: false }), k: 5, offline: true,
   targets: [{ text: ' football' }], env: process.env, warn: () => {}, batch: true,
 };
 // The marginal cost of one more prompt in a batch: the time between consecutive records

@@ -1,11 +1,15 @@
 // The lens command line: commander wiring, option checks, and the one place that prints
 // errors and sets exit codes. Heavy modules load only when a command runs.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { UserError, usageError } from './errors.js';
 import type { AnalyzeOptions, Command as LensCommand, TargetSpec } from './commands/analyze.js';
-import { DTYPE_SUFFIX, offlineFromEnv, type Dtype } from './model/paths.js';
+import type { FigureCommand } from './commands/figures.js';
+import type { LensRecord } from './lens/record.js';
+import { parseIndexSpec, type IndexSpec } from './lens/spec.js';
+import { cacheRoot, DTYPE_SUFFIX, offlineFromEnv, type Dtype } from './model/paths.js';
+import { HEAT_BY, type HeatBy } from './render/grid.js';
 import { colorEnabled } from './render/style.js';
 
 const VERSION = '0.1.0';
@@ -14,10 +18,35 @@ const DEFAULT_MODEL = 'Xenova/gpt2';
 const NOTEBOOK_PROMPTS = ['Paris is capital of', 'Alan Turing was a', 'The most famous sports in USA is'];
 const CHART_PROMPTS = ['The most famous sports in USA is'];
 const CHART_TARGET = ' football';
+const DIFF_TARGETS = [' football', ' baseball'];
 
 interface RawOptions {
-  model: string; revision: string; dtype: Dtype; raw?: boolean; position: number; topK: number; file?: string; json?: boolean;
+  model: string; revision: string; dtype: Dtype; raw?: boolean; position: IndexSpec; layers?: IndexSpec; sublayers?: boolean; topK: number; file?: string; json?: boolean;
   offline?: boolean; verbose?: boolean; target: string[]; targetId: number[]; gold?: string[]; goldId?: number[];
+  svg?: string; html?: string; by?: HeatBy;
+}
+
+/** What a command does without targets: the seed's targets when no prompt is given, else what the lens surfaces. */
+interface CommandDefaults {
+  /** The command, for the figures it writes. */
+  name: FigureCommand;
+  prompts: string[];
+  /** `--position` when not given. */
+  position?: string;
+  seedTargets?: string[];
+  lensTargets?: 'top1' | 'top2';
+  /** How many targets the command takes, when it is fixed. */
+  targetCount?: number;
+}
+
+function indexSpec(flag: string, step: boolean) {
+  return (value: string): IndexSpec => {
+    try {
+      return parseIndexSpec(value, { step });
+    } catch (error) {
+      throw new InvalidArgumentError(`${flag}: ${(error as Error).message}`);
+    }
+  };
 }
 
 function integer(min: number, what: string) {
@@ -33,18 +62,22 @@ function collect<T>(parse: (v: string) => T) {
   return (value: string, previous: T[] = []): T[] => [...previous, parse(value)];
 }
 
-function addCommonOptions(cmd: Command): Command {
+function addCommonOptions(cmd: Command, position = '-1'): Command {
   return cmd
     .option('-m, --model <id|dir>', 'hub repo id or local model directory', DEFAULT_MODEL)
     .option('--revision <rev>', 'hub revision of a repo id: branch, tag or commit', 'main')
     .addOption(new Option('--dtype <dtype>', 'weights variant').choices(Object.keys(DTYPE_SUFFIX)).default('fp32'))
     .option('--raw', "the notebook's lens: hidden states as Hugging Face returns them, without the final norm")
-    .option('--position <n>', 'token position to read; negative counts from the end', integer(-Number.MAX_SAFE_INTEGER, '--position'), -1)
+    .addOption(new Option('--position <spec>', 'token positions to read: N (negative from the end), a list 0,3,-1, a slice 2:5, -4: or :')
+      .argParser(indexSpec('--position', false)).default(parseIndexSpec(position, { step: false }), position))
+    .option('--layers <spec>', 'layers to show in the human views (like --position, plus steps ::2); the last is always shown', indexSpec('--layers', true))
+    .option('--sublayers', 'also read the residual after each block\'s attention, before its MLP')
     .option('-k, --top-k <n>', 'tokens per layer in the top list', integer(1, '-k'), 5)
     .option('--file <path|->', 'read prompts from a file, one per line (- for stdin)')
-    .option('--target <text>', 'token to follow (its first token is used); repeatable', collect(String), [])
+    .option('--target <text>', 'text to follow (several tokens: the product of their probabilities); repeatable', collect(String), [])
     .option('--target-id <n>', 'token id to follow; repeatable', collect(integer(0, '--target-id')), [])
-    .option('--json', 'one JSON record per prompt per line on stdout')
+    .option('--json', 'one JSON record per prompt and position per line on stdout')
+    .option('--html <file>', "also write every prompt's views as one self-contained HTML page")
     .option('--offline', 'never touch the network (also HF_HUB_OFFLINE=1)')
     .option('--verbose', 'show stack traces of internal errors');
 }
@@ -79,31 +112,73 @@ async function* promptSource(positional: string[], file: string | undefined, def
   }
 }
 
-async function execute(load: () => Promise<LensCommand>, positional: string[], opts: RawOptions, defaults: { prompts: string[]; target?: string }): Promise<void> {
+async function execute(load: () => Promise<LensCommand>, positional: string[], opts: RawOptions, defaults: CommandDefaults): Promise<void> {
   const env = process.env;
   const color = !opts.json && colorEnabled(process.stdout, env);
   const targets: TargetSpec[] = [
     ...opts.target.map((text) => ({ text })), ...(opts.gold ?? []).map((text) => ({ text })),
     ...opts.targetId.map((id) => ({ id })), ...(opts.goldId ?? []).map((id) => ({ id })),
   ];
-  if (targets.length === 0 && defaults.target !== undefined) targets.push({ text: defaults.target });
+  if (defaults.targetCount !== undefined && targets.length > 0 && targets.length !== defaults.targetCount) {
+    throw usageError(`${targets.length} target${targets.length === 1 ? '' : 's'} given; this command compares exactly ${defaults.targetCount}`, 'give --target A --target B, or none');
+  }
+  const promptGiven = positional.length > 0 || opts.file !== undefined;
+  let targetOrigin: 'given' | 'seed' = 'given';
+  if (targets.length === 0 && !promptGiven && defaults.seedTargets) {
+    targets.push(...defaults.seedTargets.map((text) => ({ text })));
+    targetOrigin = 'seed';
+  }
   const warnings: string[] = [];
   const showProgress = process.stderr.isTTY === true;
   const options: AnalyzeOptions = {
-    model: opts.model, revision: opts.revision, dtype: opts.dtype, raw: !!opts.raw, position: opts.position, k: opts.topK,
-    offline: !!opts.offline || offlineFromEnv(env), targets, env, batch: opts.file !== undefined,
+    model: opts.model, revision: opts.revision, dtype: opts.dtype, raw: !!opts.raw, positions: opts.position, k: opts.topK, sublayers: !!opts.sublayers,
+    offline: !!opts.offline || offlineFromEnv(env), targets, targetOrigin, lensTargets: defaults.lensTargets, env, batch: opts.file !== undefined,
     // Warnings are held until the run succeeds, so that a failed run prints exactly one line.
     warn: (message) => warnings.push(message),
     progress: showProgress ? progressBar() : undefined,
     onPrepare: () => { if (showProgress) process.stderr.write('lens: preparing the model for the lens (once per model)…\n'); },
   };
+  const figures = await figureWriter(defaults.name, opts, env);
   const command = await load();
   let first = true;
-  for await (const { record, text } of command(promptSource(positional, opts.file, defaults.prompts), options, color)) {
-    if (opts.json) process.stdout.write(`${JSON.stringify(record)}\n`);
+  for await (const { result, text } of command(promptSource(positional, opts.file, defaults.prompts), options, { color, layers: opts.layers })) {
+    if (opts.json) { for (const record of result.records) process.stdout.write(`${JSON.stringify(record)}\n`); }
     else { process.stdout.write(`${first ? '' : '\n'}${text}\n`); first = false; }
+    figures?.add(result.records);
   }
   for (const message of warnings) process.stderr.write(`lens: warning: ${message}\n`);
+  for (const file of figures?.finish() ?? []) process.stderr.write(`lens: wrote ${file}\n`);
+}
+
+/**
+ * The writer of --svg/--html, its paths checked before the model loads (never into a local model
+ * directory or the cache); figures show the layers --layers keeps. Undefined when neither is given.
+ */
+async function figureWriter(name: FigureCommand, opts: RawOptions, env: NodeJS.ProcessEnv) {
+  if (opts.svg === undefined && opts.html === undefined) return undefined;
+  const [{ FigureWriter, checkOutputPath }, { keptLayers }, { visibleLayers }] = await Promise.all([
+    import('./commands/figures.js'), import('./commands/analyze.js'), import('./render/view.js')]);
+  const forbidden = [cacheRoot(env), ...(existsSync(opts.model) && statSync(opts.model).isDirectory() ? [opts.model] : [])];
+  if (opts.svg !== undefined) checkOutputPath('--svg', opts.svg, forbidden);
+  if (opts.html !== undefined) checkOutputPath('--html', opts.html, forbidden);
+  const writer = new FigureWriter(name, { svg: opts.svg, html: opts.html, by: opts.by });
+  return {
+    add(records: LensRecord[]) {
+      const layers = keptLayers(opts.layers, records[0].layers.at(-1)!.layer);
+      writer.add(records.map((r) => ({ ...r, layers: visibleLayers(r.layers, { layers }) })));
+    },
+    finish: () => writer.finish(),
+  };
+}
+
+/** The option --svg, on the commands that draw a figure. */
+function withSvg(cmd: Command): Command {
+  return cmd.option('--svg <file>', 'also write each figure as a standalone SVG file (several: FILE-1, FILE-2, …)');
+}
+
+/** Terminal width for layouts that wrap: the terminal's columns, 100 when stdout is not a terminal. */
+function terminalWidth(): number {
+  return process.stdout.isTTY ? process.stdout.columns || 100 : 100;
 }
 
 function progressBar() {
@@ -132,17 +207,27 @@ export function buildProgram(): Command {
 
   addCommonOptions(program.command('topk').argument('[prompts...]', 'prompts (default: the three notebook prompts)')
     .description('top-k tokens of every layer'))
-    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/topk.js')).topk, prompts, opts, { prompts: NOTEBOOK_PROMPTS }));
+    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/topk.js')).topk, prompts, opts, { name: 'topk', prompts: NOTEBOOK_PROMPTS }));
 
-  addCommonOptions(program.command('prob').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
-    .description(`P(target) per layer as a chart (default target ${JSON.stringify(CHART_TARGET)})`))
-    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/prob.js')).prob, prompts, opts, { prompts: CHART_PROMPTS, target: CHART_TARGET }));
+  const chartDefaults = { prompts: CHART_PROMPTS, seedTargets: [CHART_TARGET], lensTargets: 'top1' as const };
+  withSvg(addCommonOptions(program.command('prob').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
+    .description(`P(target) per layer as a chart (default: the lens's own top-1 tokens; ${JSON.stringify(CHART_TARGET)} without a prompt)`)))
+    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/prob.js')).prob, prompts, opts, { ...chartDefaults, name: 'prob' }));
 
-  addCommonOptions(program.command('rank').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
-    .description(`rank of the gold token per layer as a chart (default ${JSON.stringify(CHART_TARGET)})`))
+  withSvg(addCommonOptions(program.command('rank').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
+    .description(`rank of the gold token per layer as a chart (default: the lens's own top-1 tokens; ${JSON.stringify(CHART_TARGET)} without a prompt)`))
     .option('--gold <text>', 'gold token text (same as --target); repeatable', collect(String), [])
-    .option('--gold-id <n>', 'gold token id (same as --target-id); repeatable', collect(integer(0, '--gold-id')), [])
-    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/rank.js')).rank, prompts, opts, { prompts: CHART_PROMPTS, target: CHART_TARGET }));
+    .option('--gold-id <n>', 'gold token id (same as --target-id); repeatable', collect(integer(0, '--gold-id')), []))
+    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/rank.js')).rank, prompts, opts, { ...chartDefaults, name: 'rank' }));
+
+  withSvg(addCommonOptions(program.command('diff').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
+    .description(`logit(A) − logit(B) per layer for exactly two targets (default: the final layer's top 2; ${DIFF_TARGETS.map((t) => JSON.stringify(t)).join(' and ')} without a prompt)`)))
+    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/diff.js')).diff, prompts, opts, { name: 'diff', prompts: CHART_PROMPTS, seedTargets: DIFF_TARGETS, lensTargets: 'top2', targetCount: 2 }));
+
+  withSvg(addCommonOptions(program.command('heatmap').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
+    .description('top-1 token of every layer at every position, as a coloured grid (default --position :)'), ':'))
+    .addOption(new Option('--by <what>', 'what the colour shows: prob (the top-1 probability), entropy, or kl (KL to the final layer)').choices(HEAT_BY).default('prob'))
+    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/heatmap.js')).heatmapCommand({ by: opts.by ?? 'prob', width: terminalWidth() }), prompts, opts, { name: 'heatmap', prompts: CHART_PROMPTS }));
 
   program.command('inspect')
     .description('what lens finds in a model: family, layers, final norm, head, residual, cache entry')

@@ -6,8 +6,9 @@ import { join } from 'node:path';
 import type { LensRecord } from '../src/lens/record.js';
 import { encodeModel, type Model } from '../src/onnx/proto.js';
 import { HEAD_TWINS, VOCAB } from './fixtures/gpt2.js';
-import { assertOneLineError, fixture, runCli, scratchDir, TINY, type CliResult } from './helpers.js';
+import { assertClose, assertOneLineError, fixture, runCli, scratchDir, TINY, type CliResult } from './helpers.js';
 import { ambiguousTokens, assertHumanAgrees, assertRecordMatchesReference, assertRecordShape, type RecordShape } from './record-check.js';
+import { referenceTargetLogProb } from './reference/gpt2.js';
 
 const { dir: MODEL, weights } = fixture('opset14-merged');
 const env = { LENS_CACHE: scratchDir('cli-cache') };
@@ -86,14 +87,25 @@ test('untied and biased heads end to end: values from the fixture’s own head, 
   }
 });
 
-test('several targets, by text and id, and a multi-token target warns once', async () => {
-  const r = await lens(['rank', '--model', MODEL, '--json', '--gold', ' football', '--target', ' footballers', '--target-id', '262', '--position', '2', 'The most famous sports']);
-  const [record] = records(r, 1, { targets: 3, position: 2 });
-  const stderr = r.stderr.trim().split('\n');
-  assert.equal(stderr.length, 1);
-  assert.match(stderr[0], /warning: target " footballers" is 2 tokens \(" football" "ers"\); using the first, " football" \(id 4346\)/);
+test('several targets, by text and id; a several-token target is the teacher-forced product, no warning', async () => {
+  const r = await lens(['rank', '--model', MODEL, '--json', '--gold', ' football', '--target', ' footballers', '--target-id', '262', 'The most famous sports']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, '');
+  const [record] = records(r, 1, { targets: 3 });
+  const ids = record.tokens.map((t) => t.id);
   assert.deepEqual(record.layers[0].targets.map((t) => t.id), [4346, 4346, 262]);
-  assertRecordMatchesReference(record, weights, 'position 2');
+  // --target before --gold, texts before ids.
+  assert.deepEqual(record.layers[0].targets.map((t) => t.text), [' footballers', ' football', ' the']);
+  const products = referenceTargetLogProb(weights, ids, [4346, 364], false, false);
+  for (const layer of record.layers) {
+    const t = layer.targets[0];
+    assert.deepEqual(t.pieces.map((p) => [p.id, p.text]), [[4346, ' football'], [364, 'ers']]);
+    assertClose(t.logprob, products[layer.layer], 1e-4, 'log P(" footballers")');
+    assertClose(t.prob, Math.exp(products[layer.layer]), 1e-6, 'P(" footballers")');
+    assert.equal(t.rank, layer.targets[1].rank, 'rank of the first token');
+    assertClose(t.logit, layer.targets[1].logit, 1e-4, 'logit of the first token');
+    assert.deepEqual(layer.targets[1].pieces.length, 1);
+  }
 });
 
 test('prompts from --file and from stdin, blank lines skipped', async () => {

@@ -36,7 +36,7 @@ const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[
 interface Case {
   args: string[];
   input?: Buffer;
-  command: 'topk' | 'prob' | 'rank';
+  command: 'topk' | 'prob' | 'rank' | 'diff';
   /** What a successful run's records must show, when the generator can tell (no text that reads as an option). */
   expect?: { prompts: (string | undefined)[]; shape: Omit<RecordShape, 'layers' | 'vocab' | 'prompt'> };
 }
@@ -50,7 +50,7 @@ function fileLines(contents: Buffer): (string | undefined)[] {
 
 function randomCase(rand: () => number, index: number): Case {
   const pick = <T>(xs: T[]) => xs[Math.floor(rand() * xs.length)];
-  const command = pick(['topk', 'prob', 'rank'] as const);
+  const command = pick(['topk', 'prob', 'rank', 'diff'] as const);
   const args: string[] = [command, '--model', MODEL];
   let input: Buffer | undefined;
   let known = true;
@@ -61,7 +61,16 @@ function randomCase(rand: () => number, index: number): Case {
   if (rand() < 0.7) args.push('--json');
   let k = 5, position = -1, targets = 0;
   if (rand() < 0.3) { const v = pick(['1', '3', '0', '-1', 'abc', '1e3', '50257', '99999999999999999999', ' 2']); args.push('-k', v); k = Number(v); }
-  if (rand() < 0.3) { const v = pick(['0', '-1', '3', '-50', '100', 'x', '1.5', '--raw']); args.push('--position', v); position = Number(v); }
+  if (rand() < 0.3) {
+    const v = pick(['0', '-1', '3', '-50', '100', 'x', '1.5', '--raw', ':', '-4:', '0,3,-1', '5:2', '1:2:3', '::2', '']);
+    args.push('--position', v);
+    // A list or slice gives a record per selected position: such a run is checked by the schema alone.
+    if (!/^[+-]?\d+$/.test(v.trim())) known = false;
+    position = Number(v);
+  }
+  if (rand() < 0.2) args.push('--layers', pick(['::2', '-2:', '0', '9', '5:', 'a', '::0']));
+  const sublayers = rand() < 0.2;
+  if (sublayers) args.push('--sublayers');
   const raw = rand() < 0.3;
   if (raw) args.push('--raw');
   if (rand() < 0.3) { args.push('--target', text()); targets++; }
@@ -85,10 +94,12 @@ function randomCase(rand: () => number, index: number): Case {
   if (!known) return { args, input, command };
   const defaults = command === 'topk' ? 3 : 1;
   const all = fromFile ? [...prompts, ...fromFile] : prompts.length > 0 ? prompts : Array<undefined>(defaults).fill(undefined);
-  if (command !== 'topk' && targets === 0) targets = 1;
+  // Without targets, prob and rank follow the seed's " football" when no prompt is given, else
+  // the lens's own top-1 tokens (1 to 3 of them); diff takes two either way.
+  const targetCount = targets > 0 ? targets : command === 'topk' ? 0 : command === 'diff' ? 2 : prompts.length === 0 && !fromFile ? 1 : undefined;
   return {
     args, input, command,
-    expect: { prompts: all, shape: { k, targets, mode: raw ? 'raw' : 'norm', ...(position >= 0 ? { position } : {}) } },
+    expect: { prompts: all, shape: { k, targets: targetCount, sublayers, mode: raw ? 'raw' : 'norm', ...(position >= 0 ? { position } : {}) } },
   };
 }
 
@@ -140,12 +151,13 @@ test(`fuzz: ${CASES} random command lines`, async () => {
       check(c, r);
       outcomes[r.code === 0 ? 'ok' : r.code === 1 ? 'exit1' : 'exit2']++;
       if (r.code === 0 && c.expect) outcomes.known++;
-      if (r.code === 0 && !c.args.includes('--json')) {
+      // The human views of diff and of thinned layers (--layers) show other rows than the records.
+      if (r.code === 0 && !c.args.includes('--json') && c.command !== 'diff' && !c.args.includes('--layers')) {
         // The same command line with --json: its records are what the human output must show.
         const twin: Case = { ...c, args: [...c.args, '--json'] };
         const json = await run(twin);
         assert.equal(json.code, 0, `--json twin failed: ${describe(twin, json)}`);
-        assertHumanAgrees(r.stdout, checkRecords(twin, json), c.command);
+        assertHumanAgrees(r.stdout, checkRecords(twin, json), c.command as 'topk' | 'prob' | 'rank');
         outcomes.human++;
       }
     }

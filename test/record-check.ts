@@ -7,17 +7,24 @@ import { referenceForward, referenceLens } from './reference/gpt2.js';
 import { entropy, kl, logProbs, nearTies, rankBounds } from './reference/stats.js';
 import { assertClose } from './helpers.js';
 
-/** What a test knows a record must hold; `layers` is L (the record has L+1 layers). */
-export interface RecordShape { layers: number; vocab: number; k?: number; targets?: number; mode?: 'norm' | 'raw'; position?: number; prompt?: string }
+/** What a test knows a record must hold; `layers` is L (the record has L+1 entries, 2L+1 with `sublayers`). */
+export interface RecordShape { layers: number; vocab: number; k?: number; targets?: number; mode?: 'norm' | 'raw'; position?: number; prompt?: string; sublayers?: boolean }
 
 const RECORD_KEYS = ['model', 'mode', 'prompt', 'tokens', 'position', 'layers'];
 const LAYER_KEYS = ['layer', 'top', 'entropy', 'kl_to_final', 'targets'];
 
-/** Keys in order, with the optional `site` (validated when present) left out. */
+/** Keys in order, with `site` (validated: "block" or "attn") left out. */
 function keysOf(value: object, what: string): string[] {
   const site = (value as { site?: unknown }).site;
-  if (site !== undefined) assert.ok(typeof site === 'string' && site.length > 0, `${what}.site: ${JSON.stringify(site)}`);
+  if (site !== undefined) assert.ok(site === 'block' || site === 'attn', `${what}.site: ${JSON.stringify(site)}`);
   return Object.keys(value).filter((k) => k !== 'site');
+}
+
+/** The sites a record must list, in computation order: {0,block}, ({1,attn},) {1,block}, …, {L,block}. */
+function expectedSites(layers: number, sublayers: boolean): { layer: number; site: 'block' | 'attn' }[] {
+  const sites: { layer: number; site: 'block' | 'attn' }[] = [{ layer: 0, site: 'block' }];
+  for (let l = 1; l <= layers; l++) sites.push(...(sublayers ? [{ layer: l, site: 'attn' as const }] : []), { layer: l, site: 'block' });
+  return sites;
 }
 
 const isId = (id: unknown, vocab: number) => Number.isInteger(id) && (id as number) >= 0 && (id as number) < vocab;
@@ -41,14 +48,16 @@ export function assertRecordShape(record: unknown, shape: RecordShape, what = 'r
   assert.ok(Number.isInteger(r.position) && r.position >= 0 && r.position < r.tokens.length, `${what}.position ${r.position} of ${r.tokens.length}`);
   if (shape.position !== undefined) assert.equal(r.position, shape.position, `${what}.position`);
   assert.ok(Array.isArray(r.layers), `${what}.layers`);
-  assert.equal(r.layers.length, shape.layers + 1, `${what}: number of layers`);
+  const sublayers = shape.sublayers ?? r.layers.some((layer) => layer.site === 'attn');
+  const sites = expectedSites(shape.layers, sublayers);
+  assert.equal(r.layers.length, sites.length, `${what}: number of layers`);
   r.layers.forEach((layer, l) => {
     const at = `${what} L${l}`;
     assert.deepEqual(keysOf(layer, at), LAYER_KEYS, `${at} keys`);
-    assert.equal(layer.layer, l, `${at}.layer`);
+    assert.deepEqual({ layer: layer.layer, site: layer.site }, sites[l], `${at}: site`);
     assert.ok(finite(layer.entropy) && layer.entropy >= 0 && layer.entropy <= Math.log(shape.vocab) + 1e-9, `${at}.entropy ${layer.entropy}`);
     assert.ok(finite(layer.kl_to_final) && layer.kl_to_final >= 0, `${at}.kl_to_final ${layer.kl_to_final}`);
-    if (l === shape.layers) assert.equal(layer.kl_to_final, 0, `${at}: KL of the last layer to itself`);
+    if (l === sites.length - 1) assert.equal(layer.kl_to_final, 0, `${at}: KL of the last layer to itself`);
     assert.ok(Array.isArray(layer.top), `${at}.top`);
     assert.equal(layer.top.length, Math.min(shape.k ?? layer.top.length, shape.vocab), `${at}: top-k count`);
     assert.ok(layer.top.length >= 1, `${at}: empty top`);
@@ -65,16 +74,30 @@ export function assertRecordShape(record: unknown, shape: RecordShape, what = 'r
     assert.ok(Array.isArray(layer.targets), `${at}.targets`);
     if (shape.targets !== undefined) assert.equal(layer.targets.length, shape.targets, `${at}: number of targets`);
     for (const t of layer.targets) {
-      assert.deepEqual(Object.keys(t), ['text', 'id', 'prob', 'logit', 'rank'], `${at} target keys`);
+      assert.deepEqual(Object.keys(t), ['text', 'id', 'prob', 'logit', 'rank', 'logprob', 'pieces'], `${at} target keys`);
       assert.ok(isId(t.id, shape.vocab) && typeof t.text === 'string', `${at} target ${JSON.stringify(t)}`);
       assert.ok(finite(t.prob) && t.prob >= 0 && t.prob <= 1 && finite(t.logit), `${at} target ${JSON.stringify(t)}`);
       assert.ok(Number.isInteger(t.rank) && t.rank >= 1 && t.rank <= shape.vocab, `${at} target rank ${t.rank}`);
+      // The product of the pieces (one for a single-token target), its log, and the first piece's id, logit and rank.
+      assert.ok(Array.isArray(t.pieces) && t.pieces.length >= 1, `${at} target pieces`);
+      assert.ok(finite(t.logprob) && t.logprob <= 1e-12, `${at} target logprob ${t.logprob}`);
+      let logProduct = 0;
+      for (const piece of t.pieces) {
+        assert.deepEqual(Object.keys(piece), ['id', 'text', 'prob', 'logit', 'rank'], `${at} piece keys`);
+        assert.ok(isId(piece.id, shape.vocab) && finite(piece.prob) && piece.prob >= 0 && piece.prob <= 1 && finite(piece.logit), `${at} piece ${JSON.stringify(piece)}`);
+        assert.ok(Number.isInteger(piece.rank) && piece.rank >= 1 && piece.rank <= shape.vocab, `${at} piece rank ${piece.rank}`);
+        logProduct += Math.log(piece.prob);
+      }
+      assert.deepEqual([t.pieces[0].id, t.pieces[0].logit, t.pieces[0].rank], [t.id, t.logit, t.rank], `${at}: the target's id, logit and rank are its first piece's`);
+      if (logProduct > -700) assert.ok(Math.abs(logProduct - t.logprob) <= 1e-9 * Math.max(1, -logProduct), `${at}: logprob ${t.logprob} vs the pieces' ${logProduct}`);
+      assert.ok(Math.abs(Math.log(t.prob) - t.logprob) <= 1e-9 * Math.max(1, -t.logprob) || t.prob === 0, `${at}: prob ${t.prob} vs logprob ${t.logprob}`);
       // The top list is the k largest logits: when it reaches down to the target, it holds every token above it.
       const above = layer.top.filter((e) => e.logit > t.logit).length;
       if (layer.top.some((e) => e.logit <= t.logit)) assert.equal(t.rank, 1 + above, `${at}: rank of ${t.id} against the top list`);
       else assert.ok(t.rank > above, `${at}: rank ${t.rank} of ${t.id} above the top list`);
       const inTop = layer.top.find((e) => e.id === t.id);
-      if (inTop) assert.ok(inTop.prob === t.prob && inTop.logit === t.logit, `${at}: target ${t.id} differs from its top entry`);
+      if (inTop) assert.ok(inTop.prob === t.pieces[0].prob && inTop.logit === t.logit, `${at}: target ${t.id} differs from its top entry`);
+      if (t.pieces.length === 1) assert.equal(t.prob, t.pieces[0].prob, `${at}: a single-token target is its piece`);
     }
     assert.equal(layer.targets.map((t) => t.id).join(), r.layers[0].targets.map((t) => t.id).join(), `${at}: targets differ between layers`);
   });
@@ -176,12 +199,12 @@ export function assertHumanAgrees(human: string, records: LensRecord[], command:
     assert.ok(quotedPrompt, `header without a quoted prompt: ${header}`);
     assert.equal(JSON.parse(quotedPrompt), record.prompt, 'header prompt');
     assert.ok(header.includes(`  position ${record.position} `) && header.endsWith(` · lens ${record.mode} · ${record.model}`), `header ${header}`);
-    const rows = block.filter((l) => /^L\d\d+ /.test(l));
+    const rows = block.filter((l) => /^L\d\d+a? /.test(l));
     assert.equal(rows.length, record.layers.length, `${record.prompt}: one row per layer:\n${block.join('\n')}`);
     record.layers.forEach((layer, l) => {
       const row = rows[l];
       const label = row.split(' ')[0];
-      assert.equal(Number(label.slice(1)), layer.layer, `row label ${label}`);
+      assert.equal(label, `L${String(layer.layer).padStart(2, '0')}${layer.site === 'attn' ? 'a' : ''}`, `row label ${label}`);
       let rest = row.slice(label.length);
       if (command === 'topk') {
         for (const t of layer.top) {

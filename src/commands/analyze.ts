@@ -1,13 +1,17 @@
-// What every command shares: load the model once, check each prompt, run the lens and
-// build the record. Commands differ only in their defaults and how they render.
+// What every command shares: load the model once, check each prompt, run the lens once per
+// prompt for all its positions (and once more per multi-token target), and build the records.
+// Commands differ only in their defaults and how they render.
 import { usageError } from '../errors.js';
-import { buildRecord, type LensRecord, type Target } from '../lens/record.js';
+import { buildRecord, siteStats, type LensRecord, type Target, type TargetInput, type TargetOrigin } from '../lens/record.js';
+import { IndexSpecError, resolveIndexSpec, selectLayers, type IndexSpec } from '../lens/spec.js';
 import type { Dtype } from '../model/paths.js';
-import type { ChalkInstance } from 'chalk';
+import type { LensModel, LensRun } from '../model/runtime.js';
 import { palette } from '../render/style.js';
+import type { View } from '../render/view.js';
 
-/** A target as the user gave it: a text (its first token is used) or a token id. */
+/** A target as the user gave it: a text (all its tokens) or a token id. */
 export type TargetSpec = { text: string } | { id: number };
+
 
 export interface AnalyzeOptions {
   model: string;
@@ -15,11 +19,17 @@ export interface AnalyzeOptions {
   /** Hub revision of a repo id (branch, tag or commit). */
   revision?: string;
   raw: boolean;
-  /** Token position to read; negative counts from the end. */
-  position: number;
+  /** Token positions to read (`--position`); negatives count from the end. */
+  positions: IndexSpec;
   k: number;
   offline: boolean;
+  /** Targets to follow; when empty, `lensTargets` (if set) picks them from the lens at each position. */
   targets: TargetSpec[];
+  /** Where non-empty `targets` came from (default 'given'). */
+  targetOrigin?: 'given' | 'seed';
+  lensTargets?: 'top1' | 'top2';
+  /** Also read the residual between each block's attention and MLP. */
+  sublayers?: boolean;
   env: NodeJS.ProcessEnv;
   /** One-line warnings for stderr. */
   warn: (message: string) => void;
@@ -30,14 +40,40 @@ export interface AnalyzeOptions {
   batch?: boolean;
 }
 
-/** Runs the lens on each prompt in turn, yielding one record per prompt. Throws UserError on bad input. */
-export async function* analyze(prompts: AsyncIterable<string> | Iterable<string>, options: AnalyzeOptions): AsyncGenerator<LensRecord> {
+/** All of one prompt's results: one record per selected position, ascending. */
+export interface PromptResult {
+  prompt: string;
+  records: LensRecord[];
+  /** Where the targets came from; undefined when there are none. */
+  targetOrigin?: TargetOrigin;
+}
+
+/** The absolute positions `spec` selects in a prompt of `length` tokens, ascending. Throws UserError. */
+export function resolvePositions(spec: IndexSpec, length: number): number[] {
+  try {
+    return resolveIndexSpec(spec, length);
+  } catch (error) {
+    if (!(error instanceof IndexSpecError)) throw error;
+    const hint = `use 0..${length - 1} or -${length}..-1`;
+    if (error.index === undefined) throw usageError(`--position ${spec.text} selects no position of the prompt's ${length} tokens`, hint);
+    const which = spec.items.length === 1 ? `${error.index}` : `${spec.text}: ${error.index}`;
+    throw usageError(`--position ${which} is outside the prompt's ${length} tokens`, hint);
+  }
+}
+
+/** Runs the lens on each prompt in turn, yielding each prompt's records. Throws UserError on bad input. */
+export async function* analyzePrompts(prompts: AsyncIterable<string> | Iterable<string>, options: AnalyzeOptions): AsyncGenerator<PromptResult> {
   // The runtime pulls in transformers.js and onnxruntime: load it only when a command runs.
   const { loadLensModel } = await import('../model/runtime.js');
   const model = await loadLensModel(options.model, options);
   try {
-    const targets = options.targets.map((spec) => resolveTarget(spec, model, options.warn));
+    if (options.sublayers && !model.midSites) {
+      throw usageError(`--sublayers: ${model.id} has no residual between attention and MLP in its blocks (attention and MLP run in parallel, as in GPT-J and GPT-NeoX)`);
+    }
+    const given = options.targets.map((spec) => resolveTarget(spec, model));
     const mode = options.raw ? 'raw' : 'norm';
+    const runOptions = { sublayers: options.sublayers === true };
+    const V = model.vocabSize;
     for await (const prompt of prompts) {
       if (prompt.length === 0) throw usageError('empty prompt', 'give a prompt with at least one character');
       const ids = model.encodePrompt(prompt);
@@ -45,48 +81,105 @@ export async function* analyze(prompts: AsyncIterable<string> | Iterable<string>
       if (ids.length > model.contextLength) {
         throw usageError(`prompt is ${ids.length} tokens; ${model.id} reads at most ${model.contextLength}`, 'shorten the prompt');
       }
-      const position = options.position < 0 ? ids.length + options.position : options.position;
-      if (position < 0 || position >= ids.length) {
-        throw usageError(`--position ${options.position} is outside the prompt's ${ids.length} tokens`, `use 0..${ids.length - 1} or -${ids.length}..-1`);
+      const positions = resolvePositions(options.positions, ids.length);
+      const multi = given.filter((t) => t.ids.length > 1);
+      if (multi.length > 0) {
+        const t = multi[0];
+        if (positions.length !== 1 || positions[0] !== ids.length - 1) {
+          throw usageError(`target ${JSON.stringify(t.text)} is ${t.ids.length} tokens: several-token targets are read at the prompt's last position only`, 'use --position -1, or a single-token target');
+        }
+        const longest = Math.max(...multi.map((m) => m.ids.length));
+        if (ids.length + longest - 1 > model.contextLength) {
+          throw usageError(`prompt and target are ${ids.length + longest - 1} tokens; ${model.id} reads at most ${model.contextLength}`, 'shorten the prompt or the target');
+        }
       }
-      const { logits } = await model.run(ids, [position], mode);
-      const V = model.vocabSize;
-      yield buildRecord({
-        model: model.id, mode, prompt, position, k: options.k, targets,
-        tokens: ids.map((id) => ({ id, text: model.tokenText(id) })),
-        layerLogits: Array.from({ length: model.layers + 1 }, (_, l) => logits.subarray(l * V, (l + 1) * V)),
-        tokenText: model.tokenText,
+      // A several-token target: one forward over the prompt and its first m−1 tokens, read at p … p+m−1.
+      // Causal attention leaves position p as it is for the prompt alone, so the first such run also
+      // serves for everything else (its row 0 is the only position then).
+      const forced = new Map<Target, LensRun>();
+      for (const t of multi) {
+        const p = ids.length - 1;
+        forced.set(t, await model.run([...ids, ...t.ids.slice(0, -1)], t.ids.map((_, i) => p + i), mode, runOptions));
+      }
+      const run = multi.length > 0 ? forced.get(multi[0])! : await model.run(ids, positions, mode, runOptions);
+      const runPositions = multi.length > 0 ? multi[0].ids.length : positions.length;
+      const rowsAt = (r: LensRun, P: number, pi: number) => r.sites.map((_, s) => r.logits.subarray((s * P + pi) * V, (s * P + pi + 1) * V));
+      const tokens = ids.map((id) => ({ id, text: model.tokenText(id) }));
+      const records = positions.map((position, pi) => {
+        const siteLogits = rowsAt(run, runPositions, pi);
+        const stats = siteStats(siteLogits, options.k);
+        let targets: TargetInput[] = given.map((t) => {
+          const r = forced.get(t);
+          return r ? { ...t, pieceLogits: t.ids.map((_, i) => rowsAt(r, t.ids.length, i)) } : t;
+        });
+        if (given.length === 0 && options.lensTargets) targets = surfacedTargets(stats.map((s) => s.top), options.lensTargets, model.tokenText);
+        return buildRecord({ model: model.id, mode, prompt, tokens, position, sites: run.sites, siteLogits, stats, k: options.k, targets, tokenText: model.tokenText });
       });
+      const targetOrigin: TargetOrigin | undefined = given.length > 0 ? options.targetOrigin ?? 'given'
+        : options.lensTargets ? (options.lensTargets === 'top1' ? 'lens-top1' : 'lens-top2') : undefined;
+      yield { prompt, records, targetOrigin };
     }
   } finally {
     await model.dispose();
   }
 }
 
-function resolveTarget(spec: TargetSpec, model: { encode(t: string): number[]; tokenText(id: number): string; vocabSize: number }, warn: (m: string) => void): Target {
+/** Runs the lens on each prompt in turn, yielding one record per prompt per position. Throws UserError on bad input. */
+export async function* analyze(prompts: AsyncIterable<string> | Iterable<string>, options: AnalyzeOptions): AsyncGenerator<LensRecord> {
+  for await (const result of analyzePrompts(prompts, options)) yield* result.records;
+}
+
+/**
+ * Targets that follow the lens at one position, from each site's top tokens [sites][≥2] (last = final
+ * layer): 'top1' the distinct top-1 tokens, the final layer's first, then the latest sites', at most 3;
+ * 'top2' the final layer's two best.
+ */
+export function surfacedTargets(tops: number[][], how: 'top1' | 'top2', tokenText: (id: number) => string): Target[] {
+  const ids = how === 'top2' ? tops[tops.length - 1].slice(0, 2) : [...new Set(tops.map((t) => t[0]).reverse())].slice(0, 3);
+  return ids.map((id) => ({ text: tokenText(id), ids: [id] }));
+}
+
+function resolveTarget(spec: TargetSpec, model: Pick<LensModel, 'encode' | 'tokenText' | 'vocabSize'>): Target {
   if ('id' in spec) {
     if (!Number.isInteger(spec.id) || spec.id < 0 || spec.id >= model.vocabSize) {
       throw usageError(`token id ${spec.id} is outside the vocabulary (0..${model.vocabSize - 1})`);
     }
-    return { id: spec.id, text: model.tokenText(spec.id) };
+    return { text: model.tokenText(spec.id), ids: [spec.id] };
   }
   if (spec.text.length === 0) throw usageError('empty target', 'give a target text such as " football" or a token id');
   const ids = model.encode(spec.text);
   if (ids.length === 0) throw usageError(`target ${JSON.stringify(spec.text)} encodes to no tokens`);
-  if (ids.length > 1) {
-    const pieces = ids.map((id) => JSON.stringify(model.tokenText(id))).join(' ');
-    warn(`target ${JSON.stringify(spec.text)} is ${ids.length} tokens (${pieces}); using the first, ${JSON.stringify(model.tokenText(ids[0]))} (id ${ids[0]})`);
-  }
-  return { id: ids[0], text: model.tokenText(ids[0]) };
+  return { text: spec.text, ids };
 }
 
-export type CommandOutput = AsyncGenerator<{ record: LensRecord; text: string }>;
-export type Command = (prompts: AsyncIterable<string> | Iterable<string>, options: AnalyzeOptions, color: boolean) => CommandOutput;
 
-/** A command that runs the lens and renders each record with `render`. */
-export function renderingCommand(render: (record: LensRecord, c: ChalkInstance, color: boolean) => string): Command {
-  return async function* (prompts, options, color) {
+export type CommandOutput = AsyncGenerator<{ result: PromptResult; text: string }>;
+/** A command: the prompts' results with their human rendering. `layers` is the parsed `--layers`. */
+export type Command = (prompts: AsyncIterable<string> | Iterable<string>, options: AnalyzeOptions, view: { color: boolean; layers?: IndexSpec }) => CommandOutput;
+
+/** The layers `--layers` keeps for records whose final layer is `finalLayer`. Throws UserError. */
+export function keptLayers(spec: IndexSpec | undefined, finalLayer: number): number[] | undefined {
+  if (!spec) return undefined;
+  try {
+    return selectLayers(spec, finalLayer);
+  } catch (error) {
+    if (!(error instanceof IndexSpecError)) throw error;
+    throw usageError(error.index === undefined ? `--layers ${spec.text} selects no layer of 0..${finalLayer}` : `--layers ${error.index} is outside the layers 0..${finalLayer}`);
+  }
+}
+
+/** A command that renders each prompt's result with `render` (e.g. perRecord(renderTopk)). */
+export function renderingCommand(render: (result: PromptResult, view: View) => string): Command {
+  return async function* (prompts, options, { color, layers }) {
     const c = palette(color);
-    for await (const record of analyze(prompts, options)) yield { record, text: render(record, c, color) };
+    for await (const result of analyzePrompts(prompts, options)) {
+      const finalLayer = result.records[0].layers.at(-1)!.layer;
+      yield { result, text: render(result, { c, color, layers: keptLayers(layers, finalLayer), targetOrigin: result.targetOrigin }) };
+    }
   };
+}
+
+/** A per-prompt renderer from a per-record one: each position's view, separated by a blank line. */
+export function perRecord(render: (record: LensRecord, view: View) => string): (result: PromptResult, view: View) => string {
+  return (result, view) => result.records.map((record) => render(record, view)).join('\n\n');
 }

@@ -1,6 +1,6 @@
 // lens prob: P(target) per layer, as a chart.
 import { renderProbChart } from '../render/chart.js';
-import { renderingCommand } from './analyze.js';
+import { perRecord, renderingCommand } from './analyze.js';
 
-/** Yields each prompt's record with its rendered chart. */
-export const prob = renderingCommand(renderProbChart);
+/** Yields each prompt's records with their rendered charts. */
+export const prob = renderingCommand(perRecord(renderProbChart));

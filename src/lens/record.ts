@@ -1,21 +1,66 @@
-// The JSON record lens emits for one prompt (the contract documented in the README),
-// computed from the lens logits of each layer at the read position.
-import { klFromLogits, rankOf, softmaxStats, topK } from './math.js';
+// The JSON record lens emits for one prompt at one position (the contract documented in the
+// README), computed from the lens logits of each residual site at that position.
+import { fastExp, rankOf, vectorStats, logSumExp, type VectorStats } from './math.js';
 
 export interface TokenInfo { id: number; text: string }
 export interface TopEntry { id: number; token: string; prob: number; logit: number }
-export interface TargetEntry { text: string; id: number; prob: number; logit: number; rank: number }
-export interface LayerRecord { layer: number; top: TopEntry[]; entropy: number; kl_to_final: number; targets: TargetEntry[] }
+/** One token of a target, read at its own position (teacher-forced): `prob` is P(token | prompt, earlier pieces). */
+export interface PieceEntry { id: number; text: string; prob: number; logit: number; rank: number }
+/**
+ * A target at one site: `text` the whole target, `id`/`logit`/`rank` of its first token, `prob` the
+ * product of its pieces' probabilities and `logprob` its natural log; `pieces` one entry per token.
+ */
+export interface TargetEntry { text: string; id: number; prob: number; logit: number; rank: number; logprob: number; pieces: PieceEntry[] }
+/** Where on the residual stream an entry reads: after the whole block (layer 0: the embeddings), or after its attention only. */
+export type Site = 'block' | 'attn';
+export interface LayerRecord { layer: number; site: Site; top: TopEntry[]; entropy: number; kl_to_final: number; targets: TargetEntry[] }
 export interface LensRecord {
   model: string;
   mode: 'norm' | 'raw';
   prompt: string;
   tokens: TokenInfo[];
   position: number;
+  /** One entry per site in computation order: {0,block}, ({1,attn},) {1,block}, …, {L,block}. */
   layers: LayerRecord[];
 }
 
-export interface Target { text: string; id: number }
+/**
+ * Where a prompt's targets came from: given by the user, the seed's defaults (no prompt given
+ * either), the distinct top-1 tokens of the layers (final first), or the final layer's top 2.
+ */
+export type TargetOrigin = 'given' | 'seed' | 'lens-top1' | 'lens-top2';
+
+/** A target to follow: its whole text and its token ids [m ≥ 1]. */
+export interface Target { text: string; ids: number[] }
+
+/** The statistics of every site at one position, [sites]; the last site is the final layer. */
+export type SiteStats = (VectorStats & { kl: number })[];
+
+/**
+ * Per site, from its logit vector [V] at one position ([sites][V], the last the final layer): top-k
+ * (k ≥ 2 kept for default targets), log-partition, entropy, and KL(final ‖ site). Throws on no sites.
+ */
+export function siteStats(siteLogits: ArrayLike<number>[], k: number): SiteStats {
+  const finalLogits = siteLogits.at(-1);
+  if (!finalLogits) throw new RangeError('no sites');
+  const kept = Math.max(k, 2);
+  const final = vectorStats(finalLogits, kept);
+  const finalProbs = new Float64Array(finalLogits.length);
+  for (let i = 0; i < finalProbs.length; i++) finalProbs[i] = fastExp(finalLogits[i] - final.logZ); // (Float64Array.from with a map function is ~20x slower)
+  return siteLogits.map((logits, s) => {
+    if (s === siteLogits.length - 1) return { ...final, kl: 0 };
+    // KL(P ‖ Q) = Σ p (log p − x + logZ) = −H(P) − Σ p·x + logZ.
+    const stats = vectorStats(logits, kept, finalProbs);
+    return { ...stats, kl: Math.max(0, -final.entropy - stats.dot + stats.logZ) };
+  });
+}
+
+/**
+ * Where a target's pieces are read: `pieceLogits[i][s]` [m][sites][V] is site s's logit vector at the
+ * position that predicts piece i (from one forward over the prompt and the earlier pieces). Absent for
+ * a single-token target read from the record's own logits.
+ */
+export interface TargetInput extends Target { pieceLogits?: ArrayLike<number>[][] }
 
 export interface RecordInput {
   model: string;
@@ -23,31 +68,41 @@ export interface RecordInput {
   prompt: string;
   tokens: TokenInfo[];
   position: number;
-  /** One logit vector per layer, [L+1][V]. */
-  layerLogits: ArrayLike<number>[];
+  /** The site of each entry, in computation order. */
+  sites: { layer: number; site: Site }[];
+  /** One logit vector per site at the position, [sites][V]. */
+  siteLogits: ArrayLike<number>[];
+  /** siteStats(siteLogits, k), when already computed. */
+  stats?: SiteStats;
   k: number;
-  targets: Target[];
+  targets: TargetInput[];
   tokenText: (id: number) => string;
 }
 
-/** Builds the record: top-k, entropy, KL to the last layer and target stats per layer. Throws on an empty layer list. */
+/** Builds the record: top-k, entropy, KL to the final layer and target stats per site. Throws on no sites or a site count mismatch. */
 export function buildRecord(input: RecordInput): LensRecord {
-  const finalLogits = input.layerLogits[input.layerLogits.length - 1];
-  if (!finalLogits) throw new RangeError('no layers');
-  // Per layer: one exp pass for the partition function and entropy; KL to the final layer is a dot product.
-  const stats = input.layerLogits.map((l) => softmaxStats(l));
-  const final = stats[stats.length - 1];
-  const finalProbs = new Float64Array(finalLogits.length);
-  for (let i = 0; i < finalProbs.length; i++) finalProbs[i] = Math.exp(finalLogits[i] - final.logZ); // (Float64Array.from with a map function is ~20x slower)
-  const layers = input.layerLogits.map((logits, layer): LayerRecord => {
-    const { logZ, entropy } = stats[layer];
-    const prob = (id: number) => Math.exp(logits[id] - logZ);
+  const stats = input.stats ?? siteStats(input.siteLogits, input.k);
+  if (stats.length !== input.sites.length || input.siteLogits.length !== input.sites.length) throw new RangeError('one logit vector per site is needed');
+  // Log-probabilities are summed as logs: a product of small probabilities must not underflow to 0 first.
+  const piece = (logits: ArrayLike<number>, logZ: number, id: number): PieceEntry & { logprob: number } =>
+    ({ id, text: input.tokenText(id), prob: Math.exp(logits[id] - logZ), logit: logits[id], rank: rankOf(logits, id), logprob: logits[id] - logZ });
+  const layers = input.sites.map(({ layer, site }, s): LayerRecord => {
+    const { logZ, entropy, top, kl } = stats[s];
+    const logits = input.siteLogits[s];
+    const targets = input.targets.map((t): TargetEntry => {
+      const pieces = t.pieceLogits
+        ? t.ids.map((id, i) => { const v = t.pieceLogits![i][s]; return piece(v, logSumExp(v), id); })
+        : [piece(logits, logZ, t.ids[0])];
+      const logprob = pieces.reduce((sum, p) => sum + p.logprob, 0);
+      return {
+        text: t.text, id: pieces[0].id, prob: Math.exp(logprob), logit: pieces[0].logit, rank: pieces[0].rank, logprob,
+        pieces: pieces.map(({ id, text, prob, logit, rank }) => ({ id, text, prob, logit, rank })),
+      };
+    });
     return {
-      layer,
-      top: topK(logits, input.k).map((id) => ({ id, token: input.tokenText(id), prob: prob(id), logit: logits[id] })),
-      entropy,
-      kl_to_final: layer === stats.length - 1 ? 0 : klFromLogits(finalProbs, final.entropy, logits, logZ),
-      targets: input.targets.map((t) => ({ text: t.text, id: t.id, prob: prob(t.id), logit: logits[t.id], rank: rankOf(logits, t.id) })),
+      layer, site,
+      top: top.slice(0, input.k).map((id) => ({ id, token: input.tokenText(id), prob: Math.exp(logits[id] - logZ), logit: logits[id] })),
+      entropy, kl_to_final: kl, targets,
     };
   });
   return { model: input.model, mode: input.mode, prompt: input.prompt, tokens: input.tokens, position: input.position, layers };

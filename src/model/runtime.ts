@@ -12,11 +12,21 @@ import { discardEntry, prepareLensModel, type PreparedModel } from './prepare.js
 
 export type LensMode = 'norm' | 'raw';
 
+/** A point of the residual stream: after block `layer` (0: the embeddings), or after its attention only. */
+export interface SiteId { layer: number; site: 'block' | 'attn' }
+
 export interface LensRun {
-  /** Lens logits, [layers+1, positions, vocab] flattened (layer-major). */
+  /** Lens logits, [sites, positions, vocab] flattened (site-major, sites in computation order). */
   logits: Float32Array;
-  /** The residual stream at the positions, [layers+1, positions, d] flattened. */
+  /** The residual stream at the sites and positions, [sites, positions, d] flattened. */
   hidden: Float32Array;
+  /** The sites of the rows: {0,block}, ({l,attn},) {l,block}, …, {L,block}. */
+  sites: SiteId[];
+}
+
+export interface RunOptions {
+  /** Also read the residual after each block's attention (TransformerLens resid_mid); needs `midSites`. */
+  sublayers?: boolean;
 }
 
 export interface LensModel {
@@ -28,12 +38,14 @@ export interface LensModel {
   contextLength: number;
   /** Token ids of a prompt as the tokenizer's post-processor writes them (a BOS it adds is at position 0). */
   encodePrompt(text: string): number[];
+  /** Whether the blocks have a residual between attention and MLP (false for parallel blocks). */
+  midSites: boolean;
   /** Token ids of a text, with no special tokens added. */
   encode(text: string): number[];
   /** The text of one token, leading spaces kept. */
   tokenText(id: number): string;
-  /** Runs the model once; positions must be in [0, ids.length). */
-  run(ids: number[], positions: number[], mode: LensMode): Promise<LensRun>;
+  /** Runs the model once; positions must be in [0, ids.length). Throws if `sublayers` is asked of a model without mid sites. */
+  run(ids: number[], positions: number[], mode: LensMode, options?: RunOptions): Promise<LensRun>;
   dispose(): Promise<void>;
 }
 
@@ -129,8 +141,9 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
     return (raw !== undefined ? byteLevelText(raw) : undefined) ?? text;
   };
 
+  const midSites = (model as unknown as { sessions: Record<string, { inputNames: string[] }> }).sessions.model.inputNames.includes(LENS_IO.midPositions);
   return {
-    id, layers, vocabSize, contextLength,
+    id, layers, vocabSize, contextLength, midSites,
     encodePrompt: (text) => tokenizer.encode(text, { add_special_tokens: true }),
     encode: (text) => {
       // A SentencePiece normalizer that prepends ▁ turns " Paris" into "▁▁Paris": the text's own
@@ -139,19 +152,27 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
       return sentencePiece && ids.length > 1 && pieceOf(ids[0]) === '\u2581' ? ids.slice(1) : ids;
     },
     tokenText,
-    async run(ids, positions, mode) {
+    async run(ids, positions, mode, runOptions = {}) {
       const seq = ids.length;
       const ones = new BigInt64Array(seq).fill(1n);
-      const rows = (layers + 1) * positions.length;
-      const normMask = Array.from({ length: rows }, (_, r) => mode === 'norm' || r >= layers * positions.length);
+      const sublayers = runOptions.sublayers === true;
+      if (sublayers && !midSites) throw new Error('this model has no mid-block residual');
+      const sites: SiteId[] = [{ layer: 0, site: 'block' }];
+      for (let l = 1; l <= layers; l++) sites.push(...(sublayers ? [{ layer: l, site: 'attn' as const }] : []), { layer: l, site: 'block' });
+      const P = positions.length;
+      const rows = sites.length * P;
+      // In --raw only the last site, r_L, goes through the final norm (hidden_states[L] is ln_f(r_L)).
+      const normMask = Array.from({ length: rows }, (_, r) => mode === 'norm' || r >= rows - P);
+      const toInt64 = (values: number[]) => new Tensor('int64', BigInt64Array.from(values.map(BigInt)), [values.length]);
       const outputs = await (model as unknown as { forward(i: Record<string, Tensor>): Promise<Record<string, Tensor>> }).forward({
         input_ids: new Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, seq]),
         attention_mask: new Tensor('int64', ones, [1, seq]),
         position_ids: new Tensor('int64', BigInt64Array.from({ length: seq }, (_, i) => BigInt(i)), [1, seq]),
-        [LENS_IO.positions]: new Tensor('int64', BigInt64Array.from(positions.map(BigInt)), [positions.length]),
+        [LENS_IO.positions]: toInt64(positions),
+        ...(midSites ? { [LENS_IO.midPositions]: toInt64(sublayers ? positions : []) } : {}),
         [LENS_IO.normMask]: new Tensor('bool', Uint8Array.from(normMask.map(Number)), [rows]),
       });
-      return { logits: toFloat32(outputs[LENS_IO.logits]), hidden: toFloat32(outputs[LENS_IO.hidden]) };
+      return { logits: toFloat32(outputs[LENS_IO.logits]), hidden: toFloat32(outputs[LENS_IO.hidden]), sites };
     },
     async dispose() {
       await model.dispose();

@@ -12,11 +12,19 @@ export class GraphStructureError extends Error {}
 export const LENS_IO = {
   /** INT64 [P]: token positions to read (non-negative). */
   positions: 'lens_positions',
-  /** BOOL [(L+1)·P]: true where a row goes through the final norm before the unembedding. */
+  /**
+   * INT64 [Q]: positions at which to read the mid-block residuals m_1..m_L (after attention, before
+   * the MLP); Q = 0 (an empty tensor) leaves them out at no cost. Absent from graphs without them.
+   */
+  midPositions: 'lens_mid_positions',
+  /** BOOL [R]: true where a row goes through the final norm before the unembedding. */
   normMask: 'lens_norm_mask',
-  /** [B, (L+1)·P, V]: lens logits, layer-major. */
+  /**
+   * [B, R, V]: lens logits, site-major in computation order: r_0 (P rows), m_1 (Q rows), r_1 (P rows),
+   * …, m_L, r_L; R = (L+1)·P + L·Q.
+   */
   logits: 'lens_logits',
-  /** [B, (L+1)·P, d]: the residual stream r_0..r_L at the positions, layer-major. */
+  /** [B, R, d]: the residual stream at those sites and positions, rows as in `logits`. */
   hidden: 'lens_hidden',
 } as const;
 
@@ -42,6 +50,12 @@ function residualType(index: GraphIndex, head: Node[]): number {
 export interface DecoderStructure {
   /** r_0..r_L: the embeddings and the residual stream after each block, [L+1] tensor names. */
   residuals: string[];
+  /**
+   * m_1..m_L: the residual after each block's attention, before its MLP, [L] tensor names; undefined
+   * when the blocks have no such point, and then `noMidReason` says why.
+   */
+  mids?: string[];
+  noMidReason?: string;
   /** The final norm's output, the unembedding's input. */
   finalNormOutput: string;
   /** The node that multiplies by the unembedding matrix. */
@@ -107,7 +121,20 @@ export function findDecoderStructure(graph: Graph, layers: number, index = new G
   }
   const perBlock = adds / layers;
   const residuals = Array.from({ length: layers + 1 }, (_, l) => chain[l * perBlock]);
-  return { residuals, finalNormOutput, unembed, logits };
+  return { residuals, ...findMids(chain, layers), finalNormOutput, unembed, logits };
+}
+
+/**
+ * The mid-block residuals of a residual chain r_0, …, r_L with its intermediate sums: a sequential
+ * block (GPT-2) adds twice, r + attn(r) = m, then m + mlp(m) (the chain is only followed through an
+ * Add whose branch reads the other input, so the MLP here reads m). Parallel attention and MLP
+ * (GPT-J, GPT-NeoX: r + (attn(r) + mlp(r))) add once per block and have no such point.
+ */
+function findMids(chain: string[], layers: number): { mids?: string[]; noMidReason?: string } {
+  const perBlock = (chain.length - 1) / layers;
+  if (perBlock === 1) return { noMidReason: 'its attention and MLP run in parallel on the same residual, so there is no residual between them' };
+  if (perBlock !== 2) return { noMidReason: `its blocks have ${perBlock} residual additions, not attention then MLP` };
+  return { mids: Array.from({ length: layers }, (_, l) => chain[2 * l + 1]) };
 }
 
 /** For a residual Add (r + f(r)), the input r; undefined if neither input feeds the other. */
@@ -204,7 +231,12 @@ export function addLensOutputs(model: Model, layers: number, isTransposeOf?: Tra
   };
   const axis = (value: number) => [{ name: 'axis', type: AttrType.INT, i: value }];
 
-  const gathered = residuals.map((r, l) => node('Gather', [r, LENS_IO.positions], `lens/residual_${l}`, axis(1)));
+  // Sites in computation order; the mid-block ones gather at their own positions, none unless asked.
+  const mids = structure.mids ?? [];
+  const gathered = residuals.flatMap((r, l) => [
+    ...(l > 0 && mids.length > 0 ? [node('Gather', [mids[l - 1], LENS_IO.midPositions], `lens/mid_residual_${l}`, axis(1))] : []),
+    node('Gather', [r, LENS_IO.positions], `lens/residual_${l}`, axis(1)),
+  ]);
   const stack = node('Concat', gathered, 'lens/stack', axis(1));
   // The residual is float16 in an fp16 export; the hidden output is float either way.
   node('Cast', [stack], LENS_IO.hidden, [{ name: 'to', type: AttrType.INT, i: DataType.FLOAT }]);
@@ -275,6 +307,7 @@ export function addLensOutputs(model: Model, layers: number, isTransposeOf?: Tra
     input: [
       ...graph.input,
       { name: LENS_IO.positions, type: { tensor_type: { elem_type: DataType.INT64, shape: { dim: [{ dim_param: 'lens_positions' }] } } } },
+      ...(mids.length > 0 ? [{ name: LENS_IO.midPositions, type: { tensor_type: { elem_type: DataType.INT64, shape: { dim: [{ dim_param: 'lens_mid_positions' }] } } } }] : []),
       { name: LENS_IO.normMask, type: { tensor_type: { elem_type: DataType.BOOL, shape: { dim: [{ dim_param: 'lens_rows' }] } } } },
     ],
     output: [

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { entropy, klDivergence, klFromLogits, logSoftmax, rankOf, softmax, softmaxStats, topK } from '../../src/lens/math.js';
+import { entropy, fastExp, klDivergence, klFromLogits, logSoftmax, rankOf, softmax, softmaxStats, topK } from '../../src/lens/math.js';
 import { assertClose } from '../helpers.js';
 
 test('uniform logits: probabilities 1/V and entropy ln V', () => {
@@ -62,4 +62,18 @@ test('one-pass softmax statistics and KL agree with the definitions', () => {
   assertClose(klFromLogits(pa, sa.entropy, b, sb.logZ), klDivergence(la, lb), 1e-8);
   assertClose(softmaxStats([1000, 1]).entropy, 0, 1e-12);
   assertClose(softmaxStats(new Float32Array(50257)).entropy, Math.log(50257), 1e-9);
+});
+
+test('fastExp agrees with Math.exp to 1e-13 relative over the range logits take, and at the edges', () => {
+  for (let i = 0; i <= 200_000; i++) {
+    const x = -745 + (785 * i) / 200_000 + (i % 7) * 1e-9; // −745 … 40, off the grid
+    const expected = Math.exp(x);
+    const got = fastExp(x);
+    if (!(Math.abs(got - expected) <= 1e-13 * expected + 1e-320)) assert.fail(`fastExp(${x}) = ${got}, Math.exp = ${expected}`);
+  }
+  assert.equal(fastExp(0), 1);
+  assert.equal(fastExp(-1000), 0);
+  assert.equal(fastExp(-Infinity), 0);
+  assert.ok(Number.isNaN(fastExp(NaN)));
+  assertClose(fastExp(-Math.LN2), 0.5, 1e-16);
 });

@@ -8,7 +8,9 @@ import { loadLensModel, type LensModel } from '../../src/model/runtime.js';
 import { decodeModel, encodeModel } from '../../src/onnx/proto.js';
 import { FORMS, VOCAB, type Gpt2Weights } from '../fixtures/gpt2.js';
 import { scrambleNames } from '../fixtures/scramble.js';
-import { referenceForward, referenceLens } from '../reference/gpt2.js';
+import { referenceForward, referenceLensSites, referenceLogProb, referenceSites, referenceTargetLogProb } from '../reference/gpt2.js';
+import { analyze } from '../../src/commands/analyze.js';
+import { parseIndexSpec } from '../../src/lens/spec.js';
 import { assertClose, cleanEnv, fixture, scratchDir, TINY } from '../helpers.js';
 import { ownLogits } from './lens-check.js';
 
@@ -19,35 +21,45 @@ const PROMPTS: [string, number[]][] = [
 ];
 const env = cleanEnv({ LENS_CACHE: scratchDir('parity-cache') });
 
-/** Every layer's residual and lens logits, at every position of each prompt, in both modes, against the reference. */
+/**
+ * Every site's residual and lens logits (blocks, and the mid-block sites with --sublayers), at every
+ * position of each prompt (read out of order: the graph reads them as given), in both modes, against
+ * the reference; the last layer against the model's own logits.
+ */
 async function assertParity(dir: string, weights: Gpt2Weights): Promise<void> {
   const model: LensModel = await loadLensModel(dir, { dtype: 'fp32', offline: true, env });
   try {
     const L = TINY.layers, d = TINY.d;
     assert.equal(model.layers, L);
+    assert.equal(model.midSites, true);
     for (const [prompt, expectedIds] of PROMPTS) {
       const ids = model.encode(prompt);
       assert.deepEqual(ids, expectedIds);
-      const positions = ids.map((_, i) => i);
+      const positions = [ids.length - 1, ...ids.keys()].slice(0, ids.length);
       const P = positions.length;
       const ref = referenceForward(weights, ids);
       const own = await ownLogits(join(dir, 'onnx', 'model.onnx'), ids, [TINY.heads, TINY.d / TINY.heads]);
-      for (const mode of ['norm', 'raw'] as const) {
-        const run = await model.run(ids, positions, mode);
-        assert.equal(run.logits.length, (L + 1) * P * VOCAB);
-        assert.equal(run.hidden.length, (L + 1) * P * d);
-        positions.forEach((pos, p) => {
-          const expected = referenceLens(ref, pos, mode === 'raw');
-          assert.equal(expected.length, L + 1);
-          for (let l = 0; l <= L; l++) {
-            const row = l * P + p;
-            assertClose(run.hidden.subarray(row * d, (row + 1) * d), ref.residual[l][pos], TOL, `${mode} hidden L${l} pos ${pos}`);
-            assertClose(run.logits.subarray(row * VOCAB, (row + 1) * VOCAB), expected[l], TOL, `${mode} lens L${l} pos ${pos}`);
-          }
-          // The last lens layer is the model's own output.
-          const last = (L * P + p) * VOCAB;
-          assertClose(run.logits.subarray(last, last + VOCAB), own.subarray(pos * VOCAB, (pos + 1) * VOCAB), TOL, `${mode} last layer vs model logits, pos ${pos}`);
-        });
+      assert.equal(referenceSites(ref, false).length, L + 1);
+      for (const sublayers of [false, true]) {
+        const sites = referenceSites(ref, sublayers);
+        for (const mode of ['norm', 'raw'] as const) {
+          const run = await model.run(ids, positions, mode, { sublayers });
+          assert.deepEqual(run.sites, sites.map((s) => s.site));
+          assert.equal(run.logits.length, sites.length * P * VOCAB);
+          assert.equal(run.hidden.length, sites.length * P * d);
+          positions.forEach((pos, p) => {
+            const expected = referenceLensSites(ref, pos, mode === 'raw', sublayers);
+            sites.forEach(({ site, at }, s) => {
+              const row = s * P + p;
+              const what = `${mode} ${site.site} L${site.layer} pos ${pos}`;
+              assertClose(run.hidden.subarray(row * d, (row + 1) * d), at(pos), TOL, `hidden ${what}`);
+              assertClose(run.logits.subarray(row * VOCAB, (row + 1) * VOCAB), expected[s], TOL, `lens ${what}`);
+            });
+            // The last lens layer is the model's own output.
+            const last = ((sites.length - 1) * P + p) * VOCAB;
+            assertClose(run.logits.subarray(last, last + VOCAB), own.subarray(pos * VOCAB, (pos + 1) * VOCAB), TOL, `${mode} last layer vs model logits, pos ${pos}`);
+          });
+        }
       }
     }
   } finally {
@@ -75,5 +87,75 @@ for (const form of ['opset17-flat', 'untied-head']) {
     assert.ok(!scrambled.graph.node.some((n) => /lm_head|transformer|ln_f/.test([n.name, ...n.input, ...n.output].join())), 'no telling names left');
     writeFileSync(join(dir, 'onnx', 'model.onnx'), encodeModel(scrambled));
     await assertParity(dir, weights);
+  });
+}
+
+for (const form of Object.keys(FORMS)) {
+  test(`records at every site: several-token products and logit differences match the reference: ${form}`, async () => {
+    const { dir, weights } = fixture(form);
+    // " footballers" is two tokens (4346, 364), " Eiffel Tower" four; " the" (262) is one.
+    const targets = [{ text: ' footballers' }, { text: ' Eiffel Tower' }, { id: 262 }];
+    for (const raw of [false, true]) {
+      const options = {
+        model: dir, dtype: 'fp32' as const, raw, positions: parseIndexSpec('-1', { step: false }), k: 3, offline: true,
+        targets, sublayers: true, env, warn: () => assert.fail('no warnings'),
+      };
+      const records = [];
+      for await (const record of analyze([PROMPT], options)) records.push(record);
+      assert.equal(records.length, 1);
+      const [record] = records;
+      const ids = record.tokens.map((t) => t.id);
+      const ref = referenceForward(weights, ids);
+      const sites = referenceSites(ref, true);
+      assert.deepEqual(record.layers.map((l) => ({ layer: l.layer, site: l.site })), sites.map((s) => s.site));
+      const products = [[4346, 364], [412, 733, 417, 8765], [262]].map((t) => referenceTargetLogProb(weights, ids, t, raw, true));
+      const lens = referenceLensSites(ref, record.position, raw, true);
+      record.layers.forEach((layer, s) => {
+        const what = `${raw ? 'raw' : 'norm'} ${layer.site} L${layer.layer}`;
+        layer.targets.forEach((t, j) => {
+          assertClose(t.logprob, products[j][s], TOL, `log P(target ${j}) ${what}`);
+          assertClose(t.prob, Math.exp(products[j][s]), TOL, `P(target ${j}) ${what}`);
+          assertClose(t.pieces[0].prob, Math.exp(referenceLogProb(lens[s], t.id)), TOL, `first piece ${what}`);
+        });
+        // The logit difference `lens diff` charts, from the record.
+        assertClose(layer.targets[0].logit - layer.targets[2].logit, lens[s][4346] - lens[s][262], TOL, `logit difference ${what}`);
+      });
+    }
+  });
+}
+
+const PROMPT = PROMPTS[0][0];
+for (const form of Object.keys(FORMS)) {
+  test(`records at every site: several-token products and logit differences match the reference: ${form}`, async () => {
+    const { dir, weights } = fixture(form);
+    // " footballers" is two tokens (4346, 364), " Eiffel Tower" four; " the" (262) is one.
+    const targets = [{ text: ' footballers' }, { text: ' Eiffel Tower' }, { id: 262 }];
+    for (const raw of [false, true]) {
+      const options = {
+        model: dir, dtype: 'fp32' as const, raw, positions: parseIndexSpec('-1', { step: false }), k: 3, offline: true,
+        targets, sublayers: true, env, warn: () => assert.fail('no warnings'),
+      };
+      const records = [];
+      for await (const record of analyze([PROMPT], options)) records.push(record);
+      assert.equal(records.length, 1);
+      const [record] = records;
+      const ids = record.tokens.map((t) => t.id);
+      const ref = referenceForward(weights, ids);
+      const sites = referenceSites(ref, true);
+      assert.deepEqual(record.layers.map((l) => ({ layer: l.layer, site: l.site })), sites.map((s) => s.site));
+      const products = [[4346, 364], [412, 733, 417, 8765], [262]].map((t) => referenceTargetLogProb(weights, ids, t, raw, true));
+      const lens = referenceLensSites(ref, record.position, raw, true);
+      record.layers.forEach((layer, s) => {
+        const what = `${raw ? 'raw' : 'norm'} ${layer.site} L${layer.layer}`;
+        assert.equal(layer.targets.length, 3);
+        layer.targets.forEach((t, j) => {
+          assertClose(t.logprob, products[j][s], TOL, `log P(target ${j}) ${what}`);
+          assertClose(t.prob, Math.exp(products[j][s]), TOL, `P(target ${j}) ${what}`);
+          assertClose(t.pieces[0].prob, Math.exp(referenceLogProb(lens[s], t.id)), TOL, `first piece ${what}`);
+        });
+        // The logit difference `lens diff` charts, from the record.
+        assertClose(layer.targets[0].logit - layer.targets[2].logit, lens[s][4346] - lens[s][262], TOL, `logit difference ${what}`);
+      });
+    }
   });
 }

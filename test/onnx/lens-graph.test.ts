@@ -5,6 +5,7 @@ import { DataType, decodeModel, encodeModel, type Model } from '../../src/onnx/p
 import { buildModel, FORMS, makeWeights } from '../fixtures/gpt2.js';
 import { scrambleNames } from '../fixtures/scramble.js';
 import { TINY } from '../helpers.js';
+import { parallelBlocks } from '../fixtures/parallel.js';
 
 const config = { ...TINY, layers: 2 };
 const weights = makeWeights(config);
@@ -44,4 +45,31 @@ test('a graph that is not a decoder is refused with what is missing', () => {
     input: [{ name: 'x', type: { tensor_type: { elem_type: DataType.FLOAT } } }], output: [{ name: 'y' }],
   } };
   assert.throws(() => findDecoderStructure(tiny.graph, 1), /no unembedding/);
+});
+
+test('mid-block residuals: found between attention and MLP, gathered only when asked', () => {
+  for (const form of Object.values(FORMS)) {
+    const model = decodeModel(encodeModel(buildModel(weights, form)));
+    const graph = inlineNoPastBranch(model.graph);
+    const { mids, residuals } = findDecoderStructure(graph, 2);
+    assert.equal(mids?.length, 2);
+    assert.equal(new Set([...mids!, ...residuals]).size, 5, 'mids are neither block outputs nor each other');
+    const { model: rewritten } = addLensOutputs(model, 2);
+    assert.ok(rewritten.graph.input.some((i) => i.name === LENS_IO.midPositions));
+    // Gathers feeding the stack, in computation order: r0, m1, r1, m2, r2.
+    const concat = rewritten.graph.node.find((n) => n.output[0] === LENS_IO.hidden)!;
+    const gatheredFrom = concat.input.map((i) => rewritten.graph.node.find((n) => n.output[0] === i)!.input);
+    assert.deepEqual(gatheredFrom.map(([from]) => from), [residuals[0], mids![0], residuals[1], mids![1], residuals[2]]);
+    assert.deepEqual(gatheredFrom.map(([, at]) => at), [LENS_IO.positions, LENS_IO.midPositions, LENS_IO.positions, LENS_IO.midPositions, LENS_IO.positions]);
+  }
+});
+
+test('parallel attention and MLP: no mid-block residual, and the rewrite has no input for it', () => {
+  const model = parallelBlocks(buildModel(weights, FORMS['opset17-flat']));
+  const structure = findDecoderStructure(model.graph, 2);
+  assert.equal(structure.mids, undefined);
+  assert.match(structure.noMidReason ?? '', /parallel/);
+  assert.equal(structure.residuals.length, 3);
+  const { model: rewritten } = addLensOutputs(model, 2);
+  assert.ok(!rewritten.graph.input.some((i) => i.name === LENS_IO.midPositions));
 });

@@ -32,6 +32,8 @@ const geluNew = (v: number) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) *
 export interface ReferenceResult {
   /** residual[l][t]: the residual stream after l blocks (l = 0: embeddings), before ln_f; [L+1][T][d] */
   residual: Vec[][];
+  /** mid[l-1][t]: block l's residual after its attention, before its MLP (TransformerLens resid_mid); [L][T][d] */
+  mid: Vec[][];
   /** ln_f applied to a residual vector. */
   finalNorm: (x: Vec) => Vec;
   /** W_U · x (+ the head's bias) over the whole vocabulary, [V]; W_U is the fixture's own head, wte when tied. */
@@ -49,6 +51,7 @@ export function referenceForward(w: Gpt2Weights, ids: number[]): ReferenceResult
     return v;
   });
   const residual: Vec[][] = [x.map((v) => v.slice())];
+  const mids: Vec[][] = [];
   for (const b of w.blocks) {
     const qkv = x.map((v) => conv1d(layerNorm(v, b.ln1g, b.ln1b), b.attnW, b.attnB, 3 * d));
     const ctx = Array.from({ length: T }, () => new Float64Array(d));
@@ -67,6 +70,7 @@ export function referenceForward(w: Gpt2Weights, ids: number[]): ReferenceResult
       }
     }
     const mid = x.map((v, t) => { const a = conv1d(ctx[t], b.projW, b.projB, d); return v.map((r, i) => r + a[i]); });
+    mids.push(mid.map((v) => v.slice()));
     x = mid.map((v) => {
       const h = conv1d(layerNorm(v, b.ln2g, b.ln2b), b.fcW, b.fcB, 4 * d).map(geluNew);
       const m = conv1d(h, b.fc2W, b.fc2B, d);
@@ -76,6 +80,7 @@ export function referenceForward(w: Gpt2Weights, ids: number[]): ReferenceResult
   }
   return {
     residual,
+    mid: mids,
     finalNorm: (v) => layerNorm(v, w.lnfG, w.lnfB),
     unembed: (v) => {
       const head = w.lmHead ?? w.wte;
@@ -97,4 +102,46 @@ export function referenceLens(ref: ReferenceResult, position: number, raw: boole
     const h = layer[position];
     return ref.unembed(raw && l < L ? h : ref.finalNorm(h));
   });
+}
+
+/** A residual site in computation order: after block `layer` (0: embeddings), or after its attention. */
+export interface RefSite { layer: number; site: 'block' | 'attn' }
+
+/** The sites {0,block}, ({l,attn},) {l,block} … {L,block}, and the residual vector [d] at each for position t. */
+export function referenceSites(ref: ReferenceResult, sublayers: boolean): { site: RefSite; at: (t: number) => Vec }[] {
+  const L = ref.residual.length - 1;
+  const out: { site: RefSite; at: (t: number) => Vec }[] = [{ site: { layer: 0, site: 'block' }, at: (t) => ref.residual[0][t] }];
+  for (let l = 1; l <= L; l++) {
+    if (sublayers) out.push({ site: { layer: l, site: 'attn' }, at: (t) => ref.mid[l - 1][t] });
+    out.push({ site: { layer: l, site: 'block' }, at: (t) => ref.residual[l][t] });
+  }
+  return out;
+}
+
+/** Reference lens logits at one position for every site: [sites][V]; in `raw` only {L,block} is normed. */
+export function referenceLensSites(ref: ReferenceResult, position: number, raw: boolean, sublayers: boolean): Vec[] {
+  const sites = referenceSites(ref, sublayers);
+  return sites.map(({ at }, i) => {
+    const h = at(position);
+    return ref.unembed(raw && i < sites.length - 1 ? h : ref.finalNorm(h));
+  });
+}
+
+/** log softmax(x)[id], in float64, max-shifted. */
+export function referenceLogProb(logits: ArrayLike<number>, id: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]);
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
+  return logits[id] - max - Math.log(sum);
+}
+
+/**
+ * Teacher-forced log P_site(t_1…t_m | prompt) = Σ_i log P_site(t_i | prompt, t_<i) for every site,
+ * from one forward pass over prompt + t_1…t_{m−1}: [sites] natural logs.
+ */
+export function referenceTargetLogProb(w: Gpt2Weights, prompt: number[], target: number[], raw: boolean, sublayers: boolean): number[] {
+  const ref = referenceForward(w, [...prompt, ...target.slice(0, -1)]);
+  const perPiece = target.map((id, i) => referenceLensSites(ref, prompt.length - 1 + i, raw, sublayers).map((logits) => referenceLogProb(logits, id)));
+  return perPiece[0].map((_, s) => perPiece.reduce((sum, piece) => sum + piece[s], 0));
 }

@@ -77,6 +77,8 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[]): Refer
     return t.embedScale ? v.map((e) => e * Math.fround(Math.sqrt(d))) : v;
   });
   const residual: Vec[][] = [x.map((v) => v.slice())];
+  // Sequential blocks only: block l's residual after its attention (parallel blocks have none).
+  const mids: Vec[][] = [];
   for (const [layer, b] of w.blocks.entries()) {
     // GPT-Neo's local layers see keys fewer than `window` positions back.
     const first = (i: number) => (isLocalLayer(t, layer) ? Math.max(0, i - t.localWindow! + 1) : 0);
@@ -114,13 +116,16 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[]): Refer
     if (t.parallel) {
       x = x.map((v, i) => { const m = mlp(norm(v, b.ln2)); return v.map((r, e) => r + attn[i][e] + m[e]); });
     } else {
-      x = x.map((v, i) => { const mid = v.map((r, e) => r + attn[i][e]); const m = mlp(norm(mid, b.ln2)); return mid.map((r, e) => r + m[e]); });
+      const midBlock = x.map((v, i) => v.map((r, e) => r + attn[i][e]));
+      mids.push(midBlock.map((v) => v.slice()));
+      x = midBlock.map((v) => { const m = mlp(norm(v, b.ln2)); return v.map((r, e) => r + m[e]); });
     }
     residual.push(x.map((v) => v.slice()));
   }
   const head = w.lmHead ?? w.embed;
   return {
     residual,
+    mid: mids,
     finalNorm: (v) => norm(v, w.finalNorm),
     unembed: (v) => {
       const out = new Float64Array(vocab);

@@ -2,17 +2,18 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { LensRecord } from '../../src/lens/record.js';
 import { renderTopk } from '../../src/render/topk.js';
-import { renderProbChart, renderRankChart } from '../../src/render/chart.js';
+import { renderDiffChart, renderProbChart, renderRankChart } from '../../src/render/chart.js';
 import { colorEnabled, palette } from '../../src/render/style.js';
+import { siteLabel, type View } from '../../src/render/view.js';
 import { displayWidth, formatProb, quoteToken } from '../../src/render/tokens.js';
 
-const plain = palette(false);
+const plain: View = { c: palette(false), color: false };
 
 function record(): LensRecord {
   const layer = (l: number, top: [string, number][], prob: number, rank: number) => ({
-    layer: l, entropy: 1, kl_to_final: 0.5,
+    layer: l, site: 'block' as const, entropy: 1, kl_to_final: 0.5,
     top: top.map(([token, p], i) => ({ id: i, token, prob: p, logit: 1 })),
-    targets: [{ text: ' football', id: 4346, prob, logit: 0, rank }],
+    targets: [{ text: ' football', id: 4346, prob, logit: 0, rank, logprob: Math.log(prob), pieces: [{ id: 4346, text: ' football', prob, logit: 0, rank }] }],
   });
   return {
     model: 'tiny', mode: 'norm', prompt: 'The sport is', position: 2,
@@ -35,7 +36,7 @@ test('topk table: one line per layer, quoted tokens, aligned columns', () => {
 });
 
 test('prob chart: header, chart with layer axis, legend and table; no ANSI with colours off', () => {
-  const text = renderProbChart(record(), plain, false);
+  const text = renderProbChart(record(), plain);
   assert.doesNotMatch(text, /\x1b\[/);
   const lines = text.split('\n');
   assert.equal(lines[0], '"The sport is"  position 2 " is" · lens norm · tiny');
@@ -47,7 +48,7 @@ test('prob chart: header, chart with layer axis, legend and table; no ANSI with 
 });
 
 test('rank chart: log scale with rank 1 at the top', () => {
-  const text = renderRankChart(record(), plain, false);
+  const text = renderRankChart(record(), plain);
   const lines = text.split('\n');
   assert.match(lines[2], /^ +1 [┤┼]/);
   assert.ok(lines.some((l) => /^ +1000 [┤┼]/.test(l)), 'rank 1000 at the bottom');
@@ -59,7 +60,7 @@ test('colour is on only for a TTY without NO_COLOR', () => {
   assert.equal(colorEnabled({ isTTY: false }, {}), false);
   assert.equal(colorEnabled({ isTTY: true }, { NO_COLOR: '1' }), false);
   assert.equal(colorEnabled({ isTTY: true }, { NO_COLOR: '' }), true);
-  assert.match(renderTopk(record(), palette(true)), /\x1b\[/);
+  assert.match(renderTopk(record(), { c: palette(true), color: true }), /\x1b\[/);
 });
 
 test('tokens: leading spaces show, control and bidi characters are escaped', () => {
@@ -73,4 +74,83 @@ test('tokens: leading spaces show, control and bidi characters are escaped', () 
   assert.equal(formatProb(0.61234), '61.2%');
   assert.equal(formatProb(0.00002), '2e-5');
   assert.equal(formatProb(1), '100%');
+});
+
+/** A record with sub-layer sites and two targets whose logits are given per entry. */
+function subRecord(): LensRecord {
+  const t = (text: string, id: number, logit: number) => ({ text, id, prob: 0.1, logit, rank: 3, logprob: Math.log(0.1), pieces: [{ id, text, prob: 0.1, logit, rank: 3 }] });
+  const entry = (layer: number, site: 'block' | 'attn', a: number, b: number) => ({
+    layer, site, entropy: 1, kl_to_final: 0.5, top: [{ id: 1, token: ' x', prob: 0.5, logit: 2 }], targets: [t(' Paris', 6342, a), t(' London', 3576, b)],
+  });
+  return {
+    model: 'tiny', mode: 'norm', prompt: 'The capital is', position: 2,
+    tokens: [{ id: 464, text: 'The' }, { id: 3139, text: ' capital' }, { id: 318, text: ' is' }],
+    layers: [entry(0, 'block', 0, 1), entry(1, 'attn', 1, 0.5), entry(1, 'block', 2.5, 0.5), entry(2, 'attn', 3, -1), entry(2, 'block', 4, -2)],
+  };
+}
+
+test('diff chart: the difference per layer and sub-layer, zero on its own row, a table, where the targets came from', () => {
+  assert.equal(renderDiffChart(subRecord(), { ...plain, targetOrigin: 'lens-top2' }), [
+    '"The capital is"  position 2 " is" · lens norm · tiny',
+    'logit(" Paris") − logit(" London") by layer',
+    '    +6.00 ┤               ╭ ',
+    '    +5.25 ┤             ╭─╯ ',
+    '    +4.50 ┤            ╭╯   ',
+    '    +3.75 ┤          ╭─╯    ',
+    '    +3.00 ┤         ╭╯      ',
+    '    +2.25 ┤       ╭─╯       ',
+    '    +1.50 ┤     ╭─╯         ',
+    '    +0.75 ┤   ╭─╯           ',
+    '     0.00 ┤─╭─╯──────────── ',
+    '    -0.75 ┤─╯               ',
+    '    -1.50 ┤                 ',
+    '          0   1a  1   2a  2',
+    '          layer',
+    '── " Paris" (id 6342) minus " London" (id 3576); the flat line at 0.00: the two are equal',
+    "targets: the final layer's top 2 at this position",
+    '',
+    '     logit " Paris"  logit " London"  difference',
+    'L00           0.000            1.000       -1.00',
+    'L01a          1.000            0.500       +0.50',
+    'L01           2.500            0.500       +2.00',
+    'L02a          3.000           -1.000       +4.00',
+    'L02           4.000           -2.000       +6.00',
+  ].join('\n'));
+  assert.throws(() => renderDiffChart(record(), plain), /exactly two targets/);
+});
+
+test('sub-layer rows are labelled L01a / L01, and --layers keeps every site of the kept layers', () => {
+  assert.equal(renderTopk(subRecord(), { ...plain, layers: [0, 2] }), [
+    '"The capital is"  position 2 " is" · lens norm · tiny',
+    'L00   " x" 50.0%',
+    'L02a  " x" 50.0%',
+    'L02   " x" 50.0%',
+  ].join('\n'));
+  assert.equal(siteLabel({ layer: 3, site: 'attn' }, 12), 'L03a');
+  assert.equal(siteLabel({ layer: 7, site: 'block' }, 120), 'L007');
+});
+
+test('several-token targets: prob says P is the product, rank says it is the first token\'s', () => {
+  const r = subRecord();
+  for (const l of r.layers) {
+    l.targets[0] = { text: ' Eiffel Tower', id: 412, prob: 0.01, logit: 1, rank: 40, logprob: Math.log(0.01),
+      pieces: [{ id: 412, text: ' E', prob: 0.1, logit: 1, rank: 40 }, { id: 733, text: 'iff', prob: 0.1, logit: 1, rank: 2 }] };
+  }
+  const rank = renderRankChart(r, { ...plain, layers: [2] }).split('\n');
+  assert.ok(rank.includes('── " Eiffel Tower" (rank of its first token " E", id 412)   ━━ " London" (id 3576)'));
+  assert.deepEqual(rank.slice(-3), ['     " Eiffel Tower"  " London"', 'L02a              40          3', 'L02               40          3']);
+  assert.ok(rank.includes('          2a  2'));
+  const prob = renderProbChart(r, plain).split('\n');
+  assert.ok(prob.includes('── " Eiffel Tower" (2 tokens " E" "iff": P is their product)   ━━ " London" (id 3576)'));
+  assert.equal(prob.at(-1), 'L02             1.0%      10.0%');
+  const diff = renderDiffChart(r, plain);
+  assert.match(diff, /^log P\(" Eiffel Tower"\) − log P\(" London"\) by layer$/m);
+  assert.match(diff, /^L02 +-4\.605 +-2\.303 +-2\.30$/m);
+});
+
+test('diff chart in colour: the difference in the first series colour, the zero line dim', () => {
+  const text = renderDiffChart(subRecord(), { c: palette(true), color: true });
+  assert.match(text, /\x1b\[36m[─╭╮╯╰│]/, 'difference in cyan');
+  assert.match(text, /\x1b\[2m─/, 'zero line dim');
+  assert.equal(text.replace(/\x1b\[[0-9;]*m/g, ''), renderDiffChart(subRecord(), plain), 'same picture without the colours');
 });

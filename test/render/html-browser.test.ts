@@ -1,0 +1,134 @@
+// The HTML page in a real browser: Debian's chromium, headless, driven by playwright-core (never a
+// browser download). Missing browser or driver: skipped on a workstation, a failure under CI=true.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { renderHtml } from '../../src/render/html.js';
+import type { LensRecord } from '../../src/lens/record.js';
+import { formatProb, quoteToken } from '../../src/render/tokens.js';
+import { fixture, runCli, scratchDir } from '../helpers.js';
+import { sampleViews } from './records.js';
+
+export const CHROMIUM = '/usr/bin/chromium';
+export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+/** The part of playwright-core's API these tests use. */
+interface Page {
+  on(event: 'console', f: (m: { type(): string; text(): string }) => void): void;
+  on(event: 'pageerror', f: (e: Error) => void): void;
+  on(event: 'request', f: (r: { url(): string }) => void): void;
+  goto(url: string): Promise<unknown>;
+  locator(selector: string): Locator;
+  screenshot(options: { path: string; fullPage?: boolean }): Promise<unknown>;
+  mouse: { move(x: number, y: number): Promise<void> };
+}
+interface Locator {
+  hover(): Promise<void>; tap(): Promise<void>; innerText(): Promise<string>; count(): Promise<number>;
+  waitFor(options: { state: 'visible' | 'hidden' }): Promise<void>;
+}
+interface Context { pages(): Page[]; newPage(): Promise<Page>; close(): Promise<void> }
+interface Playwright { chromium: { launchPersistentContext(dir: string, options: Record<string, unknown>): Promise<Context> } }
+
+/**
+ * A fresh headless chromium context (its own user-data dir), or why there is none. Under CI=true a
+ * missing browser or driver throws, so the test fails rather than skips.
+ */
+export async function launchBrowser(): Promise<{ context: Context } | { missing: string }> {
+  let playwright: Playwright | undefined;
+  try {
+    // required by name (CommonJS), so that NODE_PATH can point at a copy outside the project
+    playwright = createRequire(import.meta.url)('playwright-core') as Playwright;
+  } catch { /* reported below */ }
+  const missing = !existsSync(CHROMIUM) ? `${CHROMIUM} is missing (apt-get install -y chromium)`
+    : !playwright ? 'the playwright-core package is missing' : undefined;
+  if (missing) {
+    if (process.env.CI === 'true') throw new Error(`browser test cannot run under CI: ${missing}`);
+    return { missing };
+  }
+  const context = await playwright!.chromium.launchPersistentContext(scratchDir('chromium-profile'), {
+    executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, hasTouch: true, viewport: { width: 1000, height: 700 },
+  });
+  return { context };
+}
+
+/** Loads `file` and collects console errors, page errors and every request the page makes. */
+export async function openPage(context: Context, file: string): Promise<{ page: Page; errors: string[]; requests: string[] }> {
+  const page = context.pages()[0] ?? await context.newPage();
+  const errors: string[] = [], requests: string[] = [];
+  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('request', (r) => requests.push(r.url()));
+  await page.goto(pathToFileURL(file).href);
+  return { page, errors, requests };
+}
+
+test('HTML page in headless chromium: no console errors, nothing fetched, hover and tap show a cell\'s top-k', async (t) => {
+  const launched = await launchBrowser();
+  if ('missing' in launched) { t.skip(launched.missing); return; }
+  const { context } = launched;
+  try {
+    const dir = scratchDir('html-browser');
+    const file = join(dir, 'page.html');
+    writeFileSync(file, renderHtml('heatmap', sampleViews()));
+    const { page, errors, requests } = await openPage(context, file);
+    const tip = page.locator('#lens-tip');
+    assert.equal(await page.locator('td.cell').count(), 9);
+    await page.locator('td.cell[data-row="L01"][data-position="2"]').hover();
+    await tip.waitFor({ state: 'visible' });
+    const hovered = await tip.innerText();
+    assert.match(hovered, /L01 · position 2 " capital"/);
+    assert.match(hovered, /" <&>"\s+87\.5%/);
+    assert.match(hovered, /" b"\s+43\.8%/);
+    assert.match(hovered, /target " football"\s+1\.0%\s+rank 12/);
+    await page.screenshot({ path: join(dir, 'hover.png') }); // (a full-page shot resizes the view and loses the pointer)
+    await page.mouse.move(1, 1); // off the grid: the tip goes
+    await tip.waitFor({ state: 'hidden' });
+    await page.locator('td.cell[data-row="L00"][data-position="0"]').tap();
+    await tip.waitFor({ state: 'visible' });
+    assert.match(await tip.innerText(), /L00 · position 0 "Paris"[\s\S]*" the"\s+50\.0%/);
+    await page.screenshot({ path: join(dir, 'tap.png'), fullPage: true });
+    assert.deepEqual(errors, []);
+    assert.deepEqual(requests, [pathToFileURL(file).href], 'the page fetches nothing');
+    for (const shot of ['hover.png', 'tap.png']) assert.deepEqual([...readFileSync(join(dir, shot)).subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47]);
+    t.diagnostic(`screenshots in ${dir}`);
+  } finally {
+    await context.close();
+  }
+});
+
+test('lens heatmap --html in headless chromium: a hovered cell shows the JSON record\'s top-k and target', async (t) => {
+  const launched = await launchBrowser();
+  if ('missing' in launched) { t.skip(launched.missing); return; }
+  const { context } = launched;
+  try {
+    const dir = scratchDir('html-cli');
+    const file = join(dir, 'heatmap.html');
+    const r = await runCli(['heatmap', '--model', fixture('opset14-merged').dir, '--json', '-k', '3', '--target', ' football', '--html', file, 'Paris is capital of'],
+      { env: { LENS_CACHE: scratchDir('html-cli-cache'), NO_COLOR: '1' } });
+    assert.equal(r.code, 0, r.stderr);
+    const records = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as LensRecord);
+    const { page, errors, requests } = await openPage(context, file);
+    assert.equal(await page.locator('td.cell').count(), 4 * records.length);
+    const record = records[2];
+    const layer = record.layers[1];
+    await page.locator(`td.cell[data-row="L01"][data-position="${record.position}"]`).hover();
+    const tip = page.locator('#lens-tip');
+    await tip.waitFor({ state: 'visible' });
+    const lines = (await tip.innerText()).split('\n').map((l) => l.trim().split(/\t+/).join(' '));
+    assert.deepEqual(lines, [
+      `L01 · position ${record.position} ${quoteToken(record.tokens[record.position].text)}`,
+      ...layer.top.map((e) => `${quoteToken(e.token)} ${formatProb(e.prob)}`),
+      ...layer.targets.map((e) => `target ${quoteToken(e.text)} ${formatProb(e.prob)} rank ${e.rank} logit ${e.logit.toFixed(3)}`),
+    ]);
+    await page.screenshot({ path: join(dir, 'heatmap.png') });
+    assert.deepEqual(errors, []);
+    assert.deepEqual(requests, [pathToFileURL(file).href]);
+    t.diagnostic(`screenshot ${join(dir, 'heatmap.png')}`);
+  } finally {
+    await context.close();
+  }
+});
