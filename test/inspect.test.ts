@@ -16,6 +16,7 @@ const EXPECTED: [Family, string, Record<string, unknown>][] = [
   ['gemma', 'merged', { family: 'GemmaForCausalLM', norm: 'RMSNorm (1 + w)', tied: true, residual: 'sequential', kvHeads: 2, merged: true, fused: false }],
   ['gpt_neox', 'flat', { family: 'GPTNeoXForCausalLM', norm: 'LayerNorm', tied: false, residual: 'parallel', kvHeads: undefined, merged: false, fused: false }],
   ['qwen2', 'genai-gqa', { family: 'Qwen2ForCausalLM', norm: 'RMSNorm', tied: true, residual: 'sequential', kvHeads: 2, merged: false, fused: true }],
+  ['llama', 'ort-mha-rotary', { family: 'LlamaForCausalLM', norm: 'RMSNorm', tied: false, residual: 'sequential', kvHeads: 4, merged: false, fused: true }],
   ['llama', 'logits-to-keep', { family: 'LlamaForCausalLM', norm: 'RMSNorm', tied: false, residual: 'sequential', kvHeads: 2, merged: false, fused: false }],
   ['gpt_neo', 'merged', { family: 'GPTNeoForCausalLM', norm: 'LayerNorm', tied: true, residual: 'sequential', kvHeads: undefined, merged: true, fused: false }],
 ];
@@ -33,7 +34,8 @@ for (const [family, form, want] of EXPECTED) {
       want,
     );
     assert.notEqual(r.finalNorm.op, 'Slice', 'the norm, not the positions slice before the head');
-    assert.deepEqual(r.graph.fusedAttention, form === 'genai-gqa' ? ['GroupQueryAttention'] : []);
+    const attention: Record<string, string[]> = { 'genai-gqa': ['GroupQueryAttention'], 'ort-mha-rotary': ['MultiHeadAttention', 'RotaryEmbedding'] };
+    assert.deepEqual(r.graph.fusedAttention, attention[form] ?? []);
     assert.equal(r.layers, 3);
     assert.equal(r.width, config.d);
     assert.equal(r.contextLength, 64);
