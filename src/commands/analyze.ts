@@ -38,7 +38,15 @@ export interface AnalyzeOptions {
   onPrepare?: () => void;
   /** Prompts come in a batch (--file): favour per-prompt speed over load time. */
   batch?: boolean;
+  /** Most lens logits (sites × positions × vocabulary) one forward may return; more positions take more forwards. */
+  logitsBudget?: number;
 }
+
+/**
+ * 64 Mi logits (256 MB of float32): 13 sites of GPT-2-small at 98 positions, so a heatmap of a
+ * prompt up to 98 tokens is one forward, and of a whole 1024-token prompt 11 forwards, not 2.7 GB.
+ */
+const LOGITS_BUDGET = 1 << 26;
 
 /** All of one prompt's results: one record per selected position, ascending. */
 export interface PromptResult {
@@ -95,18 +103,16 @@ export async function* analyzePrompts(prompts: AsyncIterable<string> | Iterable<
       }
       // A several-token target: one forward over the prompt and its first m−1 tokens, read at p … p+m−1.
       // Causal attention leaves position p as it is for the prompt alone, so the first such run also
-      // serves for everything else (its row 0 is the only position then).
+      // gives the record's own statistics (p is then the only position).
       const forced = new Map<Target, LensRun>();
       for (const t of multi) {
         const p = ids.length - 1;
         forced.set(t, await model.run([...ids, ...t.ids.slice(0, -1)], t.ids.map((_, i) => p + i), mode, runOptions));
       }
-      const run = multi.length > 0 ? forced.get(multi[0])! : await model.run(ids, positions, mode, runOptions);
-      const runPositions = multi.length > 0 ? multi[0].ids.length : positions.length;
       const rowsAt = (r: LensRun, P: number, pi: number) => r.sites.map((_, s) => r.logits.subarray((s * P + pi) * V, (s * P + pi + 1) * V));
       const tokens = ids.map((id) => ({ id, text: model.tokenText(id) }));
-      const records = positions.map((position, pi) => {
-        const siteLogits = rowsAt(run, runPositions, pi);
+      const record = (run: LensRun, P: number, pi: number, position: number) => {
+        const siteLogits = rowsAt(run, P, pi);
         const stats = siteStats(siteLogits, options.k);
         let targets: TargetInput[] = given.map((t) => {
           const r = forced.get(t);
@@ -114,7 +120,20 @@ export async function* analyzePrompts(prompts: AsyncIterable<string> | Iterable<
         });
         if (given.length === 0 && options.lensTargets) targets = surfacedTargets(stats.map((s) => s.top), options.lensTargets, model.tokenText);
         return buildRecord({ model: model.id, mode, prompt, tokens, position, sites: run.sites, siteLogits, stats, k: options.k, targets, tokenText: model.tokenText });
-      });
+      };
+      const records: LensRecord[] = [];
+      if (multi.length > 0) {
+        records.push(record(forced.get(multi[0])!, multi[0].ids.length, 0, positions[0]));
+      } else {
+        // All positions in one forward, unless their logits would pass the budget: then in chunks.
+        const sites = options.sublayers ? 2 * model.layers + 1 : model.layers + 1;
+        const chunk = Math.max(1, Math.floor((options.logitsBudget ?? LOGITS_BUDGET) / (sites * V)));
+        for (let start = 0; start < positions.length; start += chunk) {
+          const part = positions.slice(start, start + chunk);
+          const run = await model.run(ids, part, mode, runOptions);
+          part.forEach((position, pi) => records.push(record(run, part.length, pi, position)));
+        }
+      }
       const targetOrigin: TargetOrigin | undefined = given.length > 0 ? options.targetOrigin ?? 'given'
         : options.lensTargets ? (options.lensTargets === 'top1' ? 'lens-top1' : 'lens-top2') : undefined;
       yield { prompt, records, targetOrigin };

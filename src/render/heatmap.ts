@@ -2,7 +2,7 @@
 // token with the value its colour encodes; wider grids wrap into bands of positions.
 import type { ChalkInstance } from 'chalk';
 import type { LensRecord } from '../lens/record.js';
-import { buildGrid, cutQuoted, darkTextOn, rampColor, type Grid, type HeatBy } from './grid.js';
+import { buildGrid, cutQuoted, type Grid, type HeatBy } from './grid.js';
 import { displayWidth, padEnd, quoteToken } from './tokens.js';
 
 /** Display columns of a cell's token (quotes included) and of its value. */
@@ -10,8 +10,6 @@ const TOKEN_WIDTH = 9;
 const VALUE_WIDTH = 4;
 const CELL_WIDTH = TOKEN_WIDTH + 1 + VALUE_WIDTH;
 const GAP = 1;
-/** Colour steps of the terminal scale. */
-const STEPS = 8;
 
 const BY_TITLE: Record<HeatBy, string> = {
   prob: 'probability of the top-1 token',
@@ -19,21 +17,21 @@ const BY_TITLE: Record<HeatBy, string> = {
   kl: 'KL to the final layer (nats)',
 };
 
-/** The xterm-256 colour cube index nearest to an RGB colour. */
-function xterm256([r, g, b]: [number, number, number]): number {
-  const level = (v: number) => (v < 48 ? 0 : v < 115 ? 1 : Math.min(5, Math.floor((v - 35) / 40)));
-  return 16 + 36 * level(r) + 6 * level(g) + level(b);
-}
+/**
+ * The terminal scale: viridis in eight xterm-256 colours, hand-picked so that neighbouring steps
+ * differ (the nearest cube colours of viridis's samples repeat), dark purple to yellow.
+ */
+const STEP_COLORS = [53, 60, 24, 30, 36, 71, 113, 184];
+const STEPS = STEP_COLORS.length;
 
 /** The step of a scale position: 0 … STEPS-1. */
 function step(t: number): number {
   return Math.min(STEPS - 1, Math.max(0, Math.floor(t * STEPS)));
 }
 
-/** `text` on the background of scale step `s`, in 256 colours. */
+/** `text` on the background of scale step `s`, in 256 colours; dark text on the light half. */
 function paint(text: string, s: number): string {
-  const t = (s + 0.5) / STEPS;
-  return `\x1b[48;5;${xterm256(rampColor(t))}m\x1b[38;5;${darkTextOn(t) ? 16 : 231}m${text}\x1b[0m`;
+  return `\x1b[48;5;${STEP_COLORS[s]}m\x1b[38;5;${s >= STEPS / 2 ? 16 : 231}m${text}\x1b[0m`;
 }
 
 export interface HeatmapOptions {

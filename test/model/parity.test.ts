@@ -159,3 +159,23 @@ for (const form of Object.keys(FORMS)) {
     }
   });
 }
+test('many positions past the logits budget are read in several forwards, each record still the reference', async () => {
+  const { dir, weights } = fixture('opset14-merged');
+  const sites = 2 * TINY.layers + 1;
+  const options = {
+    model: dir, dtype: 'fp32' as const, raw: false, positions: parseIndexSpec(':', { step: false }), k: 2, offline: true,
+    targets: [{ id: 262 }], sublayers: true, env, warn: () => {}, logitsBudget: 3 * sites * VOCAB, // 3 positions per forward
+  };
+  const records = [];
+  for await (const record of analyze([PROMPT], options)) records.push(record);
+  assert.deepEqual(records.map((r) => r.position), [0, 1, 2, 3, 4, 5, 6]);
+  const ref = referenceForward(weights, records[0].tokens.map((t) => t.id));
+  for (const record of records) {
+    const expected = referenceLensSites(ref, record.position, false, true);
+    record.layers.forEach((layer, s) => {
+      assertClose(layer.top.map((t) => t.logit), layer.top.map((t) => expected[s][t.id]), TOL, `top logits pos ${record.position}`);
+      assertClose(layer.targets[0].logprob, referenceLogProb(expected[s], 262), TOL, `log P(" the") pos ${record.position}`);
+      assert.equal(layer.top[0].id, expected[s].indexOf(Math.max(...expected[s])), `top-1 pos ${record.position}`);
+    });
+  }
+});
