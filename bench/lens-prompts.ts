@@ -8,10 +8,16 @@ import { parseIndexSpec } from '../src/lens/spec.js';
 
 const [dir, promptsJson] = process.argv.slice(2);
 const prompts = JSON.parse(promptsJson) as string[];
-const options = {
+const base = {
   model: dir, dtype: 'fp32' as const, raw: false, positions: parseIndexSpec('-1', { step: false }), k: 5, offline: true,
-  targets: [{ text: ' football' }], env: process.env, warn: () => {}, batch: true,
+  env: process.env, warn: () => {}, batch: true,
 };
+// The target is the first token of " football" in this model's vocabulary: a several-token target
+// costs one lens row per token (teacher forcing), which a bare forward does not do.
+const probe = await loadLensModel(dir, base);
+const target = probe.encode(' football')[0];
+await probe.dispose();
+const options = { ...base, targets: [{ id: target }] };
 // The marginal cost of one more prompt in a batch: the time between consecutive records
 // (prompts are read ahead and overlapped, so a prompt's own latency is not its cost).
 const done: number[] = [];

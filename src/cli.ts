@@ -199,7 +199,7 @@ const oneLineErrors = { outputError: (str: string, write: (s: string) => void) =
 /** Builds the program; each command's action runs the lens and prints. */
 export function buildProgram(): Command {
   const program = new Command('lens')
-    .description('Logit lens for GPT-2: what each layer would predict')
+    .description('Logit lens for decoder language models (GPT-2, Llama, Qwen2, Gemma, GPT-NeoX, …): what each layer would predict')
     .version(VERSION)
     .showSuggestionAfterError(true)
     .exitOverride()
