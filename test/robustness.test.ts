@@ -37,7 +37,7 @@ test('a run killed with SIGKILL at any point of preparing leaves nothing that br
   for (const delay of [60, 150, 250, 400, 600, 900]) {
     const cache = scratchDir(`sigkill-${delay}`);
     const child = spawn(process.execPath, [LENS_BIN, 'topk', '--model', MODEL, '--json', 'hello'], { env: { ...process.env, LENS_CACHE: cache }, stdio: 'ignore' });
-    // Listen before the kill: a run that finishes within `delay` has closed already, and a late listener would wait forever.
+    // Listen before waiting: a run that ends before the kill must not leave us waiting for a 'close' already emitted.
     const closed = new Promise((resolve) => child.on('close', resolve));
     await new Promise((resolve) => setTimeout(resolve, delay));
     child.kill('SIGKILL');
