@@ -2,12 +2,13 @@
 import assert from 'node:assert/strict';
 import ort from 'onnxruntime-node';
 import type { LensModel } from '../../src/model/runtime.js';
-import { referenceLens, type ReferenceResult } from '../reference/gpt2.js';
+import { referenceLens, referenceLensSites, referenceSites, type ReferenceResult } from '../reference/gpt2.js';
 import { assertClose } from '../helpers.js';
 
 /**
  * Runs the lens in both modes and checks every hidden state and lens row at `positions` against
- * `ref` (within tol), and the last layer against `own`, the model's own logits [T, V].
+ * `ref` (within tol), and the last layer against `own`, the model's own logits [T, V]; then, for
+ * sequential blocks, every site with --sublayers (the residual between attention and MLP too).
  */
 export async function assertLensMatches(model: LensModel, ids: number[], positions: number[], ref: ReferenceResult, own: Float32Array, d: number, tol: number): Promise<void> {
   const L = model.layers, P = positions.length, V = model.vocabSize;
@@ -24,6 +25,24 @@ export async function assertLensMatches(model: LensModel, ids: number[], positio
       // The last lens layer is the model's own output.
       const last = (L * P + p) * V;
       assertClose(run.logits.subarray(last, last + V), own.subarray(pos * V, (pos + 1) * V), tol, `${mode} last layer vs model logits`);
+    });
+  }
+  // Sub-layer sites: sequential blocks have a residual between attention and MLP; parallel ones none.
+  assert.equal(model.midSites, ref.mid.length === L, 'mid-block sites found exactly where the reference has them');
+  if (!model.midSites) return;
+  const sites = referenceSites(ref, true);
+  for (const mode of ['norm', 'raw'] as const) {
+    const run = await model.run(ids, positions, mode, { sublayers: true });
+    assert.deepEqual(run.sites, sites.map((s) => s.site));
+    assert.equal(run.logits.length, sites.length * P * V);
+    positions.forEach((pos, p) => {
+      const expected = referenceLensSites(ref, pos, mode === 'raw', true);
+      sites.forEach(({ site, at }, s) => {
+        const row = s * P + p;
+        const what = `${mode} ${site.site} L${site.layer} pos ${pos}`;
+        assertClose(run.hidden.subarray(row * d, (row + 1) * d), at(pos), tol, `hidden ${what}`);
+        assertClose(run.logits.subarray(row * V, (row + 1) * V), expected[s], tol, `lens ${what}`);
+      });
     });
   }
 }

@@ -7,12 +7,15 @@ import { loadLensModel } from '../../src/model/runtime.js';
 import { formsOf, headDim, tinyConfigFor, writeDecoderFixture, type Family } from '../fixtures/llama.js';
 import { SP_VOCAB } from '../fixtures/sentencepiece.js';
 import { referenceDecoderForward } from '../reference/llama.js';
-import { scratchDir } from '../helpers.js';
+import { cleanEnv, scratchDir } from '../helpers.js';
 import { assertLensMatches, ownLogits } from './lens-check.js';
 
 const TOL = 1e-4;
+// onnxruntime's fused GroupQueryAttention sums attention in another order than the unfused graph;
+// on the un-normalised mid-block residual (--raw --sublayers) of Qwen2 that measured 1.09e-4.
+const FUSED_ATTENTION_TOL = 2e-4;
 const PROMPT = 'The most famous sports in USA is';
-const env = { ...process.env, LENS_CACHE: scratchDir('parity-families-cache') };
+const env = cleanEnv({ LENS_CACHE: scratchDir('parity-families-cache') });
 const root = scratchDir('family-fixtures');
 
 const FAMILIES: Family[] = ['llama', 'qwen2', 'gemma', 'gpt_neox', 'gpt_neo'];
@@ -31,7 +34,7 @@ for (const [family, form] of FAMILY_FORMS) {
       const ref = referenceDecoderForward(weights, ids);
       assert.equal(model.layers, weights.config.layers);
       assert.equal(model.vocabSize, weights.config.vocab);
-      await assertLensMatches(model, ids, positions, ref, await ownLogits(join(dir, 'onnx', 'model.onnx'), ids, [weights.config.kvHeads, headDim(weights.config)]), weights.config.d, TOL);
+      await assertLensMatches(model, ids, positions, ref, await ownLogits(join(dir, 'onnx', 'model.onnx'), ids, [weights.config.kvHeads, headDim(weights.config)]), weights.config.d, form === 'genai-gqa' ? FUSED_ATTENTION_TOL : TOL);
     } finally {
       await model.dispose();
     }

@@ -10,10 +10,10 @@ import { loadLensModel } from '../../src/model/runtime.js';
 import { onnxFileFor, type Dtype } from '../../src/model/paths.js';
 import { buildDecoderModel, DECODER_FORMS, headDim, tinyConfig, writeDecoderFixture, type Family } from '../fixtures/llama.js';
 import { writeVariants } from '../fixtures/variants.js';
-import { assertClose, scratchDir } from '../helpers.js';
+import { assertClose, cleanEnv, scratchDir } from '../helpers.js';
 import { ownLogits } from './lens-check.js';
 
-const env = { ...process.env, LENS_CACHE: scratchDir('variants-families-cache') };
+const env = cleanEnv({ LENS_CACHE: scratchDir('variants-families-cache') });
 const root = scratchDir('variants-families');
 const VS_FP32: Record<string, number> = { fp16: 2e-3 };
 // q8: the model quantizes the head's input with one scale for all positions, the lens with one per

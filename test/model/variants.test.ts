@@ -15,11 +15,11 @@ import { encodeModel } from '../../src/onnx/proto.js';
 import { buildModel, FORMS as GPT2_FORMS, VOCAB, writeFixture } from '../fixtures/gpt2.js';
 import { toFloat16 } from '../fixtures/variants.js';
 import { referenceForward } from '../reference/gpt2.js';
-import { assertClose, fixture, runCli, scratchDir, TINY } from '../helpers.js';
+import { assertClose, cleanEnv, fixture, runCli, scratchDir, TINY } from '../helpers.js';
 
 const V = VOCAB, L = TINY.layers;
 const PROMPT_IDS = [464, 749, 5863, 5701, 287, 4916, 318]; // "The most famous sports in USA is"
-const env = { ...process.env, LENS_CACHE: scratchDir('variants-cache') };
+const env = cleanEnv({ LENS_CACHE: scratchDir('variants-cache') });
 const FORMS = ['opset14-flat', 'opset14-merged'];
 const DTYPES = ['fp16', 'q8', 'uint8', 'q4', 'q4f16'] as const;
 
