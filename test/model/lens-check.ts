@@ -2,48 +2,39 @@
 import assert from 'node:assert/strict';
 import ort from 'onnxruntime-node';
 import type { LensModel } from '../../src/model/runtime.js';
-import { referenceLens, referenceLensSites, referenceSites, type ReferenceResult } from '../reference/gpt2.js';
+import { referenceLensSites, referenceSites, type ReferenceResult } from '../reference/gpt2.js';
 import { assertClose } from '../helpers.js';
 
 /**
- * Runs the lens in both modes and checks every hidden state and lens row at `positions` against
- * `ref` (within tol), and the last layer against `own`, the model's own logits [T, V]; then, for
- * sequential blocks, every site with --sublayers (the residual between attention and MLP too).
+ * Runs the lens in both modes and checks every site's hidden state and lens row at `positions`
+ * against `ref` (within tol) — the blocks, and for sequential blocks also every site with
+ * --sublayers (the residual between attention and MLP) —, and the last layer against `own`, the
+ * model's own logits [T, V]. Parallel blocks must have no mid-block site.
  */
 export async function assertLensMatches(model: LensModel, ids: number[], positions: number[], ref: ReferenceResult, own: Float32Array, d: number, tol: number): Promise<void> {
-  const L = model.layers, P = positions.length, V = model.vocabSize;
-  for (const mode of ['norm', 'raw'] as const) {
-    const run = await model.run(ids, positions, mode);
-    assert.equal(run.logits.length, (L + 1) * P * V);
-    positions.forEach((pos, p) => {
-      const expected = referenceLens(ref, pos, mode === 'raw');
-      for (let l = 0; l <= L; l++) {
-        const row = l * P + p;
-        assertClose(run.hidden.subarray(row * d, (row + 1) * d), ref.residual[l][pos], tol, `${mode} hidden L${l} pos ${pos}`);
-        assertClose(run.logits.subarray(row * V, (row + 1) * V), expected[l], tol, `${mode} lens L${l} pos ${pos}`);
-      }
-      // The last lens layer is the model's own output.
-      const last = (L * P + p) * V;
-      assertClose(run.logits.subarray(last, last + V), own.subarray(pos * V, (pos + 1) * V), tol, `${mode} last layer vs model logits`);
-    });
-  }
-  // Sub-layer sites: sequential blocks have a residual between attention and MLP; parallel ones none.
-  assert.equal(model.midSites, ref.mid.length === L, 'mid-block sites found exactly where the reference has them');
-  if (!model.midSites) return;
-  const sites = referenceSites(ref, true);
-  for (const mode of ['norm', 'raw'] as const) {
-    const run = await model.run(ids, positions, mode, { sublayers: true });
-    assert.deepEqual(run.sites, sites.map((s) => s.site));
-    assert.equal(run.logits.length, sites.length * P * V);
-    positions.forEach((pos, p) => {
-      const expected = referenceLensSites(ref, pos, mode === 'raw', true);
-      sites.forEach(({ site, at }, s) => {
-        const row = s * P + p;
-        const what = `${mode} ${site.site} L${site.layer} pos ${pos}`;
-        assertClose(run.hidden.subarray(row * d, (row + 1) * d), at(pos), tol, `hidden ${what}`);
-        assertClose(run.logits.subarray(row * V, (row + 1) * V), expected[s], tol, `lens ${what}`);
+  const P = positions.length, V = model.vocabSize;
+  assert.equal(referenceSites(ref, false).length, model.layers + 1);
+  assert.equal(model.midSites, ref.mid.length === model.layers, 'mid-block sites found exactly where the reference has them');
+  for (const sublayers of model.midSites ? [false, true] : [false]) {
+    const sites = referenceSites(ref, sublayers);
+    for (const mode of ['norm', 'raw'] as const) {
+      const run = await model.run(ids, positions, mode, { sublayers });
+      assert.deepEqual(run.sites, sites.map((s) => s.site));
+      assert.equal(run.logits.length, sites.length * P * V);
+      assert.equal(run.hidden.length, sites.length * P * d);
+      positions.forEach((pos, p) => {
+        const expected = referenceLensSites(ref, pos, mode === 'raw', sublayers);
+        sites.forEach(({ site, at }, s) => {
+          const row = s * P + p;
+          const what = `${mode} ${site.site} L${site.layer} pos ${pos}`;
+          assertClose(run.hidden.subarray(row * d, (row + 1) * d), at(pos), tol, `hidden ${what}`);
+          assertClose(run.logits.subarray(row * V, (row + 1) * V), expected[s], tol, `lens ${what}`);
+        });
+        // The last lens layer is the model's own output.
+        const last = ((sites.length - 1) * P + p) * V;
+        assertClose(run.logits.subarray(last, last + V), own.subarray(pos * V, (pos + 1) * V), tol, `${mode} last layer vs model logits, pos ${pos}`);
       });
-    });
+    }
   }
 }
 

@@ -12,7 +12,7 @@ import { referenceForward, referenceLensSites, referenceLogProb, referenceSites,
 import { analyze } from '../../src/commands/analyze.js';
 import { parseIndexSpec } from '../../src/lens/spec.js';
 import { assertClose, cleanEnv, fixture, scratchDir, TINY } from '../helpers.js';
-import { ownLogits } from './lens-check.js';
+import { assertLensMatches, ownLogits } from './lens-check.js';
 
 const TOL = 1e-4;
 const PROMPTS: [string, number[]][] = [
@@ -29,38 +29,14 @@ const env = cleanEnv({ LENS_CACHE: scratchDir('parity-cache') });
 async function assertParity(dir: string, weights: Gpt2Weights): Promise<void> {
   const model: LensModel = await loadLensModel(dir, { dtype: 'fp32', offline: true, env });
   try {
-    const L = TINY.layers, d = TINY.d;
-    assert.equal(model.layers, L);
+    assert.equal(model.layers, TINY.layers);
     assert.equal(model.midSites, true);
     for (const [prompt, expectedIds] of PROMPTS) {
       const ids = model.encode(prompt);
       assert.deepEqual(ids, expectedIds);
       const positions = [ids.length - 1, ...ids.keys()].slice(0, ids.length);
-      const P = positions.length;
-      const ref = referenceForward(weights, ids);
       const own = await ownLogits(join(dir, 'onnx', 'model.onnx'), ids, [TINY.heads, TINY.d / TINY.heads]);
-      assert.equal(referenceSites(ref, false).length, L + 1);
-      for (const sublayers of [false, true]) {
-        const sites = referenceSites(ref, sublayers);
-        for (const mode of ['norm', 'raw'] as const) {
-          const run = await model.run(ids, positions, mode, { sublayers });
-          assert.deepEqual(run.sites, sites.map((s) => s.site));
-          assert.equal(run.logits.length, sites.length * P * VOCAB);
-          assert.equal(run.hidden.length, sites.length * P * d);
-          positions.forEach((pos, p) => {
-            const expected = referenceLensSites(ref, pos, mode === 'raw', sublayers);
-            sites.forEach(({ site, at }, s) => {
-              const row = s * P + p;
-              const what = `${mode} ${site.site} L${site.layer} pos ${pos}`;
-              assertClose(run.hidden.subarray(row * d, (row + 1) * d), at(pos), TOL, `hidden ${what}`);
-              assertClose(run.logits.subarray(row * VOCAB, (row + 1) * VOCAB), expected[s], TOL, `lens ${what}`);
-            });
-            // The last lens layer is the model's own output.
-            const last = ((sites.length - 1) * P + p) * VOCAB;
-            assertClose(run.logits.subarray(last, last + VOCAB), own.subarray(pos * VOCAB, (pos + 1) * VOCAB), TOL, `${mode} last layer vs model logits, pos ${pos}`);
-          });
-        }
-      }
+      await assertLensMatches(model, ids, positions, referenceForward(weights, ids), own, TINY.d, TOL);
     }
   } finally {
     await model.dispose();
