@@ -9,7 +9,3 @@ export function renderHeader(record: LensRecord, c: ChalkInstance): string {
   return `${c.bold(quoteToken(record.prompt))}  ${c.dim(`${where} · lens ${record.mode} · ${record.model}`)}`;
 }
 
-/** The layer label: L00 … L12. */
-export function layerLabel(layer: number, layers: number): string {
-  return `L${String(layer).padStart(Math.max(2, String(layers - 1).length), '0')}`;
-}
