@@ -121,7 +121,7 @@ export function loaderModelType(config: Record<string, unknown>): string {
 export function readConfigFile(path: string): Record<string, unknown> {
   try {
     const value = JSON.parse(readFileSync(path, 'utf8'));
-    if (value === null || typeof value !== 'object') throw new Error('not a JSON object');
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new Error('not a JSON object');
     return value;
   } catch (error) {
     throw new UserError(`cannot read ${path}: ${(error as Error).message}`);

@@ -5,6 +5,7 @@ import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
 import { commitTemporary, discardTemporary, removeStaleTemporaries, temporaryPath, writeAtomically } from './atomic.js';
+import { readConfigFile } from './architecture.js';
 import { reachedPhase } from './phases.js';
 import { BASE_FILES, dataFiles, declaredDataFiles, firstMissing } from './files.js';
 import { cacheRoot, hubEndpoint, onnxFileFor, type Dtype } from './paths.js';
@@ -40,15 +41,8 @@ function looksLikePath(spec: string): boolean {
   return spec.startsWith('.') || spec.startsWith('/') || spec.startsWith('~') || spec.includes('\\') || existsSync(spec);
 }
 
-function readConfig(dir: string): Record<string, unknown> {
-  try {
-    const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
-    if (config === null || typeof config !== 'object' || Array.isArray(config)) throw new Error('not a JSON object');
-    return config;
-  } catch (error) {
-    throw new UserError(`cannot read ${join(dir, 'config.json')}: ${(error as Error).message}`);
-  }
-}
+/** A model directory's config.json. Throws UserError. */
+const readConfig = (dir: string) => readConfigFile(join(dir, 'config.json'));
 
 /** Every file lens reads from a model directory for a dtype, relative to it: config, tokenizer, the ONNX file and its data files. Throws UserError. */
 export function modelFiles(dir: string, dtype: Dtype): string[] {

@@ -102,8 +102,8 @@ function goodEntry(dir: string): EntryMarker | undefined {
 
 /** Returns the cached lens model for `modelDir`, building it first if needed. Throws UserError for unreadable models. */
 export async function prepareLensModel(modelDir: string, dtype: Dtype, layers: number, downloaded: boolean, env: NodeJS.ProcessEnv = process.env, onBuild?: () => void): Promise<PreparedModel> {
-  const root = join(cacheRoot(env), 'lens');
-  const dir = join(root, sourceKey(modelDir, dtype, !downloaded));
+  const dir = entryDir(modelDir, dtype, downloaded, env);
+  const root = dirname(dir);
   const cached = goodEntry(dir);
   if (cached) return { dir, built: false, tiedHead: cached.tiedHead };
   onBuild?.();
@@ -130,9 +130,14 @@ export async function prepareLensModel(modelDir: string, dtype: Dtype, layers: n
   }
 }
 
+/** The cache entry's directory for a source: $LENS_CACHE/lens/<key of the source's content>. */
+function entryDir(modelDir: string, dtype: Dtype, downloaded: boolean, env: NodeJS.ProcessEnv): string {
+  return join(cacheRoot(env), 'lens', sourceKey(modelDir, dtype, !downloaded));
+}
+
 /** Where the lens model for `modelDir` is (or would be) cached, and whether a good entry is there now. */
 export function cacheEntryFor(modelDir: string, dtype: Dtype, downloaded: boolean, env: NodeJS.ProcessEnv = process.env): { dir: string; ready: boolean } {
-  const dir = join(cacheRoot(env), 'lens', sourceKey(modelDir, dtype, !downloaded));
+  const dir = entryDir(modelDir, dtype, downloaded, env);
   return { dir, ready: goodEntry(dir) !== undefined };
 }
 
