@@ -110,7 +110,7 @@ export function findDecoderStructure(graph: Graph, layers: number, index = new G
   const lastAdd = breadthFirstBack(index, finalNormOutput, residualAdd);
   if (!lastAdd) throw new GraphStructureError('no residual addition feeds the final norm');
   const chain = [lastAdd.output[0]];
-  for (let node: Node | undefined = lastAdd; node && node.op_type === 'Add'; node = index.producer.get(chain[0])) {
+  for (let node: Node | undefined = lastAdd; node && node.op_type === 'Add'; node = index.producer.get(throughCasts(index, chain[0]))) {
     const prev = previousResidual(index, node);
     if (prev === undefined) break;
     chain.unshift(prev);
@@ -135,6 +135,18 @@ function findMids(chain: string[], layers: number): { mids?: string[]; noMidReas
   if (perBlock === 1) return { noMidReason: 'its attention and MLP run in parallel on the same residual, so there is no residual between them' };
   if (perBlock !== 2) return { noMidReason: `its blocks have ${perBlock} residual additions, not attention then MLP` };
   return { mids: Array.from({ length: layers }, (_, l) => chain[2 * l + 1]) };
+}
+
+/**
+ * The tensor a Cast chain starts from. A traced RMSNorm's `hidden_states.to(torch.float32)` is a
+ * Cast of the residual that the trace then uses for the residual itself (the cast returns the
+ * same tensor), so a block's Add reads the previous Add's sum through a Cast.
+ */
+function throughCasts(index: GraphIndex, name: string): string {
+  for (let node = index.producer.get(name); node?.op_type === 'Cast' || node?.op_type === 'Identity'; node = index.producer.get(name)) {
+    name = index.dynamicInputs(node)[0];
+  }
+  return name;
 }
 
 /** For a residual Add (r + f(r)), the input r; undefined if neither input feeds the other. */
