@@ -62,6 +62,8 @@ export interface DecoderStructure {
   unembed: Node;
   /** The model's logits output. */
   logits: string;
+  /** Nodes between the final norm and the head that pick positions (a pruned head); left out of the lens's clone. */
+  positionSelects: Node[];
 }
 
 /** Replaces an Optimum-style merged decoder (one If on use_cache_branch) by its no-past branch. */
@@ -101,7 +103,10 @@ export function findDecoderStructure(graph: Graph, layers: number, index = new G
   if (!unembed) throw new GraphStructureError('no unembedding (a MatMul or Gemm by a weight) feeds the logits');
   let finalNormOutput = index.dynamicInputs(unembed)[0];
   if (!finalNormOutput) throw new GraphStructureError('the unembedding has no activation input');
-  for (let node = index.producer.get(finalNormOutput); node && PASS_THROUGH_OPS.has(node.op_type); node = index.producer.get(finalNormOutput)) {
+  const positionSelects: Node[] = [];
+  for (let node = index.producer.get(finalNormOutput); node; node = index.producer.get(finalNormOutput)) {
+    if (selectsPositions(index, node)) positionSelects.push(node);
+    else if (!PASS_THROUGH_OPS.has(node.op_type)) break;
     finalNormOutput = index.dynamicInputs(node)[0];
   }
 
@@ -121,7 +126,46 @@ export function findDecoderStructure(graph: Graph, layers: number, index = new G
   }
   const perBlock = adds / layers;
   const residuals = Array.from({ length: layers + 1 }, (_, l) => chain[l * perBlock]);
-  return { residuals, ...findMids(chain, layers), finalNormOutput, unembed, logits };
+  return { residuals, ...findMids(chain, layers), finalNormOutput, unembed, logits, positionSelects };
+}
+
+/** A constant initializer or Constant node's integer values; undefined for anything computed. */
+function constantInts(index: GraphIndex, name: string): number[] | undefined {
+  const tensor = index.graph.initializer.find((t) => t.name === name)
+    ?? index.producer.get(name)?.attribute.find((a) => a.name === 'value' && index.producer.get(name)?.op_type === 'Constant')?.t;
+  if (!tensor || (tensor.data_type !== DataType.INT64 && tensor.data_type !== DataType.INT32)) return undefined;
+  if (tensor.raw_data && tensor.raw_data.length > 0) {
+    const view = new DataView(tensor.raw_data.buffer, tensor.raw_data.byteOffset, tensor.raw_data.byteLength);
+    const size = tensor.data_type === DataType.INT64 ? 8 : 4;
+    return Array.from({ length: tensor.raw_data.byteLength / size }, (_, i) => (size === 8 ? Number(view.getBigInt64(i * size, true)) : view.getInt32(i * size, true)));
+  }
+  return (tensor.data_type === DataType.INT64 ? tensor.int64_data : tensor.int32_data)?.map(Number);
+}
+
+/**
+ * Whether a node between the final norm and the head picks sequence positions (axis 1) of
+ * [B, T, d]: the genai builder's pruned head Gather(axis 1, -1) → Unsqueeze(1), or the
+ * `hidden_states[:, -logits_to_keep:]` Slice of newer transformers. The lens's rows stand on
+ * that axis, so the clone of the head leaves these out.
+ */
+function selectsPositions(index: GraphIndex, node: Node): boolean {
+  if (node.op_type === 'Gather') return attributeInt(node, 'axis', 0) === 1 && constantInts(index, node.input[1]) !== undefined;
+  if (node.op_type === 'Slice') {
+    const axes = node.input[3] ? constantInts(index, node.input[3]) : [0];
+    return axes?.length === 1 && (axes[0] === 1 || axes[0] === -2) && constantInts(index, node.input[1]) !== undefined && constantInts(index, node.input[2]) !== undefined;
+  }
+  if (node.op_type === 'Unsqueeze') {
+    // Restores the axis a scalar-index Gather removed.
+    const axes = node.input[1] ? constantInts(index, node.input[1]) : node.attribute.find((a) => a.name === 'axes')?.ints?.map(Number);
+    const from = index.producer.get(index.dynamicInputs(node)[0] ?? '');
+    return axes?.length === 1 && axes[0] === 1 && from?.op_type === 'Gather' && selectsPositions(index, from) && isScalarIndex(index, from.input[1]);
+  }
+  return false;
+}
+
+function isScalarIndex(index: GraphIndex, name: string): boolean {
+  const tensor = index.graph.initializer.find((t) => t.name === name) ?? index.producer.get(name)?.attribute.find((a) => a.name === 'value')?.t;
+  return tensor !== undefined && tensor.dims.length === 0;
 }
 
 /**
@@ -266,6 +310,10 @@ export function addLensOutputs(model: Model, layers: number, isTransposeOf?: Tra
   const cloneHead = (into: Node[], input: string, mask: string, prefix: string) => {
     const substitute = new Map([[rLast, input]]);
     for (const original of head) {
+      if (structure.positionSelects.includes(original)) {
+        substitute.set(original.output[0], substitute.get(index.dynamicInputs(original)[0]) ?? index.dynamicInputs(original)[0]);
+        continue;
+      }
       const output = original.output.map((o) => (o ? `${prefix}${o}` : o));
       into.push({ ...original, name: `${prefix}${original.name ?? output[0]}`, input: original.input.map((i) => substitute.get(i) ?? i), output });
       original.output.forEach((o, k) => o && substitute.set(o, output[k]));
