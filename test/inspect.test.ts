@@ -115,3 +115,28 @@ test('a family not in the table but shaped like a pre-norm decoder is read by st
   assert.deepEqual(record.tokens.map((t: { text: string }) => t.text), ['<s>', ' The', ' cat', '\n', 's', 'a', 't']);
   assert.equal(record.layers.length, 4);
 });
+
+// What each fixture applies around the blocks, from the way it was built (√32 = 5.657 for Gemma's
+// embedding scale at d = 32): what inspect must name.
+const AROUND_BLOCKS: [string, () => string, { afterHead: string[]; atEmbedding: string[]; prunedHead: boolean; bias: boolean }][] = [
+  ['gemma merged', () => { const dir = join(root, 'around-gemma'); writeDecoderFixture(dir, tinyConfig('gemma'), 'merged'); return dir; }, { afterHead: [], atEmbedding: ['× 5.657'], prunedHead: false, bias: false }],
+  ['gpt_neo merged', () => { const dir = join(root, 'around-neo'); writeDecoderFixture(dir, tinyConfig('gpt_neo'), 'merged'); return dir; }, { afterHead: [], atEmbedding: ['+ positions'], prunedHead: false, bias: false }],
+  ['llama genai-gqa-pruned', () => { const dir = join(root, 'around-pruned'); writeDecoderFixture(dir, tinyConfigFor('llama', 'genai-gqa-pruned'), 'genai-gqa-pruned'); return dir; }, { afterHead: [], atEmbedding: [], prunedHead: true, bias: false }],
+  ['gpt2 biased-head (merged)', () => fixture('biased-head').dir, { afterHead: ['+ bias'], atEmbedding: ['+ positions'], prunedHead: false, bias: true }],
+  ['gpt2 opset14-flat', () => fixture('opset14-flat').dir, { afterHead: [], atEmbedding: ['+ positions'], prunedHead: false, bias: false }],
+];
+
+for (const [name, build, want] of AROUND_BLOCKS) {
+  test(`inspect names what the model applies after the head and at the embedding: ${name}`, async () => {
+    const dir = build();
+    const json = await runCli(['inspect', '-m', dir, '--json'], { env });
+    assert.equal(json.code, 0, json.stderr);
+    const r = JSON.parse(json.stdout);
+    assert.deepEqual({ afterHead: r.afterHead, atEmbedding: r.atEmbedding, prunedHead: r.prunedHead, bias: r.head.bias }, want);
+    assert.deepEqual(r.graph.stateInputs, []);
+    const text = (await runCli(['inspect', '-m', dir], { env })).stdout;
+    if (want.afterHead.length) assert.match(text, new RegExp(`^after head +${want.afterHead.join(', ').replace(/[+×÷]/g, '\\$&')} \\(the lens applies them to every layer\\)$`, 'm'));
+    else assert.doesNotMatch(text, /^after head/m);
+    if (want.prunedHead) assert.match(text, /scores its last position only/);
+  });
+}

@@ -29,7 +29,11 @@ export interface Inspection {
   head: GraphDescription['head'] & { tied: boolean };
   residual: GraphDescription['residual'];
   embeddingScale?: string;
-  graph: { merged: boolean; fusedNorms: boolean; fusedAttention: string[] };
+  graph: { merged: boolean; fusedNorms: boolean; fusedAttention: string[]; stateInputs: string[] };
+  /** What the model applies after the head's product and to the embedding, as the lens applies it too. */
+  afterHead: string[];
+  prunedHead: boolean;
+  atEmbedding: string[];
   cache: { entry: string; ready: boolean };
 }
 
@@ -62,7 +66,8 @@ export async function inspectModel(spec: string, options: ResolveOptions): Promi
     head: { ...found.head, tied: found.head.tiedTo !== undefined },
     residual: found.residual,
     embeddingScale: arch.family?.embeddingScale,
-    graph: { merged: found.merged, fusedNorms: found.fusedNorms, fusedAttention: found.fusedAttention },
+    graph: { merged: found.merged, fusedNorms: found.fusedNorms, fusedAttention: found.fusedAttention, stateInputs: found.stateInputs },
+    afterHead: found.afterHead, prunedHead: found.prunedHead, atEmbedding: found.atEmbedding,
     cache: { entry: cache.dir, ready: cache.ready },
   };
 }
