@@ -3,13 +3,13 @@
 import { performance } from 'node:perf_hooks';
 import { AutoModelForCausalLM, AutoTokenizer, env } from '@huggingface/transformers';
 
-const [dir, promptsJson] = process.argv.slice(2);
+const [dir, promptsJson, dtype = 'fp32'] = process.argv.slice(2);
 const prompts = JSON.parse(promptsJson) as string[];
 env.allowRemoteModels = false;
 env.localModelPath = '';
 const t0 = performance.now();
 const tokenizer = await AutoTokenizer.from_pretrained(dir);
-const model = await AutoModelForCausalLM.from_pretrained(dir, { dtype: 'fp32' });
+const model = await AutoModelForCausalLM.from_pretrained(dir, { dtype: dtype as 'fp32' });
 const forward = async (text: string) => {
   const inputs = tokenizer(text);
   await (model as unknown as { forward(i: unknown): Promise<unknown> }).forward(inputs);

@@ -12,7 +12,7 @@ import { ROOT } from '../test/helpers.js';
 // 3 KV heads, vocabulary 49152, untied head). BENCH_MODELS picks some (comma-separated names);
 // BENCH_TINY=1 swaps in tiny shapes to check the benchmark's code path in seconds (no report written).
 const TINY = process.env.BENCH_TINY === '1';
-interface BenchModel { kind: 'gpt2' | 'llama'; form: string; shape: Record<string, unknown>; label: string; layout?: 'declared'; heatmap?: boolean }
+interface BenchModel { kind: 'gpt2' | 'llama' | 'genai-q4'; form: string; shape: Record<string, unknown>; label: string; layout?: 'declared' | 'aligned' | 'unaligned'; heatmap?: boolean; dtype?: 'q4' }
 const MODELS: Record<string, BenchModel> = {
   'gpt2-small': {
     kind: 'gpt2', form: 'opset14-merged', label: 'random GPT-2-small (12 layers, d 768, vocab 50257)', heatmap: true,
@@ -29,8 +29,27 @@ const MODELS: Record<string, BenchModel> = {
       ? { family: 'llama', layers: 2, d: 64, heads: 4, kvHeads: 2, ffn: 128, vocab: 1024, nPositions: 128, ropeTheta: 100000, seed: 1 }
       : { family: 'llama', layers: 30, d: 576, heads: 9, kvHeads: 3, ffn: 1536, vocab: 49152, nPositions: 2048, ropeTheta: 100000, seed: 1 },
   },
+  // onnxruntime-genai's int4 CPU form, written directly in 4 bits (bench/build-genai-q4.ts).
+  'qwen3-0.6b-q4': {
+    kind: 'genai-q4', form: 'genai', dtype: 'q4', layout: 'aligned',
+    label: 'random Qwen3-0.6B shape in onnxruntime-genai\'s q4 form (28 layers, d 1024, 16/8 heads of 128, q/k norm, vocab 151936, tied)',
+    shape: TINY
+      ? { family: 'qwen3', layers: 2, d: 64, heads: 4, kvHeads: 2, headDim: 16, ffn: 128, vocab: 1024, nPositions: 128, ropeTheta: 1000000, tied: true, qkNorm: true }
+      : { family: 'qwen3', layers: 28, d: 1024, heads: 16, kvHeads: 8, headDim: 128, ffn: 3072, vocab: 151936, nPositions: 40960, ropeTheta: 1000000, tied: true, qkNorm: true },
+  },
+  // Llama-3.1-8B's shape in the same form; weights at 4096-byte offsets (onnxruntime's writer with
+  // align_offset) or back to back (onnx.save_model, as torch.onnx and Optimum write external data).
+  ...Object.fromEntries((['aligned', 'unaligned'] as const).map((layout) => [`llama3-8b-q4-${layout}`, {
+    kind: 'genai-q4', form: 'genai', dtype: 'q4', layout,
+    label: `random Llama-3.1-8B shape in onnxruntime-genai's q4 form (32 layers, d 4096, 32/8 heads, FFN 14336, vocab 128256, untied), ${layout} external data`,
+    shape: TINY
+      ? { family: 'llama', layers: 2, d: 128, heads: 4, kvHeads: 2, headDim: 32, ffn: 256, vocab: 2048, nPositions: 128, ropeTheta: 500000, tied: false, qkNorm: false }
+      : { family: 'llama', layers: 32, d: 4096, heads: 32, kvHeads: 8, headDim: 128, ffn: 14336, vocab: 128256, nPositions: 131072, ropeTheta: 500000, tied: false, qkNorm: false },
+  } satisfies BenchModel])),
 };
-const SELECTED = (process.env.BENCH_MODELS ?? Object.keys(MODELS).join(',')).split(',').map((name) => {
+// The 8B-class models take ~6 GB each and minutes to build: only when asked for by name.
+const DEFAULT_MODELS = ['gpt2-small', 'gpt2-small-external', 'smollm2-135m', 'qwen3-0.6b-q4'];
+const SELECTED = (process.env.BENCH_MODELS ?? DEFAULT_MODELS.join(',')).split(',').map((name) => {
   if (!MODELS[name]) throw new Error(`unknown bench model ${name} (${Object.keys(MODELS).join(', ')})`);
   return name;
 });
@@ -92,26 +111,28 @@ const row = (name: string, ms: number, rss: number, ratio: number, target: strin
 /** All measures for one model: its rows and raw timings. */
 function benchModel(name: string, spec: BenchModel) {
   const dir = modelDir(name, spec);
-  const modelMb = readdirSync(join(dir, 'onnx')).filter((f) => /^model\.onnx/.test(f)).reduce((sum, f) => sum + statSync(join(dir, 'onnx', f)).size, 0) / 2 ** 20;
+  const dtype = spec.dtype ?? 'fp32';
+  const dtypeArgs = ['--dtype', dtype];
+  const modelMb = readdirSync(join(dir, 'onnx')).filter((f) => /^model(_q4)?\.onnx/.test(f)).reduce((sum, f) => sum + statSync(join(dir, 'onnx', f)).size, 0) / 2 ** 20;
 
   // prepare: the first-ever run (fresh cache each time).
   const prepare: ProcessRun[] = [];
   let warmCache: string | undefined;
   for (let i = 0; i < Math.min(REPS, 3); i++) {
     const cache = mkdtempSync(join(tmpdir(), 'lens-bench-cache-'));
-    prepare.push(runNode([lensBin, 'topk', 'Paris is capital of', '--model', dir], { LENS_CACHE: cache }));
+    prepare.push(runNode([lensBin, 'topk', 'Paris is capital of', '--model', dir, ...dtypeArgs], { LENS_CACHE: cache }));
     if (i < Math.min(REPS, 3) - 1) rmSync(cache, { recursive: true, force: true });
     else warmCache = cache;
   }
   const cache = warmCache!;
   const entry = entryBytes(join(cache, 'lens'), dir);
-  const cold = Array.from({ length: REPS }, () => runNode([lensBin, 'topk', 'Paris is capital of', '--model', dir], { LENS_CACHE: cache }));
+  const cold = Array.from({ length: REPS }, () => runNode([lensBin, 'topk', 'Paris is capital of', '--model', dir, ...dtypeArgs], { LENS_CACHE: cache }));
 
-  const lensPrompts = runNode([join(ROOT, 'dist', 'bench', 'lens-prompts.js'), dir, JSON.stringify(PROMPTS)], { LENS_CACHE: cache });
+  const lensPrompts = runNode([join(ROOT, 'dist', 'bench', 'lens-prompts.js'), dir, JSON.stringify(PROMPTS), dtype], { LENS_CACHE: cache });
   const lensParsed = JSON.parse(lensPrompts.stdout) as { perPrompt: number[]; runOnly: number[] };
   const lensPerPrompt = median(lensParsed.perPrompt);
   const lensRunOnly = median(lensParsed.runOnly);
-  const baselineRuns = Array.from({ length: Math.min(REPS, 3) }, () => runNode([join(ROOT, 'dist', 'bench', 'baseline.js'), dir, JSON.stringify(PROMPTS)]));
+  const baselineRuns = Array.from({ length: Math.min(REPS, 3) }, () => runNode([join(ROOT, 'dist', 'bench', 'baseline.js'), dir, JSON.stringify(PROMPTS), dtype]));
   const baselineParsed = baselineRuns.map((r) => JSON.parse(r.stdout));
   const baselinePerPrompt = median(baselineParsed.flatMap((b) => b.perPrompt));
   const baselineWall = median(baselineRuns.map((r) => r.wallMs));

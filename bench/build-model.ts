@@ -5,8 +5,10 @@
 import { writeFixture, type Gpt2Config } from '../test/fixtures/gpt2.js';
 import { declareExternalData } from '../test/fixtures/layouts.js';
 import { writeDecoderFixture, type DecoderConfig } from '../test/fixtures/llama.js';
+import { writeGenaiQ4, type GenaiShape } from './build-genai-q4.js';
 
 const [dir, kind, form, shape, layout] = process.argv.slice(2);
-if (kind === 'llama') writeDecoderFixture(dir, JSON.parse(shape) as DecoderConfig, form);
+if (kind === 'genai-q4') writeGenaiQ4(dir, JSON.parse(shape) as GenaiShape, layout !== 'unaligned');
+else if (kind === 'llama') writeDecoderFixture(dir, JSON.parse(shape) as DecoderConfig, form);
 else writeFixture(dir, form, JSON.parse(shape) as Gpt2Config);
 if (layout === 'declared') declareExternalData(dir, true, 1);

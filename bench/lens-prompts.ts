@@ -5,11 +5,12 @@ import { performance } from 'node:perf_hooks';
 import { analyze } from '../src/commands/analyze.js';
 import { loadLensModel } from '../src/model/runtime.js';
 import { parseIndexSpec } from '../src/lens/spec.js';
+import type { Dtype } from '../src/model/paths.js';
 
-const [dir, promptsJson] = process.argv.slice(2);
+const [dir, promptsJson, dtype = 'fp32'] = process.argv.slice(2);
 const prompts = JSON.parse(promptsJson) as string[];
 const base = {
-  model: dir, dtype: 'fp32' as const, raw: false, positions: parseIndexSpec('-1', { step: false }), k: 5, offline: true,
+  model: dir, dtype: dtype as Dtype, raw: false, positions: parseIndexSpec('-1', { step: false }), k: 5, offline: true,
   env: process.env, warn: () => {}, batch: true,
 };
 // The target is the first token of " football" in this model's vocabulary: a several-token target
