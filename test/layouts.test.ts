@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { cpSync, existsSync, lstatSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LensRecord } from '../src/lens/record.js';
+import { decodeModel } from '../src/onnx/proto.js';
 import { declareExternalData, writeHuggingFaceCache, type Declaration } from './fixtures/layouts.js';
 import { writeFixture } from './fixtures/gpt2.js';
 import { assertOneLineError, fixture, runCli, scratchDir, TINY } from './helpers.js';
@@ -130,4 +131,48 @@ test("a model in the Hugging Face cache is read from its snapshot, offline, with
   // A revision the cache doesn't have, offline: one line, no request.
   assertOneLineError(await runCli(['topk', '--model', 'tiny/cached', '--revision', 'v9', PROMPT], { env: { ...offline, HF_HUB_CACHE: hf } }), 1, /not in the cache/);
   assert.deepEqual(hub.requests, []);
+});
+
+/** The entry's marker (lens-entry.json) of the one entry in `cache`. */
+function entryMarker(cache: string): { alignedCopy?: { files: string[]; bytes: number; copied: boolean; reason?: string } } {
+  const root = join(cache, 'lens');
+  return JSON.parse(readFileSync(join(root, readdirSync(root)[0], 'lens-entry.json'), 'utf8'));
+}
+
+test('weights at offsets onnxruntime cannot map (as onnx.save_model writes them) are copied page aligned, unless LENS_ALIGNED_COPY=never', async () => {
+  const dir = join(scratchDir('unaligned'), 'model');
+  cpSync(INLINE, dir, { recursive: true });
+  const [data] = declareExternalData(dir, true, 1, 'onnx/model.onnx', false);
+  const source = statSync(join(dir, data));
+
+  const cache = scratchDir('unaligned-cache');
+  assert.deepEqual(await lensJson(dir, { LENS_CACHE: cache }), expected);
+  const files = entryFiles(cache);
+  assert.ok(!files.some((f) => f.ino === source.ino), `no link to the unaligned source: ${files.map((f) => f.file).join(', ')}`);
+  // Every large tensor the entry's graph reads is in its own data file, at an offset onnxruntime maps.
+  const root = join(cache, 'lens');
+  const graph = decodeModel(readFileSync(join(root, readdirSync(root)[0], 'onnx', 'model.onnx'))).graph;
+  const large = graph.initializer.filter((t) => Number(t.external_data?.find((e) => e.key === 'length')?.value ?? 0) >= 1 << 20);
+  assert.ok(large.length > 0);
+  for (const t of large) {
+    const at = Object.fromEntries(t.external_data!.map((e) => [e.key, e.value]));
+    assert.equal(at.location, 'model.onnx.data', t.name);
+    assert.equal(Number(at.offset) % 4096, 0, `${t.name} at ${at.offset}`);
+  }
+  assert.deepEqual(entryMarker(cache).alignedCopy, { files: ['model.onnx_data'], bytes: source.size, copied: true });
+
+  const linkedCache = scratchDir('unaligned-never');
+  assert.deepEqual(await lensJson(dir, { LENS_CACHE: linkedCache, LENS_ALIGNED_COPY: 'never' }), expected);
+  assert.ok(entryFiles(linkedCache).some((f) => f.ino === source.ino), 'linked as it is when copies are refused');
+  assert.deepEqual(entryMarker(linkedCache).alignedCopy, { files: ['model.onnx_data'], bytes: source.size, copied: false, reason: 'LENS_ALIGNED_COPY=never' });
+});
+
+test('weights already page aligned are linked, and the entry records no aligned copy', async () => {
+  const dir = join(scratchDir('aligned'), 'model');
+  cpSync(INLINE, dir, { recursive: true });
+  const [data] = declareExternalData(dir, true, 1);
+  const cache = scratchDir('aligned-cache');
+  assert.deepEqual(await lensJson(dir, { LENS_CACHE: cache }), expected);
+  assert.ok(entryFiles(cache).some((f) => f.ino === statSync(join(dir, data)).ino));
+  assert.equal(entryMarker(cache).alignedCopy, undefined);
 });

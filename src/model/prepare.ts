@@ -2,12 +2,12 @@
 // residual stream and cache the result under $LENS_CACHE/lens/<key>, keyed by the source's
 // content, built in a temporary directory and renamed into place (never half-written).
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, linkSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, linkSync, mkdirSync, openSync, readFileSync, readSync, realpathSync, renameSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { UserError } from '../errors.js';
 import { Worker } from 'node:worker_threads';
 import { addLensOutputs, GraphStructureError, type TransposeCheck } from '../onnx/lens-graph.js';
-import { ExternalDataReader, isExternal, layoutWeights } from '../onnx/external-data.js';
+import { ExternalDataReader, isExternal, layoutWeights, unmappableFiles } from '../onnx/external-data.js';
 import { DataType, decodeModel, encodeModel, type Model, type Tensor } from '../onnx/proto.js';
 import { cacheRoot, onnxFileFor, type Dtype } from './paths.js';
 import { commitTemporary, discardTemporary, removeStaleTemporaries, temporaryPath } from './atomic.js';
@@ -15,7 +15,7 @@ import { dataFiles, entryConfig } from './files.js';
 import { reachedPhase } from './phases.js';
 
 /** Bumped whenever the rewrite changes, so older cache entries are not reused. */
-const REWRITE_VERSION = 4;
+const REWRITE_VERSION = 5;
 const ENTRY_MARKER = 'lens-entry.json';
 // The tests lower these ($LENS_TEST_DIGEST=<whole-file limit>,<samples>) to show that a damaged
 // region the samples miss is still caught by the file's recorded modification time.
@@ -34,7 +34,37 @@ export interface PreparedModel {
 }
 
 interface FileRecord { size: number; mtimeMs: number; digest: string }
-interface EntryMarker { version: number; source: string; dtype: Dtype; tiedHead: boolean; files: Record<string, FileRecord> }
+/**
+ * What the entry did with source data files onnxruntime cannot map (unaligned large tensors):
+ * copied them page aligned (bytes on disk, faster cold loads) or kept them linked (and why).
+ */
+export interface AlignedCopy { files: string[]; bytes: number; copied: boolean; reason?: string }
+interface EntryMarker { version: number; source: string; dtype: Dtype; tiedHead: boolean; files: Record<string, FileRecord>; alignedCopy?: AlignedCopy }
+
+/** Free space the disk keeps after an aligned copy: 1 GiB or 5% of it, whichever is more. */
+function spareAfter(dir: string, bytes: number): boolean {
+  try {
+    const fs = statfsSync(dir);
+    const free = fs.bavail * fs.bsize, total = fs.blocks * fs.bsize;
+    return free - bytes >= Math.max(1 << 30, 0.05 * total);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether to copy unaligned source files page aligned into the entry: `LENS_ALIGNED_COPY=never`
+ * keeps them linked (no disk cost, slower cold loads), the default copies them when the disk
+ * keeps its spare room after the copy.
+ */
+function alignedCopyPolicy(unmappable: Map<string, number>, dir: string, env: NodeJS.ProcessEnv): AlignedCopy | undefined {
+  if (unmappable.size === 0) return undefined;
+  const files = [...unmappable.keys()];
+  const bytes = [...unmappable.values()].reduce((a, b) => a + b, 0);
+  if (env.LENS_ALIGNED_COPY === 'never') return { files, bytes, copied: false, reason: 'LENS_ALIGNED_COPY=never' };
+  if (!spareAfter(dir, bytes)) return { files, bytes, copied: false, reason: 'not enough free disk space' };
+  return { files, bytes, copied: true };
+}
 
 /**
  * A digest of a file's bytes: all of them up to 8 MiB; past that its size and 64 evenly spread
@@ -111,7 +141,7 @@ export async function prepareLensModel(modelDir: string, dtype: Dtype, layers: n
   removeStaleTemporaries(root);
   const tmp = temporaryPath(dir);
   try {
-    const { tiedHead } = await buildInWorker({ modelDir, dtype, layers, tmp });
+    const { tiedHead } = await buildInWorker({ modelDir, dtype, layers, tmp, env: { LENS_ALIGNED_COPY: env.LENS_ALIGNED_COPY } });
     for (let attempt = 0; ; attempt++) {
       try {
         commitTemporary(tmp, dir);
@@ -148,7 +178,7 @@ export function discardEntry(dir: string): void {
   discardTemporary(trash);
 }
 
-export interface BuildJob { modelDir: string; dtype: Dtype; layers: number; tmp: string }
+export interface BuildJob { modelDir: string; dtype: Dtype; layers: number; tmp: string; env?: Record<string, string | undefined> }
 
 /**
  * Builds an entry in a worker thread: the source protobuf (as large as the model) is read there
@@ -220,7 +250,7 @@ function linkSourceFile(sourcePath: string, linkPath: string): boolean {
 }
 
 /** Builds a cache entry in `job.tmp` (run in the preparation worker); returns whether its head is tied. Throws UserError for unreadable models. */
-export function buildEntry({ modelDir, dtype, layers, tmp }: BuildJob): { tiedHead: boolean } {
+export function buildEntry({ modelDir, dtype, layers, tmp, env = {} }: BuildJob): { tiedHead: boolean } {
   reachedPhase('before-first-write');
   const onnxRel = onnxFileFor(dtype);
   const source = join(modelDir, onnxRel);
@@ -238,6 +268,9 @@ export function buildEntry({ modelDir, dtype, layers, tmp }: BuildJob): { tiedHe
   const dataName = `${basename(onnxRel)}.data`;
   const linked = new Map<string, string | undefined>();
   let written = 0;
+  // Source files onnxruntime could not map are copied page aligned (the policy decides), the rest linked.
+  const alignedCopy = alignedCopyPolicy(unmappableFiles(model), tmp, env);
+  const copied = new Set(alignedCopy?.copied ? alignedCopy.files : []);
   try {
     const result = addLensOutputs(model, layers, transposeCheck(reader));
     rewritten = result.model;
@@ -246,6 +279,7 @@ export function buildEntry({ modelDir, dtype, layers, tmp }: BuildJob): { tiedHe
       source: reader, dataPath: join(tmp, 'onnx', dataName), dataName,
       // The source's own data files are used where they are; only inline weights are copied.
       linked: (location) => {
+        if (copied.has(location)) return undefined;
         if (!linked.has(location)) {
           const kept = `${SOURCE_LINKS}/${location.split('\\').join('/')}`;
           linked.set(location, linkSourceFile(join(modelDir, 'onnx', location), join(tmp, 'onnx', kept)) ? kept : undefined);
@@ -266,7 +300,7 @@ export function buildEntry({ modelDir, dtype, layers, tmp }: BuildJob): { tiedHe
   reachedPhase('before-marker');
   const links = [...linked.values()].filter((l): l is string => l !== undefined).map((l) => `onnx/${l}`);
   const files = Object.fromEntries([onnxRel, `onnx/${dataName}`, 'config.json', ...links].map((f) => [f, recordFile(join(tmp, f))]));
-  const marker: EntryMarker = { version: REWRITE_VERSION, source: modelDir, dtype, tiedHead, files };
+  const marker: EntryMarker = { version: REWRITE_VERSION, source: modelDir, dtype, tiedHead, files, ...(alignedCopy ? { alignedCopy } : {}) };
   writeFileSync(join(tmp, ENTRY_MARKER), JSON.stringify(marker));
   reachedPhase('before-commit');
   return { tiedHead };

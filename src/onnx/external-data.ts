@@ -50,6 +50,27 @@ export class ExternalDataReader {
   }
 }
 
+/** onnxruntime maps a tensor's external data only at a page-aligned offset; its own writer aligns tensors past 1 MiB. */
+const MAPPED_BYTES = 1 << 20;
+
+/**
+ * The external-data files (by location) holding a tensor of 1 MiB or more at an offset onnxruntime
+ * cannot map (not a multiple of 4096), as onnx.save_model writes them: onnxruntime reads those
+ * into memory on every load instead of mapping them. With their total size in bytes.
+ */
+export function unmappableFiles(model: Model): Map<string, number> {
+  const files = new Map<string, number>();
+  const sizes = new Map<string, number>();
+  for (const t of model.graph.initializer) {
+    if (!isExternal(t)) continue;
+    const { location, offset, length } = externalLocation(t);
+    sizes.set(location, (sizes.get(location) ?? 0) + Math.max(length, 0));
+    if (length >= MAPPED_BYTES && offset % ALIGNMENT !== 0) files.set(location, 0);
+  }
+  for (const location of files.keys()) files.set(location, sizes.get(location)!);
+  return files;
+}
+
 /** Whether a tensor's data lives in an external file. */
 export function isExternal(t: Tensor): boolean {
   return t.data_location === 1 || (t.external_data?.length ?? 0) > 0;
