@@ -57,6 +57,8 @@ test('the fused graphs compute what the unfused exports compute', async () => {
     });
     const past: [number, number] = [w.config.kvHeads, w.config.d / w.config.heads];
     const [plain, fused] = await Promise.all([plainPath, fusedPath].map((p) => ownLogits(p, ids, past)));
-    assertClose(fused, plain, 1e-4, `${family} ${form} vs plain logits`);
+    // A head pruned to the last position scores that position only.
+    const V = plain.length / ids.length;
+    assertClose(fused, DECODER_FORMS[form].pruneHead ? plain.subarray(plain.length - V) : plain, 1e-4, `${family} ${form} vs plain logits`);
   }
 });
