@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import type { LensRecord } from '../src/lens/record.js';
 import type { Gpt2Weights } from './fixtures/gpt2.js';
-import { referenceForward, referenceLens } from './reference/gpt2.js';
+import { referenceForward, referenceLens, referenceLensSites, referenceTargetLogProb } from './reference/gpt2.js';
 import { entropy, kl, logProbs, nearTies, rankBounds } from './reference/stats.js';
 import { assertClose } from './helpers.js';
 
@@ -136,26 +136,41 @@ function largest(x: ArrayLike<number>, n: number): number[] {
 }
 
 /**
- * Asserts every layer of a record against the reference forward pass: top ids (the reference's k
- * best), logits, probabilities (as logs, so 1e-20 is checked as closely as 0.5), entropy,
- * kl_to_final = KL(P_L ‖ P_l), and each target's prob, logit and rank (1 + tokens strictly above;
- * within the tolerance of it, a range unless settled, and for `exactRanks` it must be).
+ * Asserts every site of a record (sub-layer sites too) against the reference forward pass: top ids
+ * (the reference's k best, order settled up to near-ties), logits, probabilities (as logs, so 1e-20
+ * is checked as closely as 0.5), entropy, kl_to_final = KL(P_L ‖ P_s), and each target's first-piece
+ * prob, logit and rank (1 + tokens strictly above; within the tolerance of it, a range unless settled,
+ * and for `exactRanks` it must be), and a several-token target's log P, the sum of its pieces' read
+ * teacher-forced at the positions after the prompt.
  */
 export function assertRecordMatchesReference(record: LensRecord, weights: Gpt2Weights, what = 'record', exactRanks: readonly number[] = []): void {
   const ids = record.tokens.map((t) => t.id);
-  const lens = referenceLens(referenceForward(weights, ids), record.position, record.mode === 'raw');
+  const raw = record.mode === 'raw', sublayers = record.layers.some((l) => l.site === 'attn');
+  const lens = referenceLensSites(referenceForward(weights, ids), record.position, raw, sublayers);
   const final = lens[lens.length - 1];
-  assert.equal(record.layers.length, lens.length, `${what}: number of layers`);
-  for (const layer of record.layers) {
-    const at = `${what} ${record.mode} L${layer.layer}`;
-    const ref = lens[layer.layer];
+  assert.equal(record.layers.length, lens.length, `${what}: number of sites`);
+  const severalTokens = record.layers[0].targets.map((t) => (t.pieces.length > 1 ? referenceTargetLogProb(weights, ids, t.pieces.map((p) => p.id), raw, sublayers) : undefined));
+  record.layers.forEach((layer, s) => {
+    const at = `${what} ${record.mode} L${layer.layer}${layer.site === 'attn' ? 'a' : ''}`;
+    const ref = lens[s];
     const lp = logProbs(ref);
+    // The k best of the reference; a token within ORDER_EPS of the k-th may stand in for another.
     const best = largest(ref, layer.top.length);
-    assert.deepEqual(layer.top.map((t) => t.id), best, `${at}: top ids`);
-    for (const t of [...layer.top, ...layer.targets]) {
+    const kth = ref[best[best.length - 1]];
+    const shown = new Set(layer.top.map((t) => t.id));
+    for (const id of best) if (ref[id] > kth + ORDER_EPS) assert.ok(shown.has(id), `${at}: top ids ${[...shown]} miss ${id} (reference ${best})`);
+    layer.top.forEach((t, j) => {
+      assert.ok(ref[t.id] >= kth - ORDER_EPS, `${at}: top id ${t.id} is not among the reference's best ${best}`);
+      if (j > 0) assert.ok(ref[t.id] <= ref[layer.top[j - 1].id] + ORDER_EPS, `${at}: top ids out of the reference's order at ${j}`);
+    });
+    for (const t of [...layer.top, ...layer.targets.map((x) => ({ id: x.id, logit: x.logit, prob: x.pieces[0].prob }))]) {
       assertClose(t.logit, ref[t.id], TOL.logit, `${at} logit of ${t.id}`);
       assertClose(Math.log(t.prob), lp[t.id], TOL.logProb, `${at} log prob of ${t.id} (prob ${t.prob})`);
     }
+    layer.targets.forEach((t, j) => {
+      const expected = severalTokens[j];
+      if (expected) assertClose(t.logprob, expected[s], TOL.logProb * t.pieces.length, `${at} log P of the ${t.pieces.length} tokens of ${JSON.stringify(t.text)}`);
+    });
     // Near-ties are settled by the lens logits the record holds (each checked against the reference above).
     const lensLogit = new Map([...layer.top, ...layer.targets].map((t) => [t.id, t.logit]));
     for (const t of layer.targets) {
@@ -165,7 +180,7 @@ export function assertRecordMatchesReference(record: LensRecord, weights: Gpt2We
     }
     assertClose(layer.entropy, entropy(ref), TOL.entropy, `${at} entropy`);
     assertClose(layer.kl_to_final, kl(final, ref), TOL.kl, `${at} kl_to_final`);
-  }
+  });
 }
 
 const QUOTED = /"(?:[^"\\]|\\.)*"/y;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { LensRecord } from '../src/lens/record.js';
 import { decodeModel, encodeModel } from '../src/onnx/proto.js';
 import { parallelBlocks } from './fixtures/parallel.js';
-import { referenceForward, referenceLensSites, referenceLogProb } from './reference/gpt2.js';
+import { referenceForward, referenceLensSites, referenceLogProb, referenceTargetLogProb } from './reference/gpt2.js';
 import { assertClose, assertOneLineError, fixture, runCli, scratchDir, TINY } from './helpers.js';
 
 const { dir: MODEL, weights } = fixture('opset17-flat');
@@ -20,6 +20,28 @@ function argmax(v: ArrayLike<number>): number {
   let best = 0;
   for (let i = 1; i < v.length; i++) if (v[i] > v[best]) best = i;
   return best;
+}
+
+/**
+ * Asserts a human diff table (rows "L00  a  b  difference") shows the expected values per layer: a and
+ * b to their 3 decimals, the difference with its sign and to its last shown digit (3 significant).
+ */
+function assertDiffTable(stdout: string, expected: [number, number][]): void {
+  const rows = stdout.split('\n').filter((l) => /^L\d\d /.test(l)).map((l) => l.trim().split(/ +/));
+  assert.equal(rows.length, expected.length, `one row per layer:\n${stdout}`);
+  // Within half a unit of the last digit shown, plus the lens's own tolerance against the reference.
+  const agrees = (shown: string, value: number, tol: number) => {
+    const decimals = shown.split('.')[1]?.length ?? 0;
+    return Math.abs(Number(shown) - value) <= 0.5 * 10 ** -decimals + tol;
+  };
+  rows.forEach(([label, a, b, diff], l) => {
+    const [ea, eb] = expected[l];
+    assert.equal(label, `L0${l}`);
+    assert.ok(agrees(a, ea, 1e-4) && agrees(b, eb, 1e-4), `${label}: shown ${a} ${b}, reference ${ea} ${eb}`);
+    assert.match(diff, /^[+-]\d/, `${label}: the difference carries its sign: ${diff}`);
+    assert.equal(diff[0], ea - eb > 0 ? '+' : '-', `${label}: sign of ${diff}, reference ${ea - eb}`);
+    assert.ok(agrees(diff, ea - eb, 2e-4), `${label}: difference shown ${diff}, reference ${ea - eb}`);
+  });
 }
 
 /** Checks a record's top-1, entropy-free values against the reference at its position. */
@@ -99,7 +121,9 @@ test('defaults follow the prompt: prob/rank the distinct top-1 tokens (final fir
   const seedHuman = await lens(['diff', '--model', MODEL]);
   assert.match(seedHuman.stdout, /^logit\(" football"\) − logit\(" baseball"\) by layer$/m);
   assert.match(seedHuman.stdout, /^ +0\.00 [┼┤]/m, 'the zero line is on the chart');
-  assert.match(seedHuman.stdout, /^L03 +-?\d+\.\d{3} +-?\d+\.\d{3} +[+-]?\d/m);
+  const seedIds = seed.tokens.map((t) => t.id), [football, baseball] = seed.layers[0].targets.map((t) => t.id);
+  const seedLens = referenceLensSites(referenceForward(weights, seedIds), seed.position, false, false);
+  assertDiffTable(seedHuman.stdout, seedLens.map((logits) => [logits[football], logits[baseball]]));
   assert.match(seedHuman.stdout, /targets: the default \(no prompt given\)/);
 });
 
@@ -108,6 +132,13 @@ test('diff of several-token targets charts the log-probability difference', asyn
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^log P\(" footballers"\) − log P\(" the"\) by layer$/m);
   assert.match(r.stdout, /" footballers" \(2 tokens " football" "ers": P is their product\)/);
+  // The tokens from the JSON record of the same run (the tokenizer's, not values); log P from the reference.
+  const [record] = parse((await lens(['diff', '--model', MODEL, '--json', '--target', ' footballers', '--target', ' the', SEVEN])).stdout);
+  const prompt = record.tokens.map((t) => t.id);
+  const [pieces, the] = record.layers[0].targets.map((t) => t.pieces.map((p) => p.id));
+  assert.deepEqual(pieces.length, 2);
+  const a = referenceTargetLogProb(weights, prompt, pieces, false, false), b = referenceTargetLogProb(weights, prompt, the, false, false);
+  assertDiffTable(r.stdout, a.map((x, l) => [x, b[l]]));
 });
 
 test('usage errors of the views: one line, exit 2', async () => {

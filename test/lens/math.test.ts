@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { entropy, fastExp, klDivergence, klFromLogits, logSoftmax, rankOf, softmax, softmaxStats, topK } from '../../src/lens/math.js';
+import { entropy as referenceEntropy, kl as referenceKl, logProbs as referenceLogProbs, logSumExp as referenceLogSumExp } from '../reference/stats.js';
 import { assertClose } from '../helpers.js';
 
 test('uniform logits: probabilities 1/V and entropy ln V', () => {
@@ -49,18 +50,25 @@ test('rank is 1 + the number of strictly larger logits', () => {
   assert.throws(() => rankOf(logits, 5), RangeError);
 });
 
-test('one-pass softmax statistics and KL agree with the definitions', () => {
+test('one-pass softmax statistics and KL agree with the float64 reference', () => {
   const rand = (seed: number) => () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 20 - 10;
   const next = rand(42);
   const a = Float32Array.from({ length: 5000 }, next);
   const b = Float32Array.from({ length: 5000 }, next);
-  const la = logSoftmax(a), lb = logSoftmax(b);
   const sa = softmaxStats(a), sb = softmaxStats(b);
-  assertClose(sa.entropy, entropy(la), 1e-9);
-  assertClose(sa.logZ, a[0] - la[0], 1e-9);
-  const pa = la.map(Math.exp);
-  assertClose(klFromLogits(pa, sa.entropy, b, sb.logZ), klDivergence(la, lb), 1e-8);
+  // Expected values from test/reference/stats.ts (written apart from src/lens), not from this module.
+  assertClose(sa.entropy, referenceEntropy(a), 1e-9);
+  assertClose(sa.logZ, referenceLogSumExp(a), 1e-9);
+  const pa = referenceLogProbs(a).map(Math.exp);
+  assertClose(klFromLogits(pa, sa.entropy, b, sb.logZ), referenceKl(a, b), 1e-8);
+  assertClose(klDivergence(logSoftmax(a), logSoftmax(b)), referenceKl(a, b), 1e-8);
+  assertClose(entropy(logSoftmax(b)), referenceEntropy(b), 1e-9);
+  // By hand: two coins (¼, ¾) and (½, ½): KL = ½ ln(4/3), and the entropy of (¼, ¾).
+  const coin = [0, Math.log(3)];
+  assertClose(klFromLogits([0.5, 0.5], Math.LN2, coin, Math.log(4)), 0.5 * Math.log(4 / 3), 1e-12);
+  assertClose(softmaxStats(coin).entropy, -(0.25 * Math.log(0.25) + 0.75 * Math.log(0.75)), 1e-12);
   assertClose(softmaxStats([1000, 1]).entropy, 0, 1e-12);
+  assertClose(softmaxStats([1000, 1]).logZ, 1000, 1e-12);
   assertClose(softmaxStats(new Float32Array(50257)).entropy, Math.log(50257), 1e-9);
 });
 

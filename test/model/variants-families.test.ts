@@ -1,8 +1,8 @@
 // The dtype variants transformers.js publishes (test/fixtures/variants.ts), on the families after
-// GPT-2. Quantized arithmetic has no independent reference, so the lens's last layer is checked
-// against the variant's own logits (onnxruntime on the unrewritten file), and fp16 against the fp32
-// lens of the same weights. How far q8/q4 move these tiny random models from fp32 measures the
-// quantization, not the lens, and is not asserted.
+// GPT-2. fp16, q4 and q4f16: every layer, in both modes, against the independent float64 reference on
+// the weights as the variant stores them (test/model/stored-weights.ts), within bounds derived from the
+// variant's arithmetic; every dtype's last layer against the variant's own logits (onnxruntime on the
+// unrewritten file). q8 quantizes activations as it goes and is checked on its last layer only.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -10,48 +10,54 @@ import { loadLensModel } from '../../src/model/runtime.js';
 import { onnxFileFor, type Dtype } from '../../src/model/paths.js';
 import { buildDecoderModel, DECODER_FORMS, headDim, tinyConfig, writeDecoderFixture, type Family } from '../fixtures/llama.js';
 import { writeVariants } from '../fixtures/variants.js';
+import { referenceDecoderForward } from '../reference/llama.js';
+import { referenceLens } from '../reference/gpt2.js';
 import { assertClose, cleanEnv, scratchDir } from '../helpers.js';
 import { ownLogits } from './lens-check.js';
+import { decoderAsStored, variantTolerance } from './stored-weights.js';
 
 const env = cleanEnv({ LENS_CACHE: scratchDir('variants-families-cache') });
 const root = scratchDir('variants-families');
-const VS_FP32: Record<string, number> = { fp16: 2e-3 };
+const AGAINST_REFERENCE = ['fp16', 'q4', 'q4f16'] as const;
 // q8: the model quantizes the head's input with one scale for all positions, the lens with one per
 // row (so a row never depends on the others): measured differences up to 0.025 on these logits.
 const OWN: Record<string, number> = { fp16: 2e-2, q8: 0.1, q4: 1e-4, q4f16: 2e-2 };
 
-function softmax(logits: ArrayLike<number>): Float64Array {
-  let max = -Infinity;
-  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]);
-  const p = Float64Array.from(logits, (v) => Math.exp(v - max));
-  const z = p.reduce((a, b) => a + b, 0);
-  return p.map((v) => v / z);
-}
-
 for (const family of ['llama', 'qwen2', 'gpt_neox'] as Family[]) {
-  test(`dtype variants of ${family}: last layer = the variant's own logits, fp16 close to fp32`, async () => {
+  test(`dtype variants of ${family}: every layer the reference on the stored weights, last layer = the variant's own logits`, async (t) => {
     const dir = join(root, family);
     const weights = writeDecoderFixture(dir, tinyConfig(family), 'flat');
     writeVariants(join(dir, 'onnx'), buildDecoderModel(weights, DECODER_FORMS['flat-nocast']));
     const load = (dtype: Dtype) => loadLensModel(dir, { dtype, offline: true, env });
     const fp32 = await load('fp32');
     const ids = fp32.encodePrompt('The most famous sports in USA is');
-    const positions = [ids.length - 1, 2];
-    const base = await fp32.run(ids, positions, 'norm');
     await fp32.dispose();
+    const positions = [ids.length - 1, 2];
     const V = weights.config.vocab, L = weights.config.layers, P = positions.length;
     for (const dtype of Object.keys(OWN) as Dtype[]) {
       const model = await load(dtype);
       try {
         const run = await model.run(ids, positions, 'norm');
         assert.ok(run.logits.every(Number.isFinite) && run.hidden.every(Number.isFinite), `${dtype}: finite`);
-        if (VS_FP32[dtype] !== undefined) {
-          let worst = 0;
-          for (let r = 0; r < (L + 1) * P; r++) {
-            const [a, b] = [softmax(run.logits.subarray(r * V, (r + 1) * V)), softmax(base.logits.subarray(r * V, (r + 1) * V))];
-            for (let i = 0; i < V; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
+        const storedDtype = AGAINST_REFERENCE.find((x) => x === dtype);
+        if (storedDtype) {
+          const stored = decoderAsStored(weights, storedDtype);
+          const ref = referenceDecoderForward(stored, ids);
+          let worst = 0, worstRatio = 0;
+          for (const mode of ['norm', 'raw'] as const) {
+            const logits = mode === 'norm' ? run.logits : (await model.run(ids, positions, 'raw')).logits;
+            positions.forEach((pos, p) => {
+              const expected = referenceLens(ref, pos, mode === 'raw');
+              for (let l = 0; l <= L; l++) {
+                const h = ref.residual[l][pos];
+                const tol = variantTolerance(storedDtype, l, mode === 'raw' && l < L ? h : ref.finalNorm(h), stored.lmHead!, V);
+                const row = logits.subarray((l * P + p) * V, (l * P + p + 1) * V);
+                for (let i = 0; i < V; i++) { const diff = Math.abs(row[i] - expected[l][i]); worst = Math.max(worst, diff); worstRatio = Math.max(worstRatio, diff / tol); }
+                assertClose(row, expected[l], tol, `${dtype} ${mode} L${l} at ${pos} vs the reference on the stored weights`);
+              }
+            });
           }
-          assert.ok(worst <= VS_FP32[dtype], `${dtype}: max |Δprob| vs fp32 ${worst} > ${VS_FP32[dtype]}`);
+          t.diagnostic(`${family} ${dtype}: max |Δlogit| vs the reference ${worst.toExponential(2)}, ${worstRatio.toFixed(2)} of the bound`);
         }
         const own = await ownLogits(join(dir, onnxFileFor(dtype)), ids, [weights.config.kvHeads, headDim(weights.config)]);
         positions.forEach((pos, p) => {

@@ -1,4 +1,4 @@
-// The terminal heatmap: exact text with colours off, bands that fit the width, colours on a TTY.
+// The terminal heatmap: exact text with colours off and on, bands that fit the width.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { renderHeatmap } from '../../src/render/heatmap.js';
@@ -82,18 +82,24 @@ test('heatmap: attn sites get their own rows, labelled L01a', () => {
   ]);
 });
 
-test('heatmap: colours on a terminal, a swatch per step in the legend; the text under them is the same', () => {
-  const text = renderHeatmap(three(), 'prob', palette(true), true, { width: 100 });
-  assert.match(text, /\x1b\[48;5;\d+m/);
-  const legend = text.split('\n').at(-1)!;
-  assert.equal(legend.match(/\x1b\[48;5;/g)?.length, 8);
-  const bare = text.replace(/\x1b\[[0-9;]*m/g, '').split('\n');
-  assert.deepEqual(bare.slice(0, 8), renderHeatmap(three(), 'prob', plain, false, { width: 100 }).split('\n').slice(0, 8));
-  // The lowest and highest cells land on different ends of the scale.
-  const cellColor = (line: string, token: string) => line.match(new RegExp(`48;5;(\\d+)m\\x1b\\[38;5;\\d+m${token}`))?.[1];
-  const lines = text.split('\n');
-  const low = cellColor(lines[5], '" of"'), high = cellColor(lines[7], '" France"');
-  assert.ok(low && high && low !== high, `${low} vs ${high}`);
+test('heatmap: colours on a terminal: each cell on its step of the scale, a swatch per step in the legend', () => {
+  // The scale's eight xterm-256 backgrounds, dark to light (viridis); dark text (16) on the light half, white (231) on the dark.
+  const STEP_BACKGROUNDS = [53, 60, 24, 30, 36, 71, 113, 184];
+  const cell = (step: number, text: string) => `\x1b[48;5;${STEP_BACKGROUNDS[step]}m\x1b[38;5;${step >= 4 ? 16 : 231}m${text}\x1b[0m`;
+  const bold = (s: string) => `\x1b[1m${s}\x1b[22m`, dim = (s: string) => `\x1b[2m${s}\x1b[22m`;
+  // Step = ⌊8p⌋ (p = 1 in the top step): 50% → 4, 25% → 2, 6.25% → 0, 12.5% → 1, 37.5% → 3, 87.5% and up → 7, 75% → 6.
+  assert.equal(renderHeatmap(three(), 'prob', palette(true), true, { width: 100 }), [
+    `${bold('"Paris is capital"')}  ${dim('positions 0–2 · lens norm · tiny')}`,
+    dim('top-1 token by layer and position, coloured by probability of the top-1 token'),
+    '',
+    `     ${dim('0')}              ${dim('1')}              ${dim('2')}`,
+    `     ${bold('"Paris"')}        ${bold('" is"')}          ${bold('" capital"')}`,
+    `${bold('L00')}  ${cell(4, '" the"     50%')} ${cell(2, '" a"       25%')} ${cell(0, '" of"       6%')}`,
+    `${bold('L01')}  ${cell(1, '"\\n"       13%')} ${cell(3, '" Schwa…"  38%')} ${cell(7, '" of"      88%')}`,
+    `${bold('L02')}  ${cell(7, '" France" 100%')} ${cell(6, '" capit…"  75%')} ${cell(7, '" of"      97%')}`,
+    '',
+    `${dim('cells: top-1 token and P(top-1) in %; colour')} ${['0%', '13%', '25%', '38%', '50%', '63%', '75%', '88%'].map((v, s) => cell(s, ` ${v}+ `)).join('')}`,
+  ].join('\n'));
 });
 
 test('tokens are cut to a fixed width with both quotes kept; the grid checks its records', () => {

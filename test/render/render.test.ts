@@ -60,7 +60,24 @@ test('colour is on only for a TTY without NO_COLOR', () => {
   assert.equal(colorEnabled({ isTTY: false }, {}), false);
   assert.equal(colorEnabled({ isTTY: true }, { NO_COLOR: '1' }), false);
   assert.equal(colorEnabled({ isTTY: true }, { NO_COLOR: '' }), true);
-  assert.match(renderTopk(record(), { c: palette(true), color: true }), /\x1b\[/);
+});
+
+// ANSI SGR codes written out: bold 1 (off 22), dim 2 (off 22), green 32, yellow 33, cyan 36 (colour off 39), reset 0.
+const bold = (s: string) => `\x1b[1m${s}\x1b[22m`;
+const dim = (s: string) => `\x1b[2m${s}\x1b[22m`;
+const green = (s: string) => `\x1b[32m${s}\x1b[39m`;
+const yellow = (s: string) => `\x1b[33m${s}\x1b[39m`;
+/** asciichart colours each character of a series on its own, closing with a reset. */
+const chartColor = (code: string, chars: string) => [...chars].map((ch) => `\x1b[${code}m${ch}\x1b[0m`).join('');
+
+test('topk table in colour: P ≥ 50% bold green, ≥ 20% green, ≥ 5% yellow, below dim; labels bold; the header bold and dim', () => {
+  // palette(true) is chalk at level 1 (16 colours), set explicitly: the result does not depend on the terminal.
+  assert.equal(renderTopk(record(), { c: palette(true), color: true }), [
+    `${bold('"The sport is"')}  ${dim('position 2 " is" · lens norm · tiny')}`,
+    `${bold('L00')}  ${bold(green('" the"      50.0%'))}   ${dim('"\\n"       2e-5')}`,
+    `${bold('L01')}  ${green('" football" 25.0%')}   ${yellow('" a"      12.5%')}`,
+    `${bold('L02')}  ${bold(green('" football" 75.0%'))}   ${yellow('" soccer"  6.3%')}`,
+  ].join('\n'));
 });
 
 test('tokens: leading spaces show, control and bidi characters are escaped', () => {
@@ -148,9 +165,33 @@ test('several-token targets: prob says P is the product, rank says it is the fir
   assert.match(diff, /^L02 +-4\.605 +-2\.303 +-2\.30$/m);
 });
 
-test('diff chart in colour: the difference in the first series colour, the zero line dim', () => {
-  const text = renderDiffChart(subRecord(), { c: palette(true), color: true });
-  assert.match(text, /\x1b\[36m[─╭╮╯╰│]/, 'difference in cyan');
-  assert.match(text, /\x1b\[2m─/, 'zero line dim');
-  assert.equal(text.replace(/\x1b\[[0-9;]*m/g, ''), renderDiffChart(subRecord(), plain), 'same picture without the colours');
+test('diff chart in colour: the difference in the first series colour (cyan), the zero line dim, the table\'s header dim and labels bold', () => {
+  const cyan = (chars: string) => chartColor('36', chars), faint = (chars: string) => chartColor('2', chars);
+  assert.equal(renderDiffChart(subRecord(), { c: palette(true), color: true }), [
+    `${bold('"The capital is"')}  ${dim('position 2 " is" · lens norm · tiny')}`,
+    dim('logit(" Paris") − logit(" London") by layer'),
+    `    +6.00 ┤               ${cyan('╭')} `,
+    `    +5.25 ┤             ${cyan('╭─╯')} `,
+    `    +4.50 ┤            ${cyan('╭╯')}   `,
+    `    +3.75 ┤          ${cyan('╭─╯')}    `,
+    `    +3.00 ┤         ${cyan('╭╯')}      `,
+    `    +2.25 ┤       ${cyan('╭─╯')}       `,
+    `    +1.50 ┤     ${cyan('╭─╯')}         `,
+    `    +0.75 ┤   ${cyan('╭─╯')}           `,
+    // The zero line is drawn first, the difference over it (it crosses zero between L00 and L01a).
+    `     0.00 ${faint('┤─')}${cyan('╭─╯')}${faint('────────────')} `,
+    `    -0.75 ${cyan('┤─╯')}               `,
+    '    -1.50 ┤                 ',
+    '          0   1a  1   2a  2',
+    '          layer',
+    // The legend's mark is one coloured run.
+    '\x1b[36m──\x1b[0m " Paris" (id 6342) minus " London" (id 3576); the flat line at 0.00: the two are equal',
+    '',
+    dim('     logit " Paris"  logit " London"  difference'),
+    `${bold('L00  ')}         0.000            1.000       -1.00`,
+    `${bold('L01a ')}         1.000            0.500       +0.50`,
+    `${bold('L01  ')}         2.500            0.500       +2.00`,
+    `${bold('L02a ')}         3.000           -1.000       +4.00`,
+    `${bold('L02  ')}         4.000           -2.000       +6.00`,
+  ].join('\n'));
 });

@@ -1,0 +1,163 @@
+// The weights a dtype variant file holds, as float arrays for the float64 reference forward passes:
+// float16-rounded (fp16, q4f16), 4-bit blockwise (q4) and 8-bit per-tensor (q8, uint8) values
+// dequantized, rebuilt with the fixtures' own quantizers (test/fixtures/variants.ts). A lens row of a
+// variant is then compared with the reference on these weights, so what remains is the arithmetic of
+// the variant (float16 or quantized activations), which error bounds below the tests' tolerances cover.
+import type { Gpt2Weights } from '../fixtures/gpt2.js';
+import { VOCAB } from '../fixtures/gpt2.js';
+import { transpose, type DecoderWeights, type Linear } from '../fixtures/llama.js';
+import { floatToHalfBits, quantizeBlockwise4, quantizePerTensor, type WeightType } from '../fixtures/variants.js';
+
+/** The value of IEEE half bits `h`. */
+function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1, exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
+  if (exponent === 0) return sign * mantissa * 2 ** -24;
+  if (exponent === 31) return mantissa ? NaN : sign * Infinity;
+  return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
+}
+
+/** float16 unit roundoff: round to nearest moves a value by at most this much relative to it (½ ulp). */
+export const HALF_ROUNDOFF = 2 ** -11;
+
+/** Values [n] as the float16 converter stores them: magnitudes clamped into [1e-7, 1e4], rounded to half. */
+export function roundToHalf(values: Float32Array): Float32Array {
+  return Float32Array.from(values, (v) => {
+    const magnitude = Math.min(1e4, Math.max(1e-7, Math.abs(v)));
+    return v === 0 || !Number.isFinite(v) ? v : halfToFloat(floatToHalfBits(Math.sign(v) * magnitude));
+  });
+}
+
+/** A copy of `weights` with every float array put through `f` (the config and traits kept). */
+function mapArrays<T>(weights: T, f: (a: Float32Array) => Float32Array): T {
+  if (weights instanceof Float32Array) return f(weights) as T;
+  if (Array.isArray(weights)) return weights.map((v) => mapArrays(v, f)) as T;
+  if (weights && typeof weights === 'object') {
+    return Object.fromEntries(Object.entries(weights).map(([k, v]) => [k, k === 'config' || k === 'traits' ? v : mapArrays(v, f)])) as T;
+  }
+  return weights;
+}
+
+/** B [K, N] through MatMul4BitsQuantizer's symmetric blocks of 32 along K and back: (q − 8) · scale, the scale rounded to half for q4f16. */
+function dequantizedQ4(b: Float32Array, K: number, N: number, halfScales: boolean): Float32Array {
+  const blockSize = 32, blocks = Math.ceil(K / blockSize);
+  const { packed, scales } = quantizeBlockwise4(b, K, N, blockSize, true);
+  const scale = halfScales ? roundToHalf(scales) : scales;
+  const out = new Float32Array(K * N);
+  for (let n = 0; n < N; n++) {
+    for (let k = 0; k < K; k++) {
+      const byte = packed[n * blocks * (blockSize / 2) + (k >> 1)];
+      const q = k & 1 ? byte >> 4 : byte & 0xf;
+      out[k * N + n] = (q - 8) * scale[n * blocks + Math.floor(k / blockSize)];
+    }
+  }
+  return out;
+}
+
+/** A [rows, cols] matrix stored transposed (as the graph's MatMul B) through the 4-bit quantizer and back, in its own layout. */
+function q4Transposed(w: Float32Array, rows: number, cols: number, halfScales: boolean): Float32Array {
+  return transpose(dequantizedQ4(transpose(w, rows, cols), cols, rows, halfScales), cols, rows);
+}
+
+/** Per-tensor 8-bit values through quantize_dynamic and back: (q − zero point) · scale. */
+function dequantized8(values: Float32Array, type: WeightType, symmetric: boolean): Float32Array {
+  const { data, scale, zeroPoint } = quantizePerTensor(values, type, symmetric);
+  return Float32Array.from(data, (q) => (q - zeroPoint) * scale);
+}
+
+/** The variant dtypes whose stored weights these functions rebuild. */
+export type StoredDtype = 'fp16' | 'q8' | 'uint8' | 'q4' | 'q4f16';
+
+/**
+ * A GPT-2 fixture's weights as the `dtype` variant stores them. fp16: every float rounded to half.
+ * q4: only MatMul weights are quantized, and these fixtures' Conv1D layers are Gemm, so only the head
+ * (its own [d, V] copy of wteᵀ; the embedding Gather keeps wte). q8/uint8: Gemm is rewritten to MatMul
+ * first, so every linear (int8 symmetric or uint8 asymmetric) and the head; the Gather tables wte and
+ * wpe uint8 asymmetric. Returned with `lmHead` set, since the head no longer equals the embedding.
+ */
+export function gpt2AsStored(w: Gpt2Weights, dtype: StoredDtype): Gpt2Weights {
+  const { d } = w.config;
+  const head = w.lmHead ?? w.wte;
+  if (dtype === 'fp16') return mapArrays({ ...w, lmHead: head }, roundToHalf);
+  if (dtype === 'q4' || dtype === 'q4f16') {
+    // q4f16 rounds the other floats (and the scales) to half; the 4-bit values come from the float32 weights.
+    const rest = dtype === 'q4f16' ? mapArrays(w, roundToHalf) : w;
+    return { ...rest, lmHead: q4Transposed(head, VOCAB, d, dtype === 'q4f16') };
+  }
+  const type: WeightType = dtype === 'q8' ? 'int8' : 'uint8';
+  const linear = (m: Float32Array) => dequantized8(m, type, type === 'int8');
+  return {
+    ...w,
+    wte: dequantized8(w.wte, 'uint8', false), wpe: dequantized8(w.wpe, 'uint8', false),
+    blocks: w.blocks.map((b) => ({ ...b, attnW: linear(b.attnW), projW: linear(b.projW), fcW: linear(b.fcW), fc2W: linear(b.fc2W) })),
+    lmHead: transpose(linear(transpose(head, VOCAB, d)), d, VOCAB),
+  };
+}
+
+/**
+ * A decoder fixture's weights as the fp16, q4 or q4f16 variant stores them: fp16 rounds every float
+ * (the norms' gains, the rotary frequencies and the head included); q4 quantizes every linear (one
+ * MatMul B [in, out] each, K = in) and the head, not the embedding Gather. Throws for Gemma (its
+ * gains are stored as 1 + w).
+ */
+export function decoderAsStored(w: DecoderWeights, dtype: 'fp16' | 'q4' | 'q4f16'): DecoderWeights {
+  if (w.traits.norm === 'rms-1p') throw new Error("Gemma's gains are stored as 1 + w, rounded as a sum: not modelled here");
+  const { d, vocab } = w.config;
+  const head = w.lmHead ?? w.embed;
+  if (dtype === 'fp16') return mapArrays({ ...w, lmHead: head }, roundToHalf);
+  const half = dtype === 'q4f16';
+  const rest = half ? mapArrays(w, roundToHalf) : w;
+  const lin = (l: Linear | undefined): Linear | undefined => l && { ...l, w: q4Transposed(l.w, l.out, l.in, half) };
+  return {
+    ...rest,
+    blocks: w.blocks.map((b, i) => ({ ...rest.blocks[i], q: lin(b.q)!, k: lin(b.k)!, v: lin(b.v)!, o: lin(b.o)!, gate: lin(b.gate), up: lin(b.up)!, down: lin(b.down)! })),
+    lmHead: q4Transposed(head, vocab, d, half),
+  };
+}
+
+/**
+ * Scales of a head row's error, from the head's input x [d] and the head W [V, d]:
+ * `products` = max_j Σ_k |W_jk x_k| (a logit's error when every x_k moves by a relative ε is at most
+ * ε · products), and `quantStep` = ½ · (max(0, max x) − min(0, min x)) / 255 · max_j Σ_k |W_jk| (the
+ * most DynamicQuantizeLinear's uint8 rounding of x, half a step per element, moves a logit).
+ */
+export function headErrorScales(x: ArrayLike<number>, head: Float32Array, vocab: number): { products: number; quantStep: number } {
+  const d = x.length;
+  let lo = 0, hi = 0;
+  for (let k = 0; k < d; k++) { lo = Math.min(lo, x[k]); hi = Math.max(hi, x[k]); }
+  let products = 0, rowSum = 0;
+  for (let j = 0; j < vocab; j++) {
+    let p = 0, s = 0;
+    for (let k = 0; k < d; k++) { const w = Math.abs(head[j * d + k]); p += w * Math.abs(x[k]); s += w; }
+    products = Math.max(products, p);
+    rowSum = Math.max(rowSum, s);
+  }
+  return { products, quantStep: ((hi - lo) / 255 / 2) * rowSum };
+}
+
+/** float32 unit roundoff. */
+const FLOAT32_ROUNDOFF = 2 ** -24;
+/** float32 arithmetic against float64 on these tiny models, before the head (the parity tests' tolerance). */
+const FLOAT32_TOL = 1e-4;
+
+/**
+ * The most a lens logit of the `dtype` variant may differ from the float64 reference on the weights as
+ * the variant stores them, for a row read after `layer` blocks whose head input (normed, or raw) is
+ * x [d], the head W [V, d] being the stored one. Throws on another dtype.
+ * - q4: the same dequantized weights in float32: the parity tolerance, plus the head's float32 dot
+ *   product (at most d · 2^-24 · max_j Σ_k |W_jk x_k|; raw rows have logits up to ±90). Added to the others too.
+ * - fp16, q4f16: an error budget of float16 roundings, each moving a value by at most u = 2^-11 of
+ *   itself, so a logit by at most u · max_j Σ_k |W_jk x_k|: the head's input and its output are
+ *   rounded (2), and each block adds two rounded sub-layer outputs to the residual the head reads (2
+ *   per block; the norm scales the residual and its error alike).
+ * - q8, uint8: DynamicQuantizeLinear rounds the head's input to a uint8 step (at most the quantStep
+ *   of headErrorScales: a bound, not an estimate), and each block's quantized linears perturb the
+ *   residual it reads, allowed one such step per block.
+ */
+export function variantTolerance(dtype: StoredDtype, layer: number, x: ArrayLike<number>, head: Float32Array, vocab: number): number {
+  const { products, quantStep } = headErrorScales(x, head, vocab);
+  const float32 = FLOAT32_TOL + x.length * FLOAT32_ROUNDOFF * products;
+  if (dtype === 'q4') return float32;
+  if (dtype === 'fp16' || dtype === 'q4f16') return (2 + 2 * layer) * HALF_ROUNDOFF * products + float32;
+  if (dtype === 'q8' || dtype === 'uint8') return (1 + layer) * quantStep + float32;
+  throw new Error(`no tolerance for ${dtype as string}`);
+}
