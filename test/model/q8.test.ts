@@ -1,0 +1,154 @@
+// The lens on q8 models as onnxruntime's quantize_dynamic writes them (QOperator: DynamicQuantizeLinear →
+// MatMulInteger → Cast → Mul for every MatMul by a weight, quantized Gather + DequantizeLinear for the
+// embedding table), against the float64 q8 reference (test/reference/q8.ts): the last layer is the
+// model's own logits, bit for bit, on any CPU; every other site is the reference's value for that row
+// quantized alone. Fixtures: a torch.onnx export of a Llama (GQA 4/2, untied head) quantized by
+// test/fixtures/torch/quantize_dynamic.py with int8 and uint8 weights, and the TS-built GPT-NeoX
+// (parallel blocks, LayerNorm, partial rotary) quantized by test/fixtures/variants.ts.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { arch } from 'node:os';
+import { join } from 'node:path';
+import { loadLensModel, type LensModel } from '../../src/model/runtime.js';
+import { decodeModel } from '../../src/onnx/proto.js';
+import type { Dtype } from '../../src/model/paths.js';
+import { buildDecoderModel, DECODER_FORMS, headDim, tinyConfig, writeDecoderFixture, type DecoderWeights } from '../fixtures/llama.js';
+import { TORCH_Q8_FILES, torchAvailable, writeTorchQ8Fixture } from '../fixtures/torch-export.js';
+import { VARIANT_FILES, writeVariants, type WeightType } from '../fixtures/variants.js';
+import { referenceQ8DecoderForward, type Q8Options, type Q8ReferenceResult } from '../reference/q8.js';
+import { referenceLensSites, referenceSites } from '../reference/gpt2.js';
+import { assertClose, cleanEnv, scratchDir } from '../helpers.js';
+import { ownLogits } from './lens-check.js';
+
+const env = cleanEnv({ LENS_CACHE: scratchDir('q8-cache') });
+const root = scratchDir('q8-fixtures');
+const PROMPT = 'The most famous sports in USA is';
+const missing = torchAvailable();
+const skip = missing !== undefined && process.env.CI !== 'true' ? missing : false;
+
+/**
+ * Whether onnxruntime's u8·s8 kernels sum exactly here. MLAS (platform.cpp) picks them by CPU: with
+ * AVX-VNNI or AVX512-VNNI, vpdpbusd adds four u8·s8 products into int32; arm64's kernels widen before
+ * adding. x86-64 with AVX2 or AVX512 but no VNNI uses vpmaddubsw, which adds each pair of products in a
+ * saturating int16 (255·127·2 > 32767). u8·u8 (uint8 weights) widens to int16 first everywhere: exact.
+ */
+function exactU8S8(): boolean {
+  if (arch() !== 'x64') return true;
+  try {
+    return /\b(avx512_vnni|avx_vnni)\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Lens rows against the reference: float32 against float64 rounding only, measured ≤ 3e-6 on these
+ * logits (|logit| < 10). A quantized activation one step off would move a logit by about
+ * scale_a · scale_w · |q_w| ≥ 1e-3 here, far above this.
+ */
+const TOL = 1e-4;
+
+/** Checks every site, both modes, with and without --sublayers, against the reference; the last layer against `own` exactly. */
+async function assertQ8Lens(model: LensModel, ids: number[], weights: DecoderWeights, own: Float32Array, options: Q8Options): Promise<string> {
+  const V = model.vocabSize, d = weights.config.d;
+  const positions = [ids.length - 1, 0, 3], P = positions.length;
+  const exact = referenceQ8DecoderForward(weights, ids, options);
+  // On a CPU whose u8·s8 kernel saturates, a row may differ from the exact value by at most what
+  // saturation moves it in the reference that models that kernel (plus TOL).
+  const saturated = options.weightType === 'int8' && !exactU8S8() ? referenceQ8DecoderForward(weights, ids, { ...options, pairSaturation: true }) : undefined;
+  // The reference's own logits are the model's (checks the reference on the model itself).
+  positions.forEach((pos) => {
+    const bound = TOL + (saturated ? maxDiff(saturated.ownLogits[pos], exact.ownLogits[pos]) : 0);
+    assertClose(own.subarray(pos * V, (pos + 1) * V), exact.ownLogits[pos], bound, `model's own logits vs q8 reference at ${pos}`);
+  });
+  let worst = 0;
+  for (const sublayers of model.midSites ? [false, true] : [false]) {
+    const sites = referenceSites(exact, sublayers);
+    for (const mode of ['norm', 'raw'] as const) {
+      const run = await model.run(ids, positions, mode, { sublayers });
+      assert.equal(run.logits.length, sites.length * P * V);
+      positions.forEach((pos, p) => {
+        const expected = referenceLensSites(exact, pos, mode === 'raw', sublayers);
+        const other = saturated ? referenceLensSites(saturated, pos, mode === 'raw', sublayers) : undefined;
+        sites.forEach(({ site, at }, s) => {
+          const row = s * P + p, what = `${options.weightType} ${mode} ${site.site} L${site.layer} pos ${pos}`;
+          const mine = run.logits.subarray(row * V, (row + 1) * V);
+          const bound = TOL + (other ? maxDiff(other[s], expected[s]) : 0);
+          assertClose(run.hidden.subarray(row * d, (row + 1) * d), at(pos), bound, `hidden ${what}`);
+          if (s === sites.length - 1) {
+            // The last layer is the model's own output, whatever the CPU's kernels.
+            assert.deepEqual(mine, own.subarray(pos * V, (pos + 1) * V), `last layer is the model's own logits: ${what}`);
+            return;
+          }
+          assertClose(mine, expected[s], bound, `lens ${what}`);
+          worst = Math.max(worst, maxDiff(mine, expected[s]));
+        });
+      });
+    }
+  }
+  // A row's lens does not depend on the rows beside it.
+  const alone = await model.run(ids, [3], 'norm');
+  const stacked = await model.run(ids, positions, 'norm');
+  for (let l = 0; l <= model.layers; l++) {
+    assert.deepEqual(alone.logits.subarray(l * V, (l + 1) * V), stacked.logits.subarray((l * P + 2) * V, (l * P + 3) * V), `layer ${l} alone vs stacked`);
+  }
+  return `max |lens − q8 reference| ${worst.toExponential(2)}${saturated ? ' (this CPU saturates u8·s8 pairs)' : ''}`;
+}
+
+function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/** The op types of a model file, counted. */
+function opCounts(path: string): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const n of decodeModel(readFileSync(path)).graph.node) counts.set(n.op_type, (counts.get(n.op_type) ?? 0) + 1);
+  return counts;
+}
+
+const torchDir = join(root, 'llama-torch');
+let torchWeights: DecoderWeights | undefined;
+
+for (const [dtype, [file, weightType]] of Object.entries(TORCH_Q8_FILES) as [Dtype, readonly [string, WeightType]][]) {
+  test(`q8 as quantize_dynamic writes it: torch.onnx Llama, ${dtype} (${weightType} weights)`, { skip }, async (t) => {
+    assert.equal(missing, undefined, missing);
+    torchWeights ??= writeTorchQ8Fixture(torchDir, tinyConfig('llama'));
+    const w = torchWeights;
+    const path = join(torchDir, 'onnx', file);
+    const ops = opCounts(path);
+    // The fixture is what the quantizer writes: 7 MatMuls by a weight per block and the head, one
+    // DynamicQuantizeLinear per distinct input (q/k/v share one, gate/up share one), the embedding
+    // Gather dequantized; no float MatMul by a weight left.
+    assert.equal(ops.get('MatMulInteger'), 7 * w.config.layers + 1);
+    assert.equal(ops.get('DynamicQuantizeLinear'), 4 * w.config.layers + 1);
+    assert.equal(ops.get('DequantizeLinear'), 1);
+    const model = await loadLensModel(torchDir, { dtype, offline: true, env });
+    try {
+      const ids = model.encodePrompt(PROMPT);
+      const own = await ownLogits(path, ids, [w.config.kvHeads, headDim(w.config)]);
+      t.diagnostic(await assertQ8Lens(model, ids, w, own, { weightType }));
+    } finally {
+      await model.dispose();
+    }
+  });
+}
+
+test('q8 GPT-NeoX (parallel blocks, LayerNorm, partial rotary), int8 and uint8 weights', async (t) => {
+  const dir = join(root, 'gpt_neox');
+  const w = writeDecoderFixture(dir, tinyConfig('gpt_neox'), 'flat');
+  writeVariants(join(dir, 'onnx'), buildDecoderModel(w, DECODER_FORMS['flat-nocast']));
+  for (const [dtype, weightType] of [['q8', 'int8'], ['uint8', 'uint8']] as const) {
+    const model = await loadLensModel(dir, { dtype, offline: true, env });
+    try {
+      const ids = model.encodePrompt(PROMPT);
+      const own = await ownLogits(join(dir, 'onnx', VARIANT_FILES[dtype]), ids, [w.config.kvHeads, headDim(w.config)]);
+      // test/fixtures/variants.ts stores the embedding table as an activation (uint8), as older quantizers did.
+      t.diagnostic(`${dtype}: ${await assertQ8Lens(model, ids, w, own, { weightType, tableType: 'uint8' })}`);
+    } finally {
+      await model.dispose();
+    }
+  }
+});
