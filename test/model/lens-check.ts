@@ -38,8 +38,11 @@ export async function assertLensMatches(model: LensModel, ids: number[], positio
   }
 }
 
-/** A model file's own logits for `ids` through onnxruntime, [T, V]; empty past of [kvHeads, headSize] per head. */
-export async function ownLogits(onnxPath: string, ids: number[], [kvHeads, headSize]: [number, number]): Promise<Float32Array> {
+/**
+ * A model file's own logits for `ids` through onnxruntime, [kept, V] (kept = T unless the model computes
+ * the last positions only); empty past of [kvHeads, headSize] per head.
+ */
+export async function ownLogits(onnxPath: string, ids: number[], [kvHeads, headSize]: [number, number], kept = ids.length): Promise<Float32Array> {
   const session = await ort.InferenceSession.create(onnxPath);
   const T = ids.length;
   const feeds: Record<string, ort.Tensor> = {
@@ -56,6 +59,6 @@ export async function ownLogits(onnxPath: string, ids: number[], [kvHeads, headS
   // The logits are the first output, whatever they are called (the scrambled-names test renames them).
   const logits = out[session.outputNames[0]];
   assert.equal(logits.dims.length, 3);
-  assert.deepEqual(logits.dims.slice(0, 2), [1, T]);
+  assert.deepEqual(logits.dims.slice(0, 2), [1, kept]);
   return logits.data as Float32Array;
 }

@@ -7,15 +7,17 @@
 // (parallel blocks, LayerNorm, partial rotary) quantized by test/fixtures/variants.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { arch } from 'node:os';
 import { join } from 'node:path';
 import { loadLensModel, type LensModel } from '../../src/model/runtime.js';
-import { decodeModel } from '../../src/onnx/proto.js';
+import { findDecoderStructure } from '../../src/onnx/lens-graph.js';
+import { decodeModel, encodeModel } from '../../src/onnx/proto.js';
 import type { Dtype } from '../../src/model/paths.js';
 import { buildDecoderModel, DECODER_FORMS, headDim, tinyConfig, writeDecoderFixture, type DecoderWeights } from '../fixtures/llama.js';
 import { TORCH_Q8_FILES, torchAvailable, writeTorchQ8Fixture } from '../fixtures/torch-export.js';
-import { VARIANT_FILES, writeVariants, type WeightType } from '../fixtures/variants.js';
+import { quantizeDynamic, VARIANT_FILES, writeVariants, type WeightType } from '../fixtures/variants.js';
+import { int64Tensor } from '../fixtures/onnx-builder.js';
 import { referenceQ8DecoderForward, type Q8Options, type Q8ReferenceResult } from '../reference/q8.js';
 import { referenceLensSites, referenceSites } from '../reference/gpt2.js';
 import { assertClose, cleanEnv, scratchDir } from '../helpers.js';
@@ -150,5 +152,33 @@ test('q8 GPT-NeoX (parallel blocks, LayerNorm, partial rotary), int8 and uint8 w
     } finally {
       await model.dispose();
     }
+  }
+});
+
+test('q8 head that computes the last position only: the lens reads every row through its own head, no logits it lacks', async () => {
+  const dir = join(root, 'llama-last-only');
+  const w = writeDecoderFixture(dir, tinyConfig('llama'), 'flat');
+  const model = buildDecoderModel(w, DECODER_FORMS['flat-nocast']);
+  // hidden_states[:, -1:, :] before the head, as an export with logits_to_keep fixed at 1 computes it.
+  const { finalNormOutput } = findDecoderStructure(model.graph, w.config.layers);
+  const sliced = `${finalNormOutput}/last`;
+  for (const n of model.graph.node) n.input = n.input.map((i) => (i === finalNormOutput ? sliced : i));
+  const at = model.graph.node.findIndex((n) => n.output.includes(finalNormOutput));
+  model.graph.node.splice(at + 1, 0, { name: 'last_position', op_type: 'Slice', input: [finalNormOutput, 'last/starts', 'last/ends', 'last/axes'], output: [sliced], attribute: [], domain: '' });
+  model.graph.initializer.push(int64Tensor('last/starts', [1], [-1]), int64Tensor('last/ends', [1], [2 ** 31 - 1]), int64Tensor('last/axes', [1], [1]));
+  const path = join(dir, 'onnx', VARIANT_FILES.q8);
+  writeFileSync(path, encodeModel(quantizeDynamic(model, 'int8')));
+  const lens = await loadLensModel(dir, { dtype: 'q8', offline: true, env });
+  try {
+    const ids = lens.encodePrompt(PROMPT);
+    const V = lens.vocabSize, L = lens.layers, T = ids.length;
+    const run = await lens.run(ids, [T - 1, 2], 'norm');
+    // The model's one row, quantized alone, is what the per-row head computes for the last position.
+    const own = await ownLogits(path, ids, [w.config.kvHeads, headDim(w.config)], 1);
+    assert.deepEqual(run.logits.subarray(L * 2 * V, (L * 2 + 1) * V), own, 'last layer at the last position');
+    const ref = referenceQ8DecoderForward(w, ids, { weightType: 'int8', tableType: 'uint8' });
+    assertClose(run.logits.subarray((L * 2 + 1) * V, (L * 2 + 2) * V), ref.unembed(ref.finalNorm(ref.residual[L][2])), TOL, 'last layer at position 2, quantized alone');
+  } finally {
+    await lens.dispose();
   }
 });
