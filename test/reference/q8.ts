@@ -28,6 +28,32 @@ export interface Q8Options {
 export interface Q8ReferenceResult extends ReferenceResult {
   /** The model's own logits [T][V]: the head's input quantized with one scale for all T positions. */
   ownLogits: Vec[];
+  /**
+   * How far a logit can move when float32 arithmetic rounds a head input that lies within
+   * ROUNDING_SLACK of a rounding boundary to the other step, for inputs `xs` quantized together:
+   * per row, max_j Σ over such k of scale_a · scale_w · |q_kj − z_w|.
+   */
+  headSlack(xs: Vec[]): number[];
+}
+
+/**
+ * Steps within which float32 and float64 may round an activation differently: its float32 value
+ * carries a relative error of a few 1e-7 from the ops before, and x / scale ≤ 255 steps.
+ */
+const ROUNDING_SLACK = 2e-3;
+
+function roundingSlack(xs: Vec[], w: QuantizedWeight): number[] {
+  const { scale } = dynamicQuantize(xs);
+  return xs.map((x) => {
+    const near = [...x.keys()].filter((k) => scale > 0 && Math.abs(Math.abs((x[k] / scale) % 1) - 0.5) < ROUNDING_SLACK);
+    let worst = 0;
+    for (let o = 0; o < w.out; o++) {
+      let sum = 0;
+      for (const k of near) sum += Math.abs(w.q[k * w.out + o] - w.zeroPoint);
+      worst = Math.max(worst, sum * scale * w.scale);
+    }
+    return worst;
+  });
 }
 
 /** Rounds half to even, as onnxruntime's quantizers and DynamicQuantizeLinear do. */
@@ -133,5 +159,6 @@ export function referenceQ8DecoderForward(w: DecoderWeights, ids: number[], opti
     ...ref,
     unembed: (v) => quantizedProduct([v], head, undefined, saturate)[0],
     ownLogits: quantizedProduct(last.map((v) => ref.finalNorm(v)), head, undefined, saturate),
+    headSlack: (xs) => roundingSlack(xs, head),
   };
 }
