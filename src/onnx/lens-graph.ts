@@ -265,6 +265,28 @@ function tiedEmbedding(index: GraphIndex, unembed: Node, logits: string, isTrans
     .find((t) => isTransposeOf(w, t))?.name;
 }
 
+/** Inputs by which an export computes the logits of the last N positions only; transformers.js feeds 0 (all). */
+const LOGITS_TO_KEEP_INPUTS = new Set(['num_logits_to_keep']);
+// Ops that can pick positions out of the head's input.
+const SELECTING_OPS = new Set(['Slice', 'Gather', 'GatherElements', 'GatherND', 'Compress']);
+
+/**
+ * Whether the model's logits hold every position of the sequence: no op of the head picks rows
+ * out of the residual (an export that computes the last position only), or the positions kept
+ * are an input that transformers.js sets to all of them.
+ */
+function logitsAtEveryPosition(graph: Graph, index: GraphIndex, head: Node[], rLast: string): boolean {
+  if (graph.input.some((v) => LOGITS_TO_KEEP_INPUTS.has(v.name))) return true;
+  // The activations flowing from r_L, not the shape bookkeeping computed from its Shape.
+  const flow = new Set([rLast]);
+  for (const n of head) {
+    if (n.op_type === 'Shape' || n.op_type === 'Size' || !n.input.some((i) => flow.has(i))) continue;
+    if (SELECTING_OPS.has(n.op_type) && flow.has(n.input[0])) return false;
+    for (const o of n.output) if (o && index.dynamic.has(o)) flow.add(o);
+  }
+  return true;
+}
+
 function int64Initializer(name: string, values: number[]): Tensor {
   const data = BigInt64Array.from(values.map(BigInt));
   return { name, dims: [values.length], data_type: DataType.INT64, raw_data: new Uint8Array(data.buffer) };
@@ -299,6 +321,7 @@ export function addLensOutputs(model: Model, layers: number, isTransposeOf?: Tra
   const maskShape = int64Initializer('lens/mask_shape', [1, -1, 1]);
   const rowShape = int64Initializer('lens/row_shape', [0, 0, 1, -1]);
   const unrowShape = int64Initializer('lens/unrow_shape', [0, 0, -1]);
+  const zero = int64Initializer('lens/zero', [0]);
 
   // Clone the head (final norm and unembedding, with their shape bookkeeping) onto the stack;
   // with a tied embedding, only the norm, and the unembedding is done as E · hᵀ below.
@@ -328,9 +351,17 @@ export function addLensOutputs(model: Model, layers: number, isTransposeOf?: Tra
   const logitsType = graph.output.find((o) => o.name === logits)?.type?.tensor_type?.elem_type ?? DataType.FLOAT;
   if (head.some((n) => PER_TENSOR_OPS.has(n.op_type))) {
     // A head that quantizes its input dynamically (one scale per tensor) would let the stacked rows
-    // share a scale: each row goes through the head alone instead, in a Scan over the rows.
+    // share a scale: each row goes through the head alone instead, in a Scan over the rows. The
+    // model's own head quantizes the whole sequence with one scale, so a row alone is not what the
+    // model outputs: the last layer is taken from the model's own logits where it has them at every
+    // position, and only r_0..r_{L-1} (and the mid-block sites) go through the Scan.
+    const ownLast = logitsAtEveryPosition(graph, index, head, rLast);
     const perm = [{ name: 'perm', type: AttrType.INTS, ints: [1, 0, 2] }];
-    const rows = node('Reshape', [node('Transpose', [stack], 'lens/stack_t', perm), rowShape.name], 'lens/rows'); // [R, B, 1, d]
+    const scanned = ownLast ? node('Concat', gathered.slice(0, -1), 'lens/stack_before_last', axis(1)) : stack;
+    const scannedMask = ownLast
+      ? node('Slice', [LENS_IO.normMask, zero.name, node('Neg', [node('Shape', [LENS_IO.positions], 'lens/positions_count')], 'lens/minus_positions_count')], 'lens/norm_mask_before_last')
+      : LENS_IO.normMask;
+    const rows = node('Reshape', [node('Transpose', [scanned], 'lens/stack_t', perm), rowShape.name], 'lens/rows'); // [R', B, 1, d]
     const body: Node[] = [];
     const rowLogits = cloneHead(body, 'lens/row', 'lens/row_norm', 'lens/row/').get(logits)!;
     const typed = (name: string, elem_type: number) => ({ name, type: { tensor_type: { elem_type } } });
@@ -340,11 +371,16 @@ export function addLensOutputs(model: Model, layers: number, isTransposeOf?: Tra
       output: [typed(rowLogits, logitsType)],
     };
     nodes.push({
-      name: 'lens/rows_head', op_type: 'Scan', input: [rows, LENS_IO.normMask], output: ['lens/rows_logits'], domain: '',
+      name: 'lens/rows_head', op_type: 'Scan', input: [rows, scannedMask], output: ['lens/rows_logits'], domain: '',
       attribute: [{ name: 'body', type: AttrType.GRAPH, g: bodyGraph }, { name: 'num_scan_inputs', type: AttrType.INT, i: 2 }],
     });
-    const unrowed = node('Reshape', ['lens/rows_logits', unrowShape.name], 'lens/rows_logits_3d'); // [R, B, V]
-    node('Transpose', [unrowed], LENS_IO.logits, perm);
+    const unrowed = node('Reshape', ['lens/rows_logits', unrowShape.name], 'lens/rows_logits_3d'); // [R', B, V]
+    if (ownLast) {
+      const before = node('Transpose', [unrowed], 'lens/logits_before_last', perm);
+      node('Concat', [before, node('Gather', [logits, LENS_IO.positions], 'lens/own_logits', axis(1))], LENS_IO.logits, axis(1));
+    } else {
+      node('Transpose', [unrowed], LENS_IO.logits, perm);
+    }
   } else {
     const mask = node('Reshape', [LENS_IO.normMask, maskShape.name], 'lens/norm_mask_3d');
     const substitute = cloneHead(nodes, stack, mask, 'lens/');
@@ -363,7 +399,7 @@ export function addLensOutputs(model: Model, layers: number, isTransposeOf?: Tra
   const rewritten: Graph = {
     ...graph,
     node: [...graph.node, ...nodes],
-    initializer: [...graph.initializer, maskShape, rowShape, unrowShape],
+    initializer: [...graph.initializer, maskShape, rowShape, unrowShape, zero],
     input: [
       ...graph.input,
       { name: LENS_IO.positions, type: { tensor_type: { elem_type: DataType.INT64, shape: { dim: [{ dim_param: 'lens_positions' }] } } } },

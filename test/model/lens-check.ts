@@ -40,10 +40,10 @@ export async function assertLensMatches(model: LensModel, ids: number[], positio
 }
 
 /**
- * A model file's own logits for `ids` through onnxruntime, [T, V] ([V] for a head pruned to the
- * last position); empty past of [kvHeads, headSize] per head.
+ * A model file's own logits for `ids` through onnxruntime, [kept, V] (kept = T unless the model computes
+ * the last positions only; [V] for a head pruned to the last position); empty past of [kvHeads, headSize] per head.
  */
-export async function ownLogits(onnxPath: string, ids: number[], [kvHeads, headSize]: [number, number]): Promise<Float32Array> {
+export async function ownLogits(onnxPath: string, ids: number[], [kvHeads, headSize]: [number, number], kept = ids.length): Promise<Float32Array> {
   const session = await ort.InferenceSession.create(onnxPath);
   const T = ids.length;
   const feeds: Record<string, ort.Tensor> = {
@@ -61,6 +61,7 @@ export async function ownLogits(onnxPath: string, ids: number[], [kvHeads, headS
   const logits = out[session.outputNames[0]];
   assert.equal(logits.dims.length, 3);
   assert.equal(logits.dims[0], 1);
-  assert.ok(logits.dims[1] === T || logits.dims[1] === 1, `logits for ${logits.dims[1]} of ${T} positions`);
+  // A head pruned to the last position (onnxruntime-genai's prune_lm_head) scores that one only.
+  assert.ok(logits.dims[1] === kept || logits.dims[1] === 1, `logits for ${logits.dims[1]} of ${kept} positions`);
   return logits.data as Float32Array;
 }

@@ -63,15 +63,31 @@ function rotary(x: Vec, pos: number, rot: number, theta: number): Vec {
   return out;
 }
 
+/**
+ * The arithmetic a forward pass is done in: the embedding row of a token, and a linear layer applied
+ * to every position at once (a quantized model scales each MatMul's input over the whole sequence).
+ */
+export interface DecoderArithmetic {
+  embedRow(id: number): Vec;
+  linear(lin: Linear, xs: Vec[]): Vec[];
+}
+
+/** Float64 throughout, from the float32 weights. */
+export function floatArithmetic(w: DecoderWeights): DecoderArithmetic {
+  const { d } = w.config;
+  return { embedRow: (id) => Float64Array.from(w.embed.subarray(id * d, (id + 1) * d)), linear: (lin, xs) => xs.map((x) => apply(lin, x)) };
+}
+
 /** Runs the decoder on one sequence of token ids (positions 0..T-1). */
-export function referenceDecoderForward(w: DecoderWeights, ids: number[]): ReferenceResult {
+export function referenceDecoderForward(w: DecoderWeights, ids: number[], arithmetic: DecoderArithmetic = floatArithmetic(w)): ReferenceResult {
+  const { embedRow, linear } = arithmetic;
   const c = w.config, t = w.traits;
   const { d, heads, kvHeads, vocab } = c;
   const hd = headDim(c), rot = rotaryDim(c, t);
   const T = ids.length;
   const norm = (x: Vec, n: Norm) => (t.norm === 'layernorm' ? layerNorm(x, n.g, n.b!, t.eps) : rmsNorm(x, n.g, t.eps, t.norm === 'rms-1p'));
   let x: Vec[] = ids.map((id, pos) => {
-    const v = Float64Array.from(w.embed.subarray(id * d, (id + 1) * d));
+    const v = embedRow(id);
     if (w.positions) for (let i = 0; i < d; i++) v[i] += w.positions[pos * d + i];
     // Gemma multiplies by √d rounded to the activations' dtype (float32 here).
     return t.embedScale ? v.map((e) => e * Math.fround(Math.sqrt(d))) : v;
@@ -86,9 +102,9 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[]): Refer
     const h1 = x.map((v) => norm(v, b.ln1));
     const head = (vec: Vec, h: number) => vec.subarray(h * hd, (h + 1) * hd);
     const rotate = rot > 0 && !w.positions;
-    const q = h1.map((v, pos) => { const y = apply(b.q, v); if (rotate) for (let h = 0; h < heads; h++) y.set(rotary(head(y, h), pos, rot, c.ropeTheta), h * hd); return y; });
-    const k = h1.map((v, pos) => { const y = apply(b.k, v); if (rotate) for (let h = 0; h < kvHeads; h++) y.set(rotary(head(y, h), pos, rot, c.ropeTheta), h * hd); return y; });
-    const vv = h1.map((v) => apply(b.v, v));
+    const q = linear(b.q, h1).map((y, pos) => { if (rotate) for (let h = 0; h < heads; h++) y.set(rotary(head(y, h), pos, rot, c.ropeTheta), h * hd); return y; });
+    const k = linear(b.k, h1).map((y, pos) => { if (rotate) for (let h = 0; h < kvHeads; h++) y.set(rotary(head(y, h), pos, rot, c.ropeTheta), h * hd); return y; });
+    const vv = linear(b.v, h1);
     const ctx = Array.from({ length: T }, () => new Float64Array(heads * hd));
     for (let h = 0; h < heads; h++) {
       const kv = Math.floor(h / (heads / kvHeads)); // query head h reads KV head h / n_rep
@@ -105,20 +121,23 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[]): Refer
         for (let j = first(i); j <= i; j++) for (let e = 0; e < hd; e++) ctx[i][h * hd + e] += (ex[j - first(i)] / z) * vv[j][kv * hd + e];
       }
     }
-    const attn = ctx.map((v) => apply(b.o, v));
-    const mlp = (v: Vec) => {
-      if (t.mlp === 'gelu-erf') return apply(b.down, apply(b.up, v).map(geluErf));
-      if (t.mlp === 'gelu-tanh') return apply(b.down, apply(b.up, v).map(geluTanh));
+    const attn = linear(b.o, ctx);
+    /** The MLP on every position at once, [T][d]. */
+    const mlp = (vs: Vec[]) => {
+      if (t.mlp === 'gelu-erf') return linear(b.down, linear(b.up, vs).map((u) => u.map(geluErf)));
+      if (t.mlp === 'gelu-tanh') return linear(b.down, linear(b.up, vs).map((u) => u.map(geluTanh)));
       const act = t.mlp === 'swiglu' ? silu : geluTanh;
-      const gate = apply(b.gate!, v), up = apply(b.up, v);
-      return apply(b.down, gate.map((g, i) => act(g) * up[i]));
+      const gate = linear(b.gate!, vs), up = linear(b.up, vs);
+      return linear(b.down, gate.map((g, pos) => g.map((v, i) => act(v) * up[pos][i])));
     };
     if (t.parallel) {
-      x = x.map((v, i) => { const m = mlp(norm(v, b.ln2)); return v.map((r, e) => r + attn[i][e] + m[e]); });
+      const m = mlp(x.map((v) => norm(v, b.ln2)));
+      x = x.map((v, i) => v.map((r, e) => r + attn[i][e] + m[i][e]));
     } else {
       const midBlock = x.map((v, i) => v.map((r, e) => r + attn[i][e]));
       mids.push(midBlock.map((v) => v.slice()));
-      x = midBlock.map((v) => { const m = mlp(norm(v, b.ln2)); return v.map((r, e) => r + m[e]); });
+      const m = mlp(midBlock.map((v) => norm(v, b.ln2)));
+      x = midBlock.map((v, i) => v.map((r, e) => r + m[i][e]));
     }
     residual.push(x.map((v) => v.slice()));
   }

@@ -1,0 +1,198 @@
+// The lens on q8 models as onnxruntime's quantize_dynamic writes them (QOperator: DynamicQuantizeLinear →
+// MatMulInteger → Cast → Mul for every MatMul by a weight, quantized Gather + DequantizeLinear for the
+// embedding table), against the float64 q8 reference (test/reference/q8.ts): the last layer is the
+// model's own logits, bit for bit, on any CPU; every other site is the reference's value for that row
+// quantized alone. Fixtures: torch.onnx exports of Llama, Qwen2 and Gemma quantized by
+// test/fixtures/torch/quantize_dynamic.py with int8 and uint8 weights, and the TS-built GPT-NeoX
+// (parallel blocks, LayerNorm, partial rotary) quantized by test/fixtures/variants.ts.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { arch } from 'node:os';
+import { join } from 'node:path';
+import { loadLensModel, type LensModel } from '../../src/model/runtime.js';
+import { findDecoderStructure } from '../../src/onnx/lens-graph.js';
+import { DataType, decodeModel, encodeModel } from '../../src/onnx/proto.js';
+import type { Dtype } from '../../src/model/paths.js';
+import { buildDecoderModel, DECODER_FORMS, headDim, tinyConfig, writeDecoderFixture, type DecoderWeights, type Family } from '../fixtures/llama.js';
+import { TORCH_Q8_FILES, torchAvailable, writeTorchQ8Fixture } from '../fixtures/torch-export.js';
+import { quantizeDynamic, VARIANT_FILES, writeVariants, type WeightType } from '../fixtures/variants.js';
+import { int64Tensor } from '../fixtures/onnx-builder.js';
+import { referenceQ8DecoderForward, type Q8Options, type Q8ReferenceResult } from '../reference/q8.js';
+import { referenceLensSites, referenceSites } from '../reference/gpt2.js';
+import { assertClose, cleanEnv, scratchDir } from '../helpers.js';
+import { ownLogits } from './lens-check.js';
+
+const env = cleanEnv({ LENS_CACHE: scratchDir('q8-cache') });
+const root = scratchDir('q8-fixtures');
+const PROMPT = 'The most famous sports in USA is';
+const missing = torchAvailable();
+const skip = missing !== undefined && process.env.CI !== 'true' ? missing : false;
+
+/**
+ * Whether onnxruntime's u8·s8 kernels sum exactly here. MLAS (platform.cpp) picks them by CPU: with
+ * AVX-VNNI or AVX512-VNNI, vpdpbusd adds four u8·s8 products into int32; arm64's kernels widen before
+ * adding. x86-64 with AVX2 or AVX512 but no VNNI uses vpmaddubsw, which adds each pair of products in a
+ * saturating int16 (255·127·2 > 32767). u8·u8 (uint8 weights) widens to int16 first everywhere: exact.
+ */
+function exactU8S8(): boolean {
+  if (arch() !== 'x64') return true;
+  try {
+    return /\b(avx512_vnni|avx_vnni)\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Lens rows against the reference: float32 against float64 rounding, measured ≤ 1.2e-5 on these
+ * logits (|logit| < 40 raw). An activation that float32 rounds to the other quantization step moves
+ * a logit by scale_a · scale_w · |q_w − z_w| (about 1e-3 here): the head's share of that is added
+ * per row where an input lies on a boundary (headSlack; Gemma's raw r_0 has one, 2.8e-3).
+ */
+const TOL = 1e-4;
+
+/** Checks every site, both modes, with and without --sublayers, against the reference; the last layer against `own` exactly. */
+async function assertQ8Lens(model: LensModel, ids: number[], weights: DecoderWeights, own: Float32Array, options: Q8Options): Promise<string> {
+  const V = model.vocabSize, d = weights.config.d;
+  const positions = [ids.length - 1, 0, 3], P = positions.length;
+  const exact = referenceQ8DecoderForward(weights, ids, options);
+  // On a CPU whose u8·s8 kernel saturates, a row may differ from the exact value by at most what
+  // saturation moves it in the reference that models that kernel (plus TOL).
+  const saturated = options.weightType === 'int8' && !exactU8S8() ? referenceQ8DecoderForward(weights, ids, { ...options, pairSaturation: true }) : undefined;
+  // The reference's own logits are the model's (checks the reference on the model itself).
+  const ownSlack = exact.headSlack(exact.residual[weights.config.layers].map((v) => exact.finalNorm(v)));
+  positions.forEach((pos) => {
+    const bound = TOL + ownSlack[pos] + (saturated ? maxDiff(saturated.ownLogits[pos], exact.ownLogits[pos]) : 0);
+    assertClose(own.subarray(pos * V, (pos + 1) * V), exact.ownLogits[pos], bound, `model's own logits vs q8 reference at ${pos}`);
+  });
+  let worst = 0;
+  for (const sublayers of model.midSites ? [false, true] : [false]) {
+    const sites = referenceSites(exact, sublayers);
+    for (const mode of ['norm', 'raw'] as const) {
+      const run = await model.run(ids, positions, mode, { sublayers });
+      assert.equal(run.logits.length, sites.length * P * V);
+      positions.forEach((pos, p) => {
+        const expected = referenceLensSites(exact, pos, mode === 'raw', sublayers);
+        const other = saturated ? referenceLensSites(saturated, pos, mode === 'raw', sublayers) : undefined;
+        sites.forEach(({ site, at }, s) => {
+          const row = s * P + p, what = `${options.weightType} ${mode} ${site.site} L${site.layer} pos ${pos}`;
+          const mine = run.logits.subarray(row * V, (row + 1) * V);
+          const bound = TOL + (other ? maxDiff(other[s], expected[s]) : 0);
+          assertClose(run.hidden.subarray(row * d, (row + 1) * d), at(pos), bound, `hidden ${what}`);
+          // The head quantizes this row alone: an input on a rounding boundary may go either way.
+          const headInput = mode === 'raw' ? at(pos) : exact.finalNorm(at(pos));
+          if (s === sites.length - 1) {
+            // The last layer is the model's own output, whatever the CPU's kernels.
+            assert.deepEqual(mine, own.subarray(pos * V, (pos + 1) * V), `last layer is the model's own logits: ${what}`);
+            return;
+          }
+          assertClose(mine, expected[s], bound + exact.headSlack([headInput])[0], `lens ${what}`);
+          worst = Math.max(worst, maxDiff(mine, expected[s]));
+        });
+      });
+    }
+  }
+  // A row's lens does not depend on the rows beside it.
+  const alone = await model.run(ids, [3], 'norm');
+  const stacked = await model.run(ids, positions, 'norm');
+  for (let l = 0; l <= model.layers; l++) {
+    assert.deepEqual(alone.logits.subarray(l * V, (l + 1) * V), stacked.logits.subarray((l * P + 2) * V, (l * P + 3) * V), `layer ${l} alone vs stacked`);
+  }
+  return `max |lens − q8 reference| ${worst.toExponential(2)}${saturated ? ' (this CPU saturates u8·s8 pairs)' : ''}`;
+}
+
+function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/** The op types of a model file, counted; throws if a MatMul by a weight or a Gather from a float table was left in float. */
+function quantizedOpCounts(path: string): Map<string, number> {
+  const { graph } = decodeModel(readFileSync(path));
+  const floats = new Set(graph.initializer.filter((t) => t.data_type === DataType.FLOAT).map((t) => t.name));
+  const counts = new Map<string, number>();
+  for (const n of graph.node) {
+    counts.set(n.op_type, (counts.get(n.op_type) ?? 0) + 1);
+    assert.ok(!(n.op_type === 'MatMul' && floats.has(n.input[1])), `${n.name}: MatMul by a float weight left`);
+    assert.ok(!(n.op_type === 'Gather' && floats.has(n.input[0])), `${n.name}: Gather from a float table left`);
+  }
+  return counts;
+}
+
+const torchWeights = new Map<Family, DecoderWeights>();
+// Llama (GQA 4/2, untied head) in every 8-bit file; Qwen2 (q/k/v biases, tied head) and Gemma (GeGLU,
+// (1 + w) norms, √d-scaled embeddings, tied head) in q8.
+const TORCH_CASES: [Family, Dtype][] = [['llama', 'q8'], ['llama', 'int8'], ['llama', 'uint8'], ['qwen2', 'q8'], ['gemma', 'q8']];
+
+for (const [family, dtype] of TORCH_CASES) {
+  const [file, weightType] = TORCH_Q8_FILES[dtype as keyof typeof TORCH_Q8_FILES];
+  test(`q8 as quantize_dynamic writes it: torch.onnx ${family}, ${dtype} (${weightType} weights)`, { skip }, async (t) => {
+    assert.equal(missing, undefined, missing);
+    const dir = join(root, `${family}-torch`);
+    if (!torchWeights.has(family)) torchWeights.set(family, writeTorchQ8Fixture(dir, tinyConfig(family)));
+    const w = torchWeights.get(family)!;
+    const path = join(dir, 'onnx', file);
+    const ops = quantizedOpCounts(path);
+    // The fixture is what the quantizer writes: 7 MatMuls by a weight per block and the head, one
+    // DynamicQuantizeLinear per distinct input (q/k/v share one, gate/up share one), the embedding
+    // Gather dequantized.
+    assert.equal(ops.get('MatMulInteger'), 7 * w.config.layers + 1);
+    assert.equal(ops.get('DynamicQuantizeLinear'), 4 * w.config.layers + 1);
+    assert.equal(ops.get('DequantizeLinear'), 1);
+    const model = await loadLensModel(dir, { dtype, offline: true, env });
+    try {
+      const ids = model.encodePrompt(PROMPT);
+      const own = await ownLogits(path, ids, [w.config.kvHeads, headDim(w.config)]);
+      t.diagnostic(await assertQ8Lens(model, ids, w, own, { weightType }));
+    } finally {
+      await model.dispose();
+    }
+  });
+}
+
+test('q8 GPT-NeoX (parallel blocks, LayerNorm, partial rotary), int8 and uint8 weights', async (t) => {
+  const dir = join(root, 'gpt_neox');
+  const w = writeDecoderFixture(dir, tinyConfig('gpt_neox'), 'flat');
+  writeVariants(join(dir, 'onnx'), buildDecoderModel(w, DECODER_FORMS['flat-nocast']));
+  for (const [dtype, weightType] of [['q8', 'int8'], ['uint8', 'uint8']] as const) {
+    const model = await loadLensModel(dir, { dtype, offline: true, env });
+    try {
+      const ids = model.encodePrompt(PROMPT);
+      const own = await ownLogits(join(dir, 'onnx', VARIANT_FILES[dtype]), ids, [w.config.kvHeads, headDim(w.config)]);
+      // test/fixtures/variants.ts stores the embedding table as an activation (uint8), as older quantizers did.
+      t.diagnostic(`${dtype}: ${await assertQ8Lens(model, ids, w, own, { weightType, tableType: 'uint8' })}`);
+    } finally {
+      await model.dispose();
+    }
+  }
+});
+
+test('q8 head that computes the last position only: the lens reads every row through its own head, no logits it lacks', async () => {
+  const dir = join(root, 'llama-last-only');
+  const w = writeDecoderFixture(dir, tinyConfig('llama'), 'flat');
+  const model = buildDecoderModel(w, DECODER_FORMS['flat-nocast']);
+  // hidden_states[:, -1:, :] before the head, as an export with logits_to_keep fixed at 1 computes it.
+  const { finalNormOutput } = findDecoderStructure(model.graph, w.config.layers);
+  const sliced = `${finalNormOutput}/last`;
+  for (const n of model.graph.node) n.input = n.input.map((i) => (i === finalNormOutput ? sliced : i));
+  const at = model.graph.node.findIndex((n) => n.output.includes(finalNormOutput));
+  model.graph.node.splice(at + 1, 0, { name: 'last_position', op_type: 'Slice', input: [finalNormOutput, 'last/starts', 'last/ends', 'last/axes'], output: [sliced], attribute: [], domain: '' });
+  model.graph.initializer.push(int64Tensor('last/starts', [1], [-1]), int64Tensor('last/ends', [1], [2 ** 31 - 1]), int64Tensor('last/axes', [1], [1]));
+  const path = join(dir, 'onnx', VARIANT_FILES.q8);
+  writeFileSync(path, encodeModel(quantizeDynamic(model, 'int8')));
+  const lens = await loadLensModel(dir, { dtype: 'q8', offline: true, env });
+  try {
+    const ids = lens.encodePrompt(PROMPT);
+    const V = lens.vocabSize, L = lens.layers, T = ids.length;
+    const run = await lens.run(ids, [T - 1, 2], 'norm');
+    // The model's one row, quantized alone, is what the per-row head computes for the last position.
+    const own = await ownLogits(path, ids, [w.config.kvHeads, headDim(w.config)], 1);
+    assert.deepEqual(run.logits.subarray(L * 2 * V, (L * 2 + 1) * V), own, 'last layer at the last position');
+    const ref = referenceQ8DecoderForward(w, ids, { weightType: 'int8', tableType: 'uint8' });
+    assertClose(run.logits.subarray((L * 2 + 1) * V, (L * 2 + 2) * V), ref.unembed(ref.finalNorm(ref.residual[L][2])), TOL, 'last layer at position 2, quantized alone');
+  } finally {
+    await lens.dispose();
+  }
+});

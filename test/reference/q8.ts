@@ -1,0 +1,164 @@
+// An independent float64 forward pass of a decoder as onnxruntime's quantize_dynamic leaves it
+// (QOperator: every MatMul by a weight is DynamicQuantizeLinear → MatMulInteger → scale; every
+// float table a Gather reads is stored quantized), written from the ONNX operator definitions and
+// onnxruntime's quant_utils, not from any graph: weights quantized per tensor (int8 symmetric or
+// uint8 asymmetric) and dequantized; each MatMul's input quantized to uint8 with one scale for the
+// whole tensor; the integer products summed exactly in float64. `pairSaturation` sums instead as
+// MLAS's u8·s8 kernels without VNNI do (vpmaddubsw: the products of k = 2j and 2j+1 added in a
+// saturating int16), to show what such a CPU computes. Used only by the tests.
+import { quantizePerTensor, type WeightType } from '../fixtures/variants.js';
+import type { DecoderWeights, Linear } from '../fixtures/llama.js';
+import { referenceDecoderForward, type DecoderArithmetic } from './llama.js';
+import type { ReferenceResult } from './gpt2.js';
+
+type Vec = Float64Array;
+
+export interface Q8Options {
+  /** The weights' type: int8 (model_quantized.onnx, model_int8.onnx) or uint8 (model_uint8.onnx). */
+  weightType: WeightType;
+  /**
+   * How the embedding table is stored: onnxruntime's quantizer now uses the weight type
+   * (quantize_inputs' initializer_use_weight_qType); older ones quantized it as an activation (uint8).
+   */
+  tableType?: WeightType;
+  /** Sum u8·s8 products in saturating int16 pairs, as MLAS does on x86-64 without VNNI (int8 weights only). */
+  pairSaturation?: boolean;
+}
+
+export interface Q8ReferenceResult extends ReferenceResult {
+  /** The model's own logits [T][V]: the head's input quantized with one scale for all T positions. */
+  ownLogits: Vec[];
+  /**
+   * How far a logit can move when float32 arithmetic rounds a head input that lies within
+   * ROUNDING_SLACK of a rounding boundary to the other step, for inputs `xs` quantized together:
+   * per row, max_j Σ over such k of scale_a · scale_w · |q_kj − z_w|.
+   */
+  headSlack(xs: Vec[]): number[];
+}
+
+/**
+ * Steps within which float32 and float64 may round an activation differently: its float32 value
+ * carries a relative error of a few 1e-7 from the ops before, and x / scale ≤ 255 steps.
+ */
+const ROUNDING_SLACK = 2e-3;
+
+function roundingSlack(xs: Vec[], w: QuantizedWeight): number[] {
+  const { scale } = dynamicQuantize(xs);
+  return xs.map((x) => {
+    const near = [...x.keys()].filter((k) => scale > 0 && Math.abs(Math.abs((x[k] / scale) % 1) - 0.5) < ROUNDING_SLACK);
+    let worst = 0;
+    for (let o = 0; o < w.out; o++) {
+      let sum = 0;
+      for (const k of near) sum += Math.abs(w.q[k * w.out + o] - w.zeroPoint);
+      worst = Math.max(worst, sum * scale * w.scale);
+    }
+    return worst;
+  });
+}
+
+/** Rounds half to even, as onnxruntime's quantizers and DynamicQuantizeLinear do. */
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** A weight quantized per tensor, as integers [in][out] (ONNX's B = Wᵀ) with its scale and zero point. */
+interface QuantizedWeight { q: Int32Array; scale: number; zeroPoint: number; in: number; out: number }
+
+function quantizeWeight(values: Float32Array, rows: number, cols: number, transpose: boolean, type: WeightType): QuantizedWeight {
+  const { data, scale, zeroPoint } = quantizePerTensor(values, type, type === 'int8');
+  return { ...layout(data, rows, cols, transpose), scale, zeroPoint };
+}
+
+/** Integers of a [rows, cols] tensor as [in][out]: transposed for torch's [out, in] linear weights. */
+function layout(data: ArrayLike<number>, rows: number, cols: number, transpose: boolean): { q: Int32Array; in: number; out: number } {
+  const [inDim, outDim] = transpose ? [cols, rows] : [rows, cols];
+  const q = new Int32Array(inDim * outDim);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) {
+    const v = data[r * cols + c];
+    if (transpose) q[c * outDim + r] = v; else q[r * outDim + c] = v;
+  }
+  return { q, in: inDim, out: outDim };
+}
+
+/**
+ * DynamicQuantizeLinear over a whole tensor (rows × n): range widened to hold 0, scale = range / 255
+ * in float32, zero point = round(−min / scale), q = saturate(round(x / scale) + zero point).
+ */
+export function dynamicQuantize(xs: Vec[]): { q: Int32Array[]; scale: number; zeroPoint: number } {
+  let lo = 0, hi = 0;
+  for (const x of xs) for (const v of x) { const f = Math.fround(v); lo = Math.min(lo, f); hi = Math.max(hi, f); }
+  const scale = Math.fround((hi - lo) / 255);
+  if (scale === 0) return { q: xs.map((x) => new Int32Array(x.length)), scale: 0, zeroPoint: 0 };
+  const zeroPoint = Math.min(255, Math.max(0, roundHalfEven(Math.fround(-lo / scale))));
+  const q = xs.map((x) => Int32Array.from(x, (v) => Math.min(255, Math.max(0, roundHalfEven(Math.fround(Math.fround(v) / scale)) + zeroPoint))));
+  return { q, scale, zeroPoint };
+}
+
+/** MatMulInteger then Cast and Mul by the two scales, on every row; exact, or with MLAS's non-VNNI pair saturation. */
+function quantizedProduct(xs: Vec[], w: QuantizedWeight, bias: Float32Array | undefined, pairSaturation: boolean): Vec[] {
+  const { q: qa, scale, zeroPoint } = dynamicQuantize(xs);
+  const sat16 = (v: number) => Math.min(32767, Math.max(-32768, v));
+  return qa.map((a) => {
+    const y = new Float64Array(w.out);
+    for (let o = 0; o < w.out; o++) {
+      let sum = 0;
+      if (pairSaturation) {
+        // Raw u8 × s8 bytes in pairs, saturated to int16; the zero points come in afterwards, exactly
+        // (MLAS subtracts za·Σ_k b_k from the column sums; the weight's zero point is 0 for int8).
+        let columnSum = 0;
+        for (let k = 0; k < w.in; k += 2) {
+          const b0 = w.q[k * w.out + o], b1 = k + 1 < w.in ? w.q[(k + 1) * w.out + o] : 0;
+          sum += sat16(a[k] * b0 + (k + 1 < w.in ? a[k + 1] * b1 : 0));
+          columnSum += b0 + b1;
+        }
+        sum -= zeroPoint * columnSum;
+      } else {
+        for (let k = 0; k < w.in; k++) sum += (a[k] - zeroPoint) * (w.q[k * w.out + o] - w.zeroPoint);
+      }
+      y[o] = sum * scale * w.scale + (bias ? bias[o] : 0);
+    }
+    return y;
+  });
+}
+
+/** The forward pass of `w` quantized as quantize_dynamic does, in float64; the lens rows quantize each row alone (the lens's per-row head). */
+export function referenceQ8DecoderForward(w: DecoderWeights, ids: number[], options: Q8Options): Q8ReferenceResult {
+  const { d, vocab } = w.config;
+  if (options.pairSaturation && options.weightType !== 'int8') throw new Error('pair saturation is the u8·s8 kernel: int8 weights only');
+  const saturate = options.pairSaturation === true;
+  const quantized = new Map<Float32Array, QuantizedWeight>();
+  const weightOf = (values: Float32Array, rows: number, cols: number, transpose: boolean) => {
+    let q = quantized.get(values);
+    if (!q) quantized.set(values, (q = quantizeWeight(values, rows, cols, transpose, options.weightType)));
+    return q;
+  };
+  if (w.traits.fusedQkv) {
+    // GPT-NeoX's query_key_value is one weight: q, k and v share its scale and zero point.
+    for (const b of w.blocks) {
+      const fused = new Float32Array(b.q.w.length + b.k.w.length + b.v.w.length);
+      fused.set(b.q.w, 0); fused.set(b.k.w, b.q.w.length); fused.set(b.v.w, b.q.w.length + b.k.w.length);
+      const { data, scale, zeroPoint } = quantizePerTensor(fused, options.weightType, options.weightType === 'int8');
+      let offset = 0;
+      for (const lin of [b.q, b.k, b.v]) {
+        quantized.set(lin.w, { ...layout(data.subarray(offset, offset + lin.w.length), lin.out, lin.in, true), scale, zeroPoint });
+        offset += lin.w.length;
+      }
+    }
+  }
+  // The embedding table is stored quantized with the weight type; the Gather's DequantizeLinear restores it.
+  const table = quantizeWeight(w.embed, vocab, d, false, options.tableType ?? options.weightType);
+  const arithmetic: DecoderArithmetic = {
+    embedRow: (id) => Float64Array.from({ length: d }, (_, i) => (table.q[id * d + i] - table.zeroPoint) * table.scale),
+    linear: (lin: Linear, xs: Vec[]) => quantizedProduct(xs, weightOf(lin.w, lin.out, lin.in, true), lin.b, saturate),
+  };
+  const ref = referenceDecoderForward(w, ids, arithmetic);
+  const head = weightOf(w.lmHead ?? w.embed, vocab, d, true);
+  const last = ref.residual[ref.residual.length - 1];
+  return {
+    ...ref,
+    unembed: (v) => quantizedProduct([v], head, undefined, saturate)[0],
+    ownLogits: quantizedProduct(last.map((v) => ref.finalNorm(v)), head, undefined, saturate),
+    headSlack: (xs) => roundingSlack(xs, head),
+  };
+}
