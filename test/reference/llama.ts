@@ -6,7 +6,7 @@
 // residual, and GPT-Neo's learned positions, unscaled scores and local attention windows.
 // Used only by the tests.
 import { headDim, isLocalLayer, rotaryDim, type DecoderWeights, type Linear, type Norm } from '../fixtures/llama.js';
-import type { ReferenceResult } from './gpt2.js';
+import { frozenNormOf, type ReferenceResult } from './gpt2.js';
 
 type Vec = Float64Array;
 
@@ -79,6 +79,7 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[]): Refer
   const residual: Vec[][] = [x.map((v) => v.slice())];
   // Sequential blocks only: block l's residual after its attention (parallel blocks have none).
   const mids: Vec[][] = [];
+  const attnOut: Vec[][] = [], mlpOut: Vec[][] = [];
   for (const [layer, b] of w.blocks.entries()) {
     // GPT-Neo's local layers see keys fewer than `window` positions back.
     const first = (i: number) => (isLocalLayer(t, layer) ? Math.max(0, i - t.localWindow! + 1) : 0);
@@ -113,19 +114,28 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[]): Refer
       const gate = apply(b.gate!, v), up = apply(b.up, v);
       return apply(b.down, gate.map((g, i) => act(g) * up[i]));
     };
+    attnOut.push(attn);
     if (t.parallel) {
-      x = x.map((v, i) => { const m = mlp(norm(v, b.ln2)); return v.map((r, e) => r + attn[i][e] + m[e]); });
+      const m = x.map((v) => mlp(norm(v, b.ln2)));
+      mlpOut.push(m);
+      x = x.map((v, i) => v.map((r, e) => r + attn[i][e] + m[i][e]));
     } else {
       const midBlock = x.map((v, i) => v.map((r, e) => r + attn[i][e]));
       mids.push(midBlock.map((v) => v.slice()));
-      x = midBlock.map((v) => { const m = mlp(norm(v, b.ln2)); return v.map((r, e) => r + m[e]); });
+      const m = midBlock.map((v) => mlp(norm(v, b.ln2)));
+      mlpOut.push(m);
+      x = midBlock.map((v, i) => v.map((r, e) => r + m[i][e]));
     }
     residual.push(x.map((v) => v.slice()));
   }
   const head = w.lmHead ?? w.embed;
+  const finalGain = t.norm === 'rms-1p' ? w.finalNorm.g.map((g) => 1 + g) : w.finalNorm.g;
   return {
     residual,
     mid: mids,
+    attnOut, mlpOut,
+    frozenNorm: (v, at) => frozenNormOf(v, at, finalGain, t.eps, t.norm === 'layernorm'),
+    normBias: w.finalNorm.b ? Float64Array.from(w.finalNorm.b) : new Float64Array(d),
     finalNorm: (v) => norm(v, w.finalNorm),
     unembed: (v) => {
       const out = new Float64Array(vocab);
