@@ -4,12 +4,14 @@
 // parallel blocks, fused attention and norms, merged, external data).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { attribute } from '../../src/commands/attribute.js';
 import type { TargetSpec } from '../../src/commands/analyze.js';
 import type { AttributionRecord, Part } from '../../src/lens/attribution.js';
 import { parseIndexSpec } from '../../src/lens/spec.js';
 import type { Dtype } from '../../src/model/paths.js';
+import { DataType, decodeModel, encodeModel, type Node, type Tensor } from '../../src/onnx/proto.js';
 import { FORMS as GPT2_FORMS } from '../fixtures/gpt2.js';
 import { formsOf, tinyConfigFor, writeDecoderFixture, type Family } from '../fixtures/llama.js';
 import { referenceForward, type ReferenceResult } from '../reference/gpt2.js';
@@ -140,4 +142,42 @@ test('attribute on the fp16 variant: the parts add up to its own logit and stay 
   const ref = referenceForward(weights, record.tokens.map((tok) => tok.id));
   // float16 residuals and head: a few parts in a thousand.
   assertMatchesReference(record, ref, 'fp16', 2e-2, 1e-2);
+});
+
+/** A copy of the opset14-flat fixture whose logits pass through `tail` (nodes from 'logits_head' to 'logits') after the head. */
+function withHeadTail(name: string, tail: (from: string, to: string) => { nodes: Node[]; initializers: Tensor[] }): { dir: string; weights: ReturnType<typeof fixture>['weights'] } {
+  const source = fixture('opset14-flat');
+  const dir = join(root, name);
+  cpSync(source.dir, dir, { recursive: true });
+  const path = join(dir, 'onnx', 'model.onnx');
+  const model = decodeModel(readFileSync(path));
+  const logits = model.graph.output[0].name;
+  const producer = model.graph.node.find((n) => n.output.includes(logits))!;
+  producer.output = producer.output.map((o) => (o === logits ? 'logits_head' : o));
+  const { nodes, initializers } = tail('logits_head', logits);
+  model.graph.node.push(...nodes);
+  model.graph.initializer.push(...initializers);
+  writeFileSync(path, encodeModel(model));
+  return { dir, weights: source.weights };
+}
+
+const scalar = (name: string, value: number): Tensor => ({ name, dims: [], data_type: DataType.FLOAT, raw_data: new Uint8Array(Float32Array.of(value).buffer) });
+const op = (op_type: string, input: string[], output: string): Node => ({ name: output, op_type, input, output: [output], attribute: [], domain: '' });
+
+test('a head scaled after the unembedding (Granite divides by logits_scaling): every part is scaled', async () => {
+  const { dir, weights } = withHeadTail('scaled-head', (from, to) => ({ nodes: [op('Div', [from, 'logits_scaling'], to)], initializers: [scalar('logits_scaling', 4)] }));
+  const [record] = await attributionRecords(dir, [{ id: 4346 }], '-1');
+  const ref = referenceForward(weights, record.tokens.map((tok) => tok.id));
+  const [unscaled] = await attributionRecords(fixture('opset14-flat').dir, [{ id: 4346 }], '-1');
+  assertMatchesReference(unscaled, ref, 'unscaled');
+  assert.ok(within(record.value, unscaled.value / 4, 1e-6, 1e-6), `value ${record.value} vs ${unscaled.value} / 4`);
+  record.parts.forEach((p, i) => assert.ok(within(p.value, unscaled.parts[i].value / 4, 1e-6, 1e-6), `${p.name} L${p.layer}`));
+});
+
+test('a softcapped head (tanh after the unembedding) is refused in one line', async () => {
+  const { dir } = withHeadTail('softcap-head', (from, to) => ({
+    nodes: [op('Div', [from, 'cap'], 'capped_in'), op('Tanh', ['capped_in'], 'capped'), op('Mul', ['capped', 'cap'], to)],
+    initializers: [scalar('cap', 30)],
+  }));
+  assertOneLineError(await runCli(['attribute', '-m', dir, '--offline', PROMPT], { env }), 1, /cannot read the final norm and head/);
 });
