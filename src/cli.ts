@@ -239,10 +239,11 @@ export function buildProgram(): Command {
     .option('--file <path|->', 'read prompts from a file, one per line (- for stdin)')
     .option('--target <text>', "the target (its first token); twice: logit of the first minus the second's (default: the final layer's top-1)", collect(String), [])
     .option('--target-id <n>', 'target token id; repeatable', collect(integer(0, '--target-id')), [])
+    .option('--heads', 'also one part per attention head, and each attention output projection\'s bias')
     .option('--json', 'one JSON record per prompt and position per line on stdout')
     .option('--offline', 'never touch the network (also HF_HUB_OFFLINE=1)')
     .option('--verbose', 'show stack traces of internal errors')
-    .action(async (positional: string[], opts: RawOptions) => {
+    .action(async (positional: string[], opts: RawOptions & { heads?: boolean }) => {
       const env = process.env;
       const showProgress = process.stderr.isTTY === true;
       const targets: TargetSpec[] = [...opts.target.map((text) => ({ text })), ...opts.targetId.map((id) => ({ id }))];
@@ -251,7 +252,7 @@ export function buildProgram(): Command {
       let first = true;
       for await (const { records, text } of attribute(promptSource(positional, opts.file, CHART_PROMPTS), {
         model: opts.model, revision: opts.revision, dtype: opts.dtype, positions: opts.position, offline: !!opts.offline || offlineFromEnv(env),
-        targets, env, batch: opts.file !== undefined, progress: showProgress ? progressBar() : undefined,
+        targets, heads: !!opts.heads, env, batch: opts.file !== undefined, progress: showProgress ? progressBar() : undefined,
         onPrepare: () => { if (showProgress) process.stderr.write('lens: preparing the model for the lens (once per model)…\n'); },
       }, { color })) {
         if (opts.json) { for (const record of records) process.stdout.write(`${JSON.stringify(record)}\n`); }

@@ -1,7 +1,7 @@
 // lens attribute: the direct logit attribution of a target's final logit (or of a difference of
 // two) to the embeddings, each block's attention and MLP, and the biases, at each position read.
 import { usageError, UserError } from '../errors.js';
-import { attributeWrites, componentWrites, subtractParts, type AttributionRecord } from '../lens/attribution.js';
+import { attributeWrites, componentWrites, subtractParts, withHeadWrites, type AttributionRecord } from '../lens/attribution.js';
 import type { IndexSpec } from '../lens/spec.js';
 import type { Dtype } from '../model/paths.js';
 import { renderAttribution } from '../render/attribution.js';
@@ -16,6 +16,8 @@ export interface AttributeOptions {
   offline: boolean;
   /** One target (its logit) or two (the first's logit minus the second's); none: the final layer's top-1. */
   targets: TargetSpec[];
+  /** Also one part per attention head (and each output projection's bias). */
+  heads?: boolean;
   env: NodeJS.ProcessEnv;
   progress?: (done: number, total: number | undefined, file: string) => void;
   onPrepare?: () => void;
@@ -30,6 +32,9 @@ export async function* attribute(prompts: AsyncIterable<string> | Iterable<strin
   try {
     if (!model.attributable) {
       throw new UserError(`attribute cannot read the final norm and head of ${model.id} as float weights (quantized head, or a head with a softcap)`, 'try --dtype fp32');
+    }
+    if (options.heads && (!model.headSites || !model.attentionHeads)) {
+      throw new UserError(`--heads: lens finds no output projection by float weights after each attention of ${model.id} (or its config does not give the number of heads)`, 'try --dtype fp32, or leave out --heads');
     }
     const given = options.targets.map((spec) => resolveTarget(spec, model)).map((t) => ({ id: t.ids[0], text: model.tokenText(t.ids[0]) }));
     const V = model.vocabSize;
@@ -48,13 +53,14 @@ export async function* attribute(prompts: AsyncIterable<string> | Iterable<strin
         defaults = positions.map((_, p) => argmax(first.logits.subarray((last * P + p) * V, (last * P + p + 1) * V)));
         targetIds = [...new Set(defaults)];
       }
-      const run = await model.run(ids, positions, 'norm', { sublayers, attribution: { targets: targetIds } });
+      const run = await model.run(ids, positions, 'norm', { sublayers, attribution: { targets: targetIds, heads: options.heads } });
       const head = run.attribution!;
       const d = head.gain.length;
       const S = run.sites.length;
       const tokens = ids.map((id) => ({ id, text: model.tokenText(id) }));
       const records = positions.map((position, p): AttributionRecord => {
-        const writes = componentWrites(run.hidden, run.sites, P, p, d, head.branches);
+        const blockWrites = componentWrites(run.hidden, run.sites, P, p, d, head.branches);
+        const writes = head.heads ? withHeadWrites(blockWrites, head.heads, P, p, d) : blockWrites;
         const finalResidual = run.hidden.subarray(((S - 1) * P + p) * d, ((S - 1) * P + p + 1) * d);
         const ownLogit = (id: number) => run.logits[((S - 1) * P + p) * V + id];
         const partsFor = (id: number) => attributeWrites(writes, finalResidual, head, targetIds.indexOf(id));

@@ -19,11 +19,54 @@ export interface FinalHead {
   centred: boolean;
 }
 
-export type PartName = 'embed' | 'attn' | 'mlp' | 'bias';
-/** One component's residual write: `embed` (layer 0), `attn`/`mlp` of block `layer`. */
-export interface PartVector { name: Exclude<PartName, 'bias'>; layer: number; vector: ArrayLike<number> }
+export type PartName = 'embed' | 'attn' | 'head' | 'attn_bias' | 'mlp' | 'bias';
+/** One component's residual write: `embed` (layer 0), `attn`/`mlp` of block `layer`, or one of its heads (`head`) and its output projection's bias (`attn_bias`). */
+export interface PartVector { name: Exclude<PartName, 'bias'>; layer: number; head?: number; vector: ArrayLike<number> }
 /** One part's direct contribution to the explained value; `layer` null for the final norm's and head's bias. */
-export interface Part { name: PartName; layer: number | null; value: number }
+export interface Part { name: PartName; layer: number | null; head?: number; value: number }
+
+/** Whether a part is one of the finer `head`/`attn_bias` parts, which split an `attn` part rather than add to the total. */
+export function isHeadPart(part: Pick<Part, 'name'>): boolean {
+  return part.name === 'head' || part.name === 'attn_bias';
+}
+
+/** Each layer's attention output before its output projection and the projection itself, as the graph gives them. */
+export interface HeadInputs {
+  /** z, [L, P, K] flattened (K = count · head size). */
+  inputs: Float32Array;
+  /** W_O as z · W_O, [L, K, d] flattened. */
+  weights: Float32Array;
+  /** The projections' biases, [L, d] flattened. */
+  biases: Float32Array;
+  /** Query heads per layer. */
+  count: number;
+}
+
+/**
+ * `writes` with, after each block's `attn`, one write per query head h (z_h · W_O[h], the head's
+ * slice of the projection) and the projection's bias (`attn_bias`); they sum to that `attn`.
+ * Throws RangeError when K is not a multiple of the head count.
+ */
+export function withHeadWrites(writes: PartVector[], heads: HeadInputs, P: number, p: number, d: number): PartVector[] {
+  const layers = heads.biases.length / d;
+  const K = heads.inputs.length / (layers * P);
+  if (!Number.isInteger(K) || K % heads.count !== 0 || heads.weights.length !== layers * K * d) throw new RangeError('the attention outputs do not split into the heads');
+  const size = K / heads.count;
+  return writes.flatMap((write) => {
+    if (write.name !== 'attn') return [write];
+    const l = write.layer - 1;
+    const z = heads.inputs.subarray((l * P + p) * K, (l * P + p + 1) * K);
+    const perHead: PartVector[] = Array.from({ length: heads.count }, (_, h) => {
+      const vector = new Float64Array(d);
+      for (let k = h * size; k < (h + 1) * size; k++) {
+        const row = heads.weights.subarray((l * K + k) * d, (l * K + k + 1) * d);
+        for (let j = 0; j < d; j++) vector[j] += z[k] * row[j];
+      }
+      return { name: 'head', layer: write.layer, head: h, vector };
+    });
+    return [write, ...perHead, { name: 'attn_bias', layer: write.layer, vector: heads.biases.subarray(l * d, (l + 1) * d) }];
+  });
+}
 
 /**
  * The components' writes at one position, in computation order, from the residual sites
@@ -79,11 +122,12 @@ export function attributeWrites(writes: PartVector[], finalResidual: ArrayLike<n
     weightSum += weighted[i];
     biasDot += w * head.bias[i];
   }
-  const parts: Part[] = writes.map(({ name, layer, vector }) => {
+  const parts: Part[] = writes.map(({ name, layer, head: h, vector }) => {
     let dot = 0, mean = 0;
     for (let i = 0; i < d; i++) { dot += weighted[i] * vector[i]; mean += vector[i]; }
     mean /= d;
-    return { name, layer, value: (head.headScale * (dot - (head.centred ? mean * weightSum : 0))) / sigma };
+    const value = (head.headScale * (dot - (head.centred ? mean * weightSum : 0))) / sigma;
+    return h === undefined ? { name, layer, value } : { name, layer, head: h, value };
   });
   parts.push({ name: 'bias', layer: null, value: head.headScale * biasDot + head.headBias[t] });
   return parts;
@@ -111,9 +155,9 @@ export interface AttributionRecord {
   parts: Part[];
 }
 
-/** Σ of the parts' values. */
+/** Σ of the parts' values (the `head` and `attn_bias` parts are already in their `attn`). */
 export function partsSum(parts: Part[]): number {
-  return parts.reduce((sum, p) => sum + p.value, 0);
+  return parts.reduce((sum, p) => sum + (isHeadPart(p) ? 0 : p.value), 0);
 }
 
 /**
@@ -126,7 +170,7 @@ export function runningTotals(parts: Part[]): { layer: number; total: number }[]
   const totals: { layer: number; total: number }[] = [];
   let total = bias;
   for (let l = 0; l <= layers; l++) {
-    for (const p of parts) if (p.layer === l && p.name !== 'bias') total += p.value;
+    for (const p of parts) if (p.layer === l && p.name !== 'bias' && !isHeadPart(p)) total += p.value;
     totals.push({ layer: l, total });
   }
   return totals;

@@ -43,13 +43,15 @@ export interface AttributionRun {
   centred: boolean;
   /** Parallel blocks: attn_1, mlp_1, …, attn_L, mlp_L at each position, [2L, positions, d] flattened. */
   branches?: Float32Array;
+  /** With `heads`: each layer's attention output before its output projection [L, positions, K], the projections [L, K, d] and their biases [L, d]. */
+  heads?: { inputs: Float32Array; weights: Float32Array; biases: Float32Array; count: number };
 }
 
 export interface RunOptions {
   /** Also read the residual after each block's attention (TransformerLens resid_mid); needs `midSites`. */
   sublayers?: boolean;
-  /** Also read what attribution needs for these target ids; needs `attributable`. */
-  attribution?: { targets: number[] };
+  /** Also read what attribution needs for these target ids (and each attention head's output with `heads`); needs `attributable`. */
+  attribution?: { targets: number[]; heads?: boolean };
 }
 
 export interface LensModel {
@@ -65,6 +67,9 @@ export interface LensModel {
   midSites: boolean;
   /** Whether the graph exposes the final norm and head weights that direct logit attribution reads. */
   attributable: boolean;
+  /** Whether it also exposes each attention's output projection (per-head attribution); `attentionHeads` from the config. */
+  headSites: boolean;
+  attentionHeads?: number;
   /** Token ids of a text, with no special tokens added. */
   encode(text: string): number[];
   /** The text of one token, leading spaces kept. */
@@ -170,8 +175,9 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
   const midSites = inputNames.includes(LENS_IO.midPositions);
   const attributable = inputNames.includes(ATTRIBUTION_IO.targetIds);
   const branchSites = inputNames.includes(ATTRIBUTION_IO.branchPositions);
+  const headSites = inputNames.includes(ATTRIBUTION_IO.headPositions);
   return {
-    id, layers, vocabSize, contextLength, midSites, attributable,
+    id, layers, vocabSize, contextLength, midSites, attributable, headSites, attentionHeads: arch.heads,
     encodePrompt: (text) => tokenizer.encode(text, { add_special_tokens: true }),
     encode: (text) => {
       // A SentencePiece normalizer that prepends ▁ turns " Paris" into "▁▁Paris": the text's own
@@ -204,6 +210,7 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
         // Empty unless attributing: then the head's rows and the branches cost nothing.
         ...(attributable ? { [ATTRIBUTION_IO.targetIds]: toInt64(attribution?.targets ?? []) } : {}),
         ...(branchSites ? { [ATTRIBUTION_IO.branchPositions]: toInt64(attribution ? positions : []) } : {}),
+        ...(headSites ? { [ATTRIBUTION_IO.headPositions]: toInt64(attribution?.heads ? positions : []), [ATTRIBUTION_IO.headRowCount]: toInt64([attribution?.heads ? 2 ** 62 : 0]) } : {}),
       });
       const run: LensRun = { logits: toFloat32(outputs[LENS_IO.logits]), hidden: toFloat32(outputs[LENS_IO.hidden]), sites };
       if (attribution) {
@@ -216,6 +223,13 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
           epsilon, centred: centred === 1,
           branches: outputs[ATTRIBUTION_IO.branches] ? toFloat32(outputs[ATTRIBUTION_IO.branches]) : undefined,
         };
+        if (attribution.heads) {
+          if (!headSites || !arch.heads) throw new Error('this model exposes no attention heads to attribute');
+          run.attribution.heads = {
+            inputs: toFloat32(outputs[ATTRIBUTION_IO.headInputs]), weights: toFloat32(outputs[ATTRIBUTION_IO.headWeights]),
+            biases: toFloat32(outputs[ATTRIBUTION_IO.headBiases]), count: arch.heads,
+          };
+        }
       }
       return run;
     },

@@ -26,6 +26,16 @@ export const ATTRIBUTION_IO = {
   normShape: 'lens_norm_shape',
   /** float [B, 2L·Q, d]: parallel blocks' branch outputs attn_1, mlp_1, …, attn_L, mlp_L, Q rows each. */
   branches: 'lens_branches',
+  /** INT64 [Q]: positions at which to read each attention's input to its output projection (batch 1); Q = 0 reads none. */
+  headPositions: 'lens_head_positions',
+  /** INT64 [1]: how many rows of each output projection to read: 0, or all of them (any larger number). */
+  headRowCount: 'lens_head_row_count',
+  /** float [L·Q, K]: each layer's attention output before its output projection (the heads' concatenation z), K = heads · head size. */
+  headInputs: 'lens_head_inputs',
+  /** float [L·K', d]: each layer's output projection W_O as z · W_O, K' = K rows when asked, 0 otherwise. */
+  headWeights: 'lens_head_weights',
+  /** float [L, d]: each layer's output projection bias (zeros without one). */
+  headBiases: 'lens_head_biases',
 } as const;
 
 /** The nodes, initializers, inputs and outputs to add to the lens graph, or why none can be. */
@@ -169,11 +179,7 @@ function readBranches(index: GraphIndex, structure: DecoderStructure): string[][
     const add = index.producer.get(r);
     if (add?.op_type !== 'Add') throw new Refusal(`block ${l + 1}'s residual is not an Add`);
     // The residual may be read through Casts (a traced norm's float32 cast); the other input is the branches' sum.
-    const stripped = (name: string) => {
-      for (let n = index.producer.get(name); n && PASS_THROUGH.has(n.op_type); n = index.producer.get(name)) name = index.dynamicInputs(n)[0];
-      return name;
-    };
-    const branchSum = add.input.find((i) => stripped(i) !== previous);
+    const branchSum = add.input.find((i) => throughPassThrough(index, i) !== previous);
     let sumNode = branchSum ? index.producer.get(branchSum) : undefined;
     while (sumNode && PASS_THROUGH.has(sumNode.op_type)) sumNode = index.producer.get(index.dynamicInputs(sumNode)[0]);
     if (sumNode?.op_type !== 'Add' || index.dynamicInputs(sumNode).length !== 2) throw new Refusal(`block ${l + 1} does not add its attention and MLP before the residual`);
@@ -182,6 +188,12 @@ function readBranches(index: GraphIndex, structure: DecoderStructure): string[][
     if (attends(a) === attends(b)) throw new Refusal(`block ${l + 1}'s two branches cannot be told apart as attention and MLP`);
     return attends(a) ? [a, b] : [b, a];
   });
+}
+
+/** The tensor a chain of pass-through ops (casts, reshapes) starts from. */
+function throughPassThrough(index: GraphIndex, name: string): string {
+  for (let n = index.producer.get(name); n && PASS_THROUGH.has(n.op_type); n = index.producer.get(name)) name = index.dynamicInputs(n)[0];
+  return name;
 }
 
 /** Whether some node matching `match` lies on a path from `stop` (excluded) back from `from`. */
@@ -198,6 +210,49 @@ function reaches(index: GraphIndex, from: string, stop: string, match: (n: Node)
     stack.push(...index.dynamicInputs(node));
   }
   return false;
+}
+
+interface OutProjection { input: string; weight: string; rowAxis: 0 | 1; rows: number; width: number; bias?: string; biasFactor: number }
+
+/**
+ * Each block's attention output projection, walked back from what the attention adds into the
+ * residual (`attention[l]`): optional bias Add, then a MatMul or Gemm by a stored weight. Throws Refusal.
+ */
+function readOutProjections(index: GraphIndex, attention: string[]): OutProjection[] {
+  return attention.map((start, l) => {
+    let bias: string | undefined;
+    let biasFactor = 1;
+    let t = start;
+    for (let node = index.producer.get(t); node; node = index.producer.get(t)) {
+      const constant = constantInput(index, node);
+      if (PASS_THROUGH.has(node.op_type)) { t = index.dynamicInputs(node)[0]; continue; }
+      if (node.op_type === 'Add' && constant && !bias) { bias = constant; t = index.dynamicInputs(node)[0]; continue; }
+      const weight = index.graph.initializer.find((w) => w.name === node.input[1] && w.dims.length === 2);
+      if (!weight || !index.dynamic.has(node.input[0])) break;
+      const [a, b] = weight.dims.map(Number);
+      if (node.op_type === 'MatMul') return { input: node.input[0], weight: weight.name, rowAxis: 0, rows: a, width: b, bias, biasFactor };
+      if (node.op_type !== 'Gemm') break;
+      const int = (name: string) => Number(node.attribute.find((x) => x.name === name)?.i ?? 0);
+      const float = (name: string) => Number(node.attribute.find((x) => x.name === name)?.f ?? 1);
+      if (int('transA') !== 0 || float('alpha') !== 1 || (bias && node.input[2])) break;
+      if (node.input[2]) { bias = node.input[2]; biasFactor = float('beta'); }
+      return int('transB') === 1
+        ? { input: node.input[0], weight: weight.name, rowAxis: 1, rows: b, width: a, bias, biasFactor }
+        : { input: node.input[0], weight: weight.name, rowAxis: 0, rows: a, width: b, bias, biasFactor };
+    }
+    throw new Refusal(`block ${l + 1}'s attention does not end in an output projection by a stored weight`);
+  });
+}
+
+/** What each block's attention adds into the residual: the mid-block Add's other input, or the parallel attention branch. */
+function attentionWrites(index: GraphIndex, structure: DecoderStructure, branches: string[][]): string[] {
+  if (branches.length > 0) return branches.map(([attention]) => attention);
+  return (structure.mids ?? []).map((mid, l) => {
+    const add = index.producer.get(mid)!;
+    const other = add.input.find((i) => throughPassThrough(index, i) !== structure.residuals[l]);
+    if (!other) throw new Refusal(`block ${l + 1}'s attention output is not an input of its residual Add`);
+    return other;
+  });
 }
 
 /**
@@ -256,6 +311,37 @@ export function attributionOutputs(index: GraphIndex, structure: DecoderStructur
     const picked = branches.flatMap((pair, l) => pair.map((b, k) => toFloat(node('Gather', [b, positions], `lens/attribution/branch_${l + 1}_${k}`, axis(1)), `lens/attribution/branch_${l + 1}_${k}_float`)));
     node('Concat', picked, ATTRIBUTION_IO.branches, axis(1));
     outputNames.push(ATTRIBUTION_IO.branches);
+  }
+  // Per-head parts, where every attention ends in a plain output projection (else attribute has no --heads).
+  let projections: OutProjection[] | undefined;
+  try {
+    projections = readOutProjections(index, attentionWrites(index, structure, branches));
+  } catch (error) {
+    if (!(error instanceof Refusal)) throw error;
+  }
+  if (projections && projections.length > 0) {
+    const positions = ATTRIBUTION_IO.headPositions, rowCount = ATTRIBUTION_IO.headRowCount;
+    const int64Input = (name: string, dim: string): ValueInfo => ({ name, type: { tensor_type: { elem_type: DataType.INT64, shape: { dim: [{ dim_param: dim }] } } } });
+    inputs.push(int64Input(positions, 'lens_head_positions'), int64Input(rowCount, 'lens_head_row_count'));
+    const zero = ints('lens/attribution/head_zero', [0]);
+    const inputsPicked: string[] = [], weights: string[] = [], biases: string[] = [];
+    projections.forEach((proj, l) => {
+      const name = (what: string) => `lens/attribution/head_${l + 1}_${what}`;
+      // Batch 1: row t of z as [B·T, K] is position t.
+      const rows = node('Reshape', [proj.input, ints(name('shape'), [-1, proj.rows])], name('z_rows'));
+      inputsPicked.push(toFloat(node('Gather', [rows, positions], name('z'), axis(0)), name('z_float')));
+      const sliced = node('Slice', [proj.weight, zero, rowCount, ints(name('axis'), [proj.rowAxis])], name('w'));
+      const oriented = proj.rowAxis === 0 ? sliced : node('Transpose', [sliced], name('w_t'), [{ name: 'perm', type: AttrType.INTS, ints: [1, 0] }]);
+      weights.push(toFloat(oriented, name('w_float')));
+      const bias = proj.bias
+        ? node('Mul', [toFloat(node('Reshape', [proj.bias, ints(name('bias_shape'), [1, -1])], name('bias_row')), name('bias_float')), floats(name('bias_factor'), [proj.biasFactor])], name('bias'))
+        : node('Reshape', [floats(name('no_bias'), new Array(proj.width).fill(0)), ints(name('bias_shape'), [1, -1])], name('bias'));
+      biases.push(bias);
+    });
+    node('Concat', inputsPicked, ATTRIBUTION_IO.headInputs, axis(0));
+    node('Concat', weights, ATTRIBUTION_IO.headWeights, axis(0));
+    node('Concat', biases, ATTRIBUTION_IO.headBiases, axis(0));
+    outputNames.push(ATTRIBUTION_IO.headInputs, ATTRIBUTION_IO.headWeights, ATTRIBUTION_IO.headBiases);
   }
   const outputs = outputNames.map((name) => ({ name, type: { tensor_type: { elem_type: DataType.FLOAT } } }));
   return { nodes, initializers, inputs, outputs };

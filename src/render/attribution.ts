@@ -2,7 +2,7 @@
 // to the left of the axis in ░, positive to the right in █, so no colour is needed), the running
 // total at the end of each layer, and the top contributors.
 import type { ChalkInstance } from 'chalk';
-import { partsSum, runningTotals, type AttributionRecord, type Part } from '../lens/attribution.js';
+import { isHeadPart, partsSum, runningTotals, type AttributionRecord, type Part } from '../lens/attribution.js';
 import { padEnd, quoteToken } from './tokens.js';
 
 const BAR_WIDTH = 20;
@@ -38,23 +38,24 @@ export function renderAttribution(record: AttributionRecord, view: AttributionVi
     ? `logit(${quoteToken(record.target.text)}) − logit(${quoteToken(record.versus.text)})`
     : `logit(${quoteToken(record.target.text)})`;
   const explained = `${what} = ${signed(record.value)} (the model's own) · sum of the parts ${signed(partsSum(record.parts))}`;
-  const finalLayer = Math.max(...record.parts.map((p) => p.layer ?? 0));
-  const labels = record.parts.map((p) => partLabel(p, finalLayer));
+  const parts = record.parts.filter((p) => !isHeadPart(p));
+  const finalLayer = Math.max(...parts.map((p) => p.layer ?? 0));
+  const labels = parts.map((p) => partLabel(p, finalLayer));
   const labelWidth = Math.max(...labels.map((l) => l.length));
-  const values = record.parts.map((p) => signed(p.value));
+  const values = parts.map((p) => signed(p.value));
   const valueWidth = Math.max(...values.map((v) => v.length));
-  const max = Math.max(...record.parts.map((p) => Math.abs(p.value)));
-  const totals = new Map(runningTotals(record.parts).map(({ layer, total }) => [layer, total]));
+  const max = Math.max(...parts.map((p) => Math.abs(p.value)));
+  const totals = new Map(runningTotals(parts).map(({ layer, total }) => [layer, total]));
   // The running total goes on each layer's last part (its MLP; the embeddings for layer 0).
   const lastOfLayer = new Map<number, number>();
-  record.parts.forEach((p, i) => { if (p.layer !== null) lastOfLayer.set(p.layer, i); });
-  const rows = record.parts.map((p, i) => {
+  parts.forEach((p, i) => { if (p.layer !== null) lastOfLayer.set(p.layer, i); });
+  const rows = parts.map((p, i) => {
     const total = p.layer !== null && lastOfLayer.get(p.layer) === i ? `  ${signed(totals.get(p.layer)!)}` : '';
     return `${padEnd(labels[i], labelWidth)}  ${values[i].padStart(valueWidth)}  ${bar(p.value, max, c)}${total}`.trimEnd();
   });
   const head = `${' '.repeat(labelWidth)}  ${'value'.padStart(valueWidth)}  ${'negative ░'.padStart(BAR_WIDTH)}│${'█ positive'.padEnd(BAR_WIDTH)}  running total`;
-  const top = record.parts
-    .map((p, i) => ({ label: labels[i], value: p.value }))
+  const headParts = record.parts.filter((p) => p.name === 'head');
+  const top = [...parts.map((p, i) => ({ label: labels[i], value: p.value })), ...headParts.map((p) => ({ label: headLabel(p, finalLayer), value: p.value }))]
     .sort((a, b) => Math.abs(b.value) - Math.abs(a.value))
     .slice(0, TOP_CONTRIBUTORS)
     .map((p) => `${p.label} ${signed(p.value)}`);
@@ -64,5 +65,33 @@ export function renderAttribution(record: AttributionRecord, view: AttributionVi
     'direct effects only: each part goes through the final norm with the scale of the real final residual',
     ...(view.defaultTarget ? ['target: the final layer\'s top-1 at this position'] : []),
   ];
-  return [header, explained, '', c.dim(head), ...rows, '', ...legend.map((l) => c.dim(l))].join('\n');
+  const grid = headParts.length > 0 ? ['', ...headGrid(record.parts, finalLayer, view)] : [];
+  return [header, explained, '', c.dim(head), ...rows, ...grid, '', ...legend.map((l) => c.dim(l))].join('\n');
+}
+
+function headLabel(part: Part, finalLayer: number): string {
+  return `${partLabel({ ...part, name: 'attn' }, finalLayer)} head ${part.head}`;
+}
+
+// Shades for |value| / max in the grid, so it reads without colour too.
+const SHADES = [' ', '░', '▒', '▓', '█'];
+
+/** The layers × heads grid: each head's value (and its layer's attn_bias), shaded by |value|, red/green by sign on a terminal. */
+function headGrid(all: Part[], finalLayer: number, view: AttributionView): string[] {
+  const { c } = view;
+  const heads = all.filter((p) => p.name === 'head');
+  const count = Math.max(...heads.map((p) => p.head!)) + 1;
+  const max = Math.max(...heads.map((p) => Math.abs(p.value)));
+  const cell = (p: Part | undefined) => {
+    if (!p) return ''.padStart(9);
+    const shade = SHADES[max > 0 ? Math.round((Math.abs(p.value) / max) * (SHADES.length - 1)) : 0];
+    const text = `${signed(p.value).padStart(7)}${shade}`;
+    return ` ${view.color ? (p.value < 0 ? c.red(text) : c.green(text)) : text}`;
+  };
+  const layers = [...new Set(heads.map((p) => p.layer!))];
+  const label = (l: number) => partLabel({ name: 'attn', layer: l, value: 0 }, finalLayer).replace(' attn', '');
+  const width = label(layers[0]).length;
+  const top = `${' '.repeat(width)}${Array.from({ length: count }, (_, h) => `h${h}`.padStart(9)).join('')}${'bias'.padStart(9)}`;
+  const rows = layers.map((l) => `${label(l)}${Array.from({ length: count }, (_, h) => cell(heads.find((p) => p.layer === l && p.head === h))).join('')}${cell(all.find((p) => p.name === 'attn_bias' && p.layer === l))}`);
+  return [c.dim(`heads: each head's direct part (z_h · W_O[h] through the frozen norm) and the output projection's bias; they add up to the layer's attn; shade: |value| against the largest head`), c.dim(top), ...rows];
 }
