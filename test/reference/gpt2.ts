@@ -41,6 +41,10 @@ export interface ReferenceResult {
   /** attnOut[l-1][t], mlpOut[l-1][t]: what block l's attention and MLP add into the residual, [L][T][d]. */
   attnOut: Vec[][];
   mlpOut: Vec[][];
+  /** headOut[l-1][t][h]: query head h's share of block l's attention output, z_h · W_O[h] (no bias), [L][T][H][d]. */
+  headOut: Vec[][][];
+  /** attnBias[l-1]: block l's attention output projection bias (zeros without one), [L][d]. */
+  attnBias: Vec[];
   /** The final norm without its bias applied to x [d], with the scale of `at` [d] instead of x's own. */
   frozenNorm: (x: Vec, at: Vec) => Vec;
   /** The final norm's bias [d] (zeros for RMSNorm). */
@@ -72,7 +76,7 @@ export function referenceForward(w: Gpt2Weights, ids: number[]): ReferenceResult
   });
   const residual: Vec[][] = [x.map((v) => v.slice())];
   const mids: Vec[][] = [];
-  const attnOut: Vec[][] = [], mlpOut: Vec[][] = [];
+  const attnOut: Vec[][] = [], mlpOut: Vec[][] = [], headOut: Vec[][][] = [], attnBias: Vec[] = [];
   for (const b of w.blocks) {
     const qkv = x.map((v) => conv1d(layerNorm(v, b.ln1g, b.ln1b), b.attnW, b.attnB, 3 * d));
     const ctx = Array.from({ length: T }, () => new Float64Array(d));
@@ -92,6 +96,13 @@ export function referenceForward(w: Gpt2Weights, ids: number[]): ReferenceResult
     }
     const attn = ctx.map((c) => conv1d(c, b.projW, b.projB, d));
     attnOut.push(attn);
+    // Head h's rows h·hd … of the [in, out] projection, applied to its slice of the context alone.
+    headOut.push(ctx.map((c) => Array.from({ length: heads }, (_, h) => {
+      const out = new Float64Array(d);
+      for (let i = h * hd; i < (h + 1) * hd; i++) for (let j = 0; j < d; j++) out[j] += c[i] * b.projW[i * d + j];
+      return out;
+    })));
+    attnBias.push(Float64Array.from(b.projB));
     const mid = x.map((v, t) => v.map((r, i) => r + attn[t][i]));
     mids.push(mid.map((v) => v.slice()));
     const mlp = mid.map((v) => conv1d(conv1d(layerNorm(v, b.ln2g, b.ln2b), b.fcW, b.fcB, 4 * d).map(geluNew), b.fc2W, b.fc2B, d));
@@ -102,7 +113,7 @@ export function referenceForward(w: Gpt2Weights, ids: number[]): ReferenceResult
   return {
     residual,
     mid: mids,
-    attnOut, mlpOut,
+    attnOut, mlpOut, headOut, attnBias,
     frozenNorm: (v, at) => frozenNormOf(v, at, w.lnfG, 1e-5, true),
     normBias: Float64Array.from(w.lnfB),
     finalNorm: (v) => layerNorm(v, w.lnfG, w.lnfB),

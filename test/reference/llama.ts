@@ -79,7 +79,7 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[]): Refer
   const residual: Vec[][] = [x.map((v) => v.slice())];
   // Sequential blocks only: block l's residual after its attention (parallel blocks have none).
   const mids: Vec[][] = [];
-  const attnOut: Vec[][] = [], mlpOut: Vec[][] = [];
+  const attnOut: Vec[][] = [], mlpOut: Vec[][] = [], headOut: Vec[][][] = [], attnBias: Vec[] = [];
   for (const [layer, b] of w.blocks.entries()) {
     // GPT-Neo's local layers see keys fewer than `window` positions back.
     const first = (i: number) => (isLocalLayer(t, layer) ? Math.max(0, i - t.localWindow! + 1) : 0);
@@ -115,6 +115,13 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[]): Refer
       return apply(b.down, gate.map((g, i) => act(g) * up[i]));
     };
     attnOut.push(attn);
+    // Head h: the columns h·hd … of o_proj's [out, in] weight, applied to its slice of the context alone.
+    headOut.push(ctx.map((v) => Array.from({ length: heads }, (_, h) => {
+      const out = new Float64Array(d);
+      for (let o = 0; o < d; o++) for (let i = h * hd; i < (h + 1) * hd; i++) out[o] += b.o.w[o * b.o.in + i] * v[i];
+      return out;
+    })));
+    attnBias.push(b.o.b ? Float64Array.from(b.o.b) : new Float64Array(d));
     if (t.parallel) {
       const m = x.map((v) => mlp(norm(v, b.ln2)));
       mlpOut.push(m);
@@ -133,7 +140,7 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[]): Refer
   return {
     residual,
     mid: mids,
-    attnOut, mlpOut,
+    attnOut, mlpOut, headOut, attnBias,
     frozenNorm: (v, at) => frozenNormOf(v, at, finalGain, t.eps, t.norm === 'layernorm'),
     normBias: w.finalNorm.b ? Float64Array.from(w.finalNorm.b) : new Float64Array(d),
     finalNorm: (v) => norm(v, w.finalNorm),
