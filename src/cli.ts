@@ -62,14 +62,19 @@ function collect<T>(parse: (v: string) => T) {
   return (value: string, previous: T[] = []): T[] => [...previous, parse(value)];
 }
 
-function addCommonOptions(cmd: Command, position = '-1'): Command {
+/** The options naming the model and the positions to read, shared by every command that runs the model. */
+function addModelOptions(cmd: Command, position = '-1'): Command {
   return cmd
     .option('-m, --model <id|dir>', 'hub repo id or local model directory', DEFAULT_MODEL)
     .option('--revision <rev>', 'hub revision of a repo id: branch, tag or commit', 'main')
     .addOption(new Option('--dtype <dtype>', 'weights variant').choices(Object.keys(DTYPE_SUFFIX)).default('fp32'))
-    .option('--raw', "the notebook's lens: hidden states as Hugging Face returns them, without the final norm")
     .addOption(new Option('--position <spec>', 'token positions to read: N (negative from the end), a list 0,3,-1, a slice 2:5, -4: or :')
-      .argParser(indexSpec('--position', false)).default(parseIndexSpec(position, { step: false }), position))
+      .argParser(indexSpec('--position', false)).default(parseIndexSpec(position, { step: false }), position));
+}
+
+function addCommonOptions(cmd: Command, position = '-1'): Command {
+  return addModelOptions(cmd, position)
+    .option('--raw', "the notebook's lens: hidden states as Hugging Face returns them, without the final norm")
     .option('--layers <spec>', 'layers to show in the human views (like --position, plus steps ::2); the last is always shown', indexSpec('--layers', true))
     .option('--sublayers', 'also read the residual after each block\'s attention, before its MLP')
     .option('-k, --top-k <n>', 'tokens per layer in the top list', integer(1, '-k'), 5)
@@ -228,6 +233,32 @@ export function buildProgram(): Command {
     .description('top-1 token of every layer at every position, as a coloured grid (default --position :)'), ':'))
     .addOption(new Option('--by <what>', 'what the colour shows: prob (the top-1 probability), entropy, or kl (KL to the final layer)').choices(HEAT_BY).default('prob'))
     .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/heatmap.js')).heatmapCommand({ by: opts.by ?? 'prob', width: terminalWidth() }), prompts, opts, { name: 'heatmap', prompts: CHART_PROMPTS }));
+
+  addModelOptions(program.command('attribute').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
+    .description("direct logit attribution: how much the embeddings, each layer's attention and MLP, and the biases add to a target's final logit (or to logit(A) − logit(B))"))
+    .option('--file <path|->', 'read prompts from a file, one per line (- for stdin)')
+    .option('--target <text>', "the target (its first token); twice: logit of the first minus the second's (default: the final layer's top-1)", collect(String), [])
+    .option('--target-id <n>', 'target token id; repeatable', collect(integer(0, '--target-id')), [])
+    .option('--heads', 'also one part per attention head, and each attention output projection\'s bias')
+    .option('--json', 'one JSON record per prompt and position per line on stdout')
+    .option('--offline', 'never touch the network (also HF_HUB_OFFLINE=1)')
+    .option('--verbose', 'show stack traces of internal errors')
+    .action(async (positional: string[], opts: RawOptions & { heads?: boolean }) => {
+      const env = process.env;
+      const showProgress = process.stderr.isTTY === true;
+      const targets: TargetSpec[] = [...opts.target.map((text) => ({ text })), ...opts.targetId.map((id) => ({ id }))];
+      const { attribute } = await import('./commands/attribute.js');
+      const color = !opts.json && colorEnabled(process.stdout, env);
+      let first = true;
+      for await (const { records, text } of attribute(promptSource(positional, opts.file, CHART_PROMPTS), {
+        model: opts.model, revision: opts.revision, dtype: opts.dtype, positions: opts.position, offline: !!opts.offline || offlineFromEnv(env),
+        targets, heads: !!opts.heads, env, batch: opts.file !== undefined, progress: showProgress ? progressBar() : undefined,
+        onPrepare: () => { if (showProgress) process.stderr.write('lens: preparing the model for the lens (once per model)…\n'); },
+      }, { color })) {
+        if (opts.json) { for (const record of records) process.stdout.write(`${JSON.stringify(record)}\n`); }
+        else { process.stdout.write(`${first ? '' : '\n'}${text}\n`); first = false; }
+      }
+    });
 
   program.command('inspect')
     .description('what lens finds in a model: family, layers, final norm, head, residual, cache entry')

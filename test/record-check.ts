@@ -74,7 +74,7 @@ export function assertRecordShape(record: unknown, shape: RecordShape, what = 'r
     assert.ok(Array.isArray(layer.targets), `${at}.targets`);
     if (shape.targets !== undefined) assert.equal(layer.targets.length, shape.targets, `${at}: number of targets`);
     for (const t of layer.targets) {
-      assert.deepEqual(Object.keys(t), ['text', 'id', 'prob', 'logit', 'rank', 'logprob', 'pieces'], `${at} target keys`);
+      assert.deepEqual(Object.keys(t), ['text', 'id', 'prob', 'logit', 'rank', 'logprob', 'pieces', 'first_top1', 'first_top10'], `${at} target keys`);
       assert.ok(isId(t.id, shape.vocab) && typeof t.text === 'string', `${at} target ${JSON.stringify(t)}`);
       assert.ok(finite(t.prob) && t.prob >= 0 && t.prob <= 1 && finite(t.logit), `${at} target ${JSON.stringify(t)}`);
       assert.ok(Number.isInteger(t.rank) && t.rank >= 1 && t.rank <= shape.vocab, `${at} target rank ${t.rank}`);
@@ -101,6 +101,16 @@ export function assertRecordShape(record: unknown, shape: RecordShape, what = 'r
       if (t.pieces.length === 1) assert.equal(t.prob, t.pieces[0].prob, `${at}: a single-token target is its piece`);
     }
     assert.equal(layer.targets.map((t) => t.id).join(), r.layers[0].targets.map((t) => t.id).join(), `${at}: targets differ between layers`);
+  });
+  // first_top1 / first_top10: the earliest block layer after which the target's rank never leaves 1 (10), from the ranks themselves.
+  const blocks = r.layers.filter((l) => l.site === 'block');
+  r.layers[0].targets.forEach((_, j) => {
+    for (const [key, best] of [['first_top1', 1], ['first_top10', 10]] as const) {
+      const staying = blocks.map((_, i) => blocks.slice(i).every((l) => l.targets[j].rank <= best));
+      const first = staying.indexOf(true);
+      const expected = first === -1 ? null : blocks[first].layer;
+      for (const l of r.layers) assert.equal(l.targets[j][key], expected, `${what} L${l.layer} target ${j}: ${key}`);
+    }
   });
 }
 

@@ -83,12 +83,7 @@ export async function* analyzePrompts(prompts: AsyncIterable<string> | Iterable<
     const runOptions = { sublayers: options.sublayers === true };
     const V = model.vocabSize;
     for await (const prompt of prompts) {
-      if (prompt.length === 0) throw usageError('empty prompt', 'give a prompt with at least one character');
-      const ids = model.encodePrompt(prompt);
-      if (ids.length === 0) throw usageError(`prompt ${JSON.stringify(prompt)} encodes to no tokens`);
-      if (ids.length > model.contextLength) {
-        throw usageError(`prompt is ${ids.length} tokens; ${model.id} reads at most ${model.contextLength}`, 'shorten the prompt');
-      }
+      const ids = encodePrompt(prompt, model);
       const positions = resolvePositions(options.positions, ids.length);
       const multi = given.filter((t) => t.ids.length > 1);
       if (multi.length > 0) {
@@ -158,7 +153,19 @@ export function surfacedTargets(tops: number[][], how: 'top1' | 'top2', tokenTex
   return ids.map((id) => ({ text: tokenText(id), ids: [id] }));
 }
 
-function resolveTarget(spec: TargetSpec, model: Pick<LensModel, 'encode' | 'tokenText' | 'vocabSize'>): Target {
+/** A prompt's token ids. Throws UserError for an empty prompt or one longer than the model's context. */
+export function encodePrompt(prompt: string, model: Pick<LensModel, 'encodePrompt' | 'contextLength' | 'id'>): number[] {
+  if (prompt.length === 0) throw usageError('empty prompt', 'give a prompt with at least one character');
+  const ids = model.encodePrompt(prompt);
+  if (ids.length === 0) throw usageError(`prompt ${JSON.stringify(prompt)} encodes to no tokens`);
+  if (ids.length > model.contextLength) {
+    throw usageError(`prompt is ${ids.length} tokens; ${model.id} reads at most ${model.contextLength}`, 'shorten the prompt');
+  }
+  return ids;
+}
+
+/** A target's text and token ids. Throws UserError for an id outside the vocabulary or a text with no tokens. */
+export function resolveTarget(spec: TargetSpec, model: Pick<LensModel, 'encode' | 'tokenText' | 'vocabSize'>): Target {
   if ('id' in spec) {
     if (!Number.isInteger(spec.id) || spec.id < 0 || spec.id >= model.vocabSize) {
       throw usageError(`token id ${spec.id} is outside the vocabulary (0..${model.vocabSize - 1})`);

@@ -10,7 +10,12 @@ export interface PieceEntry { id: number; text: string; prob: number; logit: num
  * A target at one site: `text` the whole target, `id`/`logit`/`rank` of its first token, `prob` the
  * product of its pieces' probabilities and `logprob` its natural log; `pieces` one entry per token.
  */
-export interface TargetEntry { text: string; id: number; prob: number; logit: number; rank: number; logprob: number; pieces: PieceEntry[] }
+export interface TargetEntry {
+  text: string; id: number; prob: number; logit: number; rank: number; logprob: number; pieces: PieceEntry[];
+  /** The first layer from which the target (its first token) stays top-1 (top-10) at every layer through the last; null if it is not top-1 (top-10) at the last. The same in every layer's entry. */
+  first_top1: number | null;
+  first_top10: number | null;
+}
 /** Where on the residual stream an entry reads: after the whole block (layer 0: the embeddings), or after its attention only. */
 export type Site = 'block' | 'attn';
 export interface LayerRecord { layer: number; site: Site; top: TopEntry[]; entropy: number; kl_to_final: number; targets: TargetEntry[] }
@@ -97,6 +102,7 @@ export function buildRecord(input: RecordInput): LensRecord {
       return {
         text: t.text, id: pieces[0].id, prob: Math.exp(logprob), logit: pieces[0].logit, rank: pieces[0].rank, logprob,
         pieces: pieces.map(({ id, text, prob, logit, rank }) => ({ id, text, prob, logit, rank })),
+        first_top1: null, first_top10: null,
       };
     });
     return {
@@ -105,5 +111,20 @@ export function buildRecord(input: RecordInput): LensRecord {
       entropy, kl_to_final: kl, targets,
     };
   });
+  input.targets.forEach((_, j) => {
+    const ranks = layers.filter((l) => l.site === 'block').map((l) => ({ layer: l.layer, rank: l.targets[j].rank }));
+    const first = { first_top1: firstLayerStaying(ranks, 1), first_top10: firstLayerStaying(ranks, 10) };
+    for (const l of layers) Object.assign(l.targets[j], first);
+  });
   return { model: input.model, mode: input.mode, prompt: input.prompt, tokens: input.tokens, position: input.position, layers };
+}
+
+/**
+ * The first layer from which `rank` stays ≤ `best` through the last entry of `ranks` (block layers
+ * in order, the last the final layer); null when it is not within `best` at the last.
+ */
+export function firstLayerStaying(ranks: { layer: number; rank: number }[], best: number): number | null {
+  let first: number | null = null;
+  for (let i = ranks.length - 1; i >= 0 && ranks[i].rank <= best; i--) first = ranks[i].layer;
+  return first;
 }

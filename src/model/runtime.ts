@@ -3,7 +3,9 @@
 import { join } from 'node:path';
 import { AutoModelForCausalLM, AutoTokenizer, env as hfEnv, Tensor, type PreTrainedModel, type PreTrainedTokenizer } from '@huggingface/transformers';
 import { UserError } from '../errors.js';
+import { ATTRIBUTION_IO } from '../onnx/attribution-graph.js';
 import { LENS_IO } from '../onnx/lens-graph.js';
+import { halfToFloat } from '../onnx/proto.js';
 import { loaderModelType, readArchitecture, readConfigFile } from './architecture.js';
 import { byteLevelText, isSentencePieceVocab, sentencePieceText } from '../render/tokens.js';
 import { resolveModel, type ResolveOptions } from './hub.js';
@@ -22,11 +24,34 @@ export interface LensRun {
   hidden: Float32Array;
   /** The sites of the rows: {0,block}, ({l,attn},) {l,block}, …, {L,block}. */
   sites: SiteId[];
+  /** What direct logit attribution reads, when the run asked for it. */
+  attribution?: AttributionRun;
+}
+
+/** The final norm and head as attribution reads them, for the targets of one run. */
+export interface AttributionRun {
+  /** W_U[t] for each target, [T, d] flattened. */
+  unembedRows: Float32Array;
+  /** The head's bias for each target as it reaches the logits, [T]. */
+  headBias: Float32Array;
+  /** The factor the head multiplies W_U·x by. */
+  headScale: number;
+  /** The final norm's gain [d] and bias [d] (zeros when it has none), epsilon, and whether it subtracts the mean. */
+  gain: Float32Array;
+  bias: Float32Array;
+  epsilon: number;
+  centred: boolean;
+  /** Parallel blocks: attn_1, mlp_1, …, attn_L, mlp_L at each position, [2L, positions, d] flattened. */
+  branches?: Float32Array;
+  /** With `heads`: each layer's attention output before its output projection [L, positions, K], the projections [L, K, d] and their biases [L, d]. */
+  heads?: { inputs: Float32Array; weights: Float32Array; biases: Float32Array; count: number };
 }
 
 export interface RunOptions {
   /** Also read the residual after each block's attention (TransformerLens resid_mid); needs `midSites`. */
   sublayers?: boolean;
+  /** Also read what attribution needs for these target ids (and each attention head's output with `heads`); needs `attributable`. */
+  attribution?: { targets: number[]; heads?: boolean };
 }
 
 export interface LensModel {
@@ -40,6 +65,11 @@ export interface LensModel {
   encodePrompt(text: string): number[];
   /** Whether the blocks have a residual between attention and MLP (false for parallel blocks). */
   midSites: boolean;
+  /** Whether the graph exposes the final norm and head weights that direct logit attribution reads. */
+  attributable: boolean;
+  /** Whether it also exposes each attention's output projection (per-head attribution); `attentionHeads` from the config. */
+  headSites: boolean;
+  attentionHeads?: number;
   /** Token ids of a text, with no special tokens added. */
   encode(text: string): number[];
   /** The text of one token, leading spaces kept. */
@@ -141,9 +171,13 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
     return (raw !== undefined ? byteLevelText(raw) : undefined) ?? text;
   };
 
-  const midSites = (model as unknown as { sessions: Record<string, { inputNames: string[] }> }).sessions.model.inputNames.includes(LENS_IO.midPositions);
+  const { inputNames } = (model as unknown as { sessions: Record<string, { inputNames: string[] }> }).sessions.model;
+  const midSites = inputNames.includes(LENS_IO.midPositions);
+  const attributable = inputNames.includes(ATTRIBUTION_IO.targetIds);
+  const branchSites = inputNames.includes(ATTRIBUTION_IO.branchPositions);
+  const headSites = inputNames.includes(ATTRIBUTION_IO.headPositions);
   return {
-    id, layers, vocabSize, contextLength, midSites,
+    id, layers, vocabSize, contextLength, midSites, attributable, headSites, attentionHeads: arch.heads,
     encodePrompt: (text) => tokenizer.encode(text, { add_special_tokens: true }),
     encode: (text) => {
       // A SentencePiece normalizer that prepends ▁ turns " Paris" into "▁▁Paris": the text's own
@@ -157,6 +191,8 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
       const ones = new BigInt64Array(seq).fill(1n);
       const sublayers = runOptions.sublayers === true;
       if (sublayers && !midSites) throw new Error('this model has no mid-block residual');
+      const attribution = runOptions.attribution;
+      if (attribution && !attributable) throw new Error('this model exposes nothing to attribute');
       const sites: SiteId[] = [{ layer: 0, site: 'block' }];
       for (let l = 1; l <= layers; l++) sites.push(...(sublayers ? [{ layer: l, site: 'attn' as const }] : []), { layer: l, site: 'block' });
       const P = positions.length;
@@ -171,8 +207,31 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
         [LENS_IO.positions]: toInt64(positions),
         ...(midSites ? { [LENS_IO.midPositions]: toInt64(sublayers ? positions : []) } : {}),
         [LENS_IO.normMask]: new Tensor('bool', Uint8Array.from(normMask.map(Number)), [rows]),
+        // Empty unless attributing: then the head's rows and the branches cost nothing.
+        ...(attributable ? { [ATTRIBUTION_IO.targetIds]: toInt64(attribution?.targets ?? []) } : {}),
+        ...(branchSites ? { [ATTRIBUTION_IO.branchPositions]: toInt64(attribution ? positions : []) } : {}),
+        ...(headSites ? { [ATTRIBUTION_IO.headPositions]: toInt64(attribution?.heads ? positions : []), [ATTRIBUTION_IO.headRowCount]: toInt64([attribution?.heads ? 2 ** 62 : 0]) } : {}),
       });
-      return { logits: toFloat32(outputs[LENS_IO.logits]), hidden: toFloat32(outputs[LENS_IO.hidden]), sites };
+      const run: LensRun = { logits: toFloat32(outputs[LENS_IO.logits]), hidden: toFloat32(outputs[LENS_IO.hidden]), sites };
+      if (attribution) {
+        const [epsilon, centred] = toFloat32(outputs[ATTRIBUTION_IO.normShape]);
+        const gain = toFloat32(outputs[ATTRIBUTION_IO.normGain]);
+        run.attribution = {
+          unembedRows: toFloat32(outputs[ATTRIBUTION_IO.unembedRows]), headBias: toFloat32(outputs[ATTRIBUTION_IO.headBias]),
+          headScale: toFloat32(outputs[ATTRIBUTION_IO.headScale])[0], gain,
+          bias: outputs[ATTRIBUTION_IO.normBias] ? toFloat32(outputs[ATTRIBUTION_IO.normBias]) : new Float32Array(gain.length),
+          epsilon, centred: centred === 1,
+          branches: outputs[ATTRIBUTION_IO.branches] ? toFloat32(outputs[ATTRIBUTION_IO.branches]) : undefined,
+        };
+        if (attribution.heads) {
+          if (!headSites || !arch.heads) throw new Error('this model exposes no attention heads to attribute');
+          run.attribution.heads = {
+            inputs: toFloat32(outputs[ATTRIBUTION_IO.headInputs]), weights: toFloat32(outputs[ATTRIBUTION_IO.headWeights]),
+            biases: toFloat32(outputs[ATTRIBUTION_IO.headBiases]), count: arch.heads,
+          };
+        }
+      }
+      return run;
     },
     async dispose() {
       await model.dispose();
@@ -185,16 +244,6 @@ function toFloat32(tensor: Tensor): Float32Array {
   if (data instanceof Float32Array) return data;
   if (tensor.type === 'float16' && data instanceof Uint16Array) return Float32Array.from(data, halfToFloat);
   return Float32Array.from(data);
-}
-
-/** IEEE 754 half precision bits to a number. */
-function halfToFloat(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exponent = (bits >> 10) & 0x1f;
-  const fraction = bits & 0x3ff;
-  if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024);
-  if (exponent === 0x1f) return fraction ? NaN : sign * Infinity;
-  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
 }
 
 function firstLine(text: string): string {

@@ -1,6 +1,7 @@
 // The graph rewrite behind the lens: find a pre-norm decoder's residual stream, final norm
 // and unembedding by structure, then add outputs that put every layer's residual, at the
 // requested positions, through the model's own final norm and head in one stacked pass.
+import { attributionOutputs } from './attribution-graph.js';
 import { splitSkipNorms } from './fused-norms.js';
 import { GraphIndex, pruneGraph, topologicalOrder } from './graph.js';
 import { AttrType, DataType, type Graph, type Model, type Node, type Tensor } from './proto.js';
@@ -396,19 +397,25 @@ export function addLensOutputs(model: Model, layers: number, isTransposeOf?: Tra
     }
   }
 
+  // Direct logit attribution's outputs (none when the head or norm is not float weights it can read).
+  const attribution = attributionOutputs(index, structure, structure.mids === undefined);
+  const extra = 'refused' in attribution ? { nodes: [], initializers: [], inputs: [], outputs: [] } : attribution;
+
   const rewritten: Graph = {
     ...graph,
-    node: [...graph.node, ...nodes],
-    initializer: [...graph.initializer, maskShape, rowShape, unrowShape, zero],
+    node: [...graph.node, ...nodes, ...extra.nodes],
+    initializer: [...graph.initializer, maskShape, rowShape, unrowShape, zero, ...extra.initializers],
     input: [
       ...graph.input,
       { name: LENS_IO.positions, type: { tensor_type: { elem_type: DataType.INT64, shape: { dim: [{ dim_param: 'lens_positions' }] } } } },
       ...(mids.length > 0 ? [{ name: LENS_IO.midPositions, type: { tensor_type: { elem_type: DataType.INT64, shape: { dim: [{ dim_param: 'lens_mid_positions' }] } } } }] : []),
       { name: LENS_IO.normMask, type: { tensor_type: { elem_type: DataType.BOOL, shape: { dim: [{ dim_param: 'lens_rows' }] } } } },
+      ...extra.inputs,
     ],
     output: [
       { name: LENS_IO.logits, type: { tensor_type: { elem_type: logitsType } } },
       { name: LENS_IO.hidden, type: { tensor_type: { elem_type: DataType.FLOAT } } },
+      ...extra.outputs,
     ],
   };
   return { model: { ...model, graph: pruneGraph(rewritten) }, structure, tiedEmbedding: embedding };

@@ -123,3 +123,13 @@ export function decodeModel(bytes: Uint8Array): Model {
 export function encodeModel(model: Model): Uint8Array {
   return ModelType.encode(ModelType.fromObject(model as never)).finish();
 }
+
+/** IEEE 754 half precision bits to a number. */
+export function halfToFloat(bits: number): number {
+  const sign = bits & 0x8000 ? -1 : 1;
+  const exponent = (bits >> 10) & 0x1f;
+  const fraction = bits & 0x3ff;
+  if (exponent === 0) return sign * 2 ** -14 * (fraction / 1024);
+  if (exponent === 0x1f) return fraction ? NaN : sign * Infinity;
+  return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
+}

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildRecord, siteStats } from '../../src/lens/record.js';
+import { buildRecord, firstLayerStaying, siteStats } from '../../src/lens/record.js';
 import { vectorStats } from '../../src/lens/math.js';
 import { entropy, kl, logProbs, logSumExp } from '../reference/stats.js';
 import { assertClose } from '../helpers.js';
@@ -42,7 +42,7 @@ test('record: top-k, probabilities, rank, entropy and KL to the last site', () =
   assertClose([r.layers[0].entropy, r.layers[0].kl_to_final, r.layers[1].kl_to_final, r.layers[0].targets[0].prob], [0.9475, 1.2712, 2.1788, 0.2369], 5e-5, 'as numbers');
   assert.deepEqual(r.layers.map((l) => [l.layer, l.site]), [[0, 'block'], [1, 'attn'], [1, 'block']]);
   assert.deepEqual(Object.keys(r.layers[0]), ['layer', 'site', 'top', 'entropy', 'kl_to_final', 'targets']);
-  assert.deepEqual(Object.keys(r.layers[0].targets[0]), ['text', 'id', 'prob', 'logit', 'rank', 'logprob', 'pieces']);
+  assert.deepEqual(Object.keys(r.layers[0].targets[0]), ['text', 'id', 'prob', 'logit', 'rank', 'logprob', 'pieces', 'first_top1', 'first_top10']);
   assert.deepEqual(r.layers[0].top.map((t) => [t.token, t.logit]), [['d', 3], ['c', 2]]);
   assertClose(r.layers[0].top.map((t) => t.prob), [e ** 3 / z01, e ** 2 / z01], 1e-12, 'top probs');
   assert.deepEqual(r.layers[2].top.map((t) => t.id), [2, 0], 'ties to the lower id');
@@ -125,4 +125,22 @@ test('fused statistics: top-k with ties to the lower index, log-partition, entro
   const big = vectorStats(Float64Array.of(1000, 999), 1);
   assertClose(big.logZ, 1000 + Math.log(1 + Math.exp(-1)), 1e-9);
   assert.deepEqual(siteStats([Float32Array.of(0, 1)], 1)[0].top, [1, 0], 'k ≥ 2 kept for default targets');
+});
+
+test('first_top1 / first_top10: the first layer from which the rank stays within 1 (10) through the last layer', () => {
+  const ranks = (...r: number[]) => r.map((rank, layer) => ({ layer, rank }));
+  // Top-1 at L1, lost at L2, back from L3: the commitment is L3, not L1.
+  assert.equal(firstLayerStaying(ranks(5, 1, 2, 1, 1), 1), 3);
+  assert.equal(firstLayerStaying(ranks(5, 1, 2, 1, 1), 10), 0);
+  assert.equal(firstLayerStaying(ranks(1, 1, 1, 1, 4), 1), null);
+  assert.equal(firstLayerStaying(ranks(11, 10, 12, 9, 4), 10), 3);
+  assert.equal(firstLayerStaying(ranks(1), 1), 0);
+});
+
+test('buildRecord puts the same first_top1 / first_top10 in every layer\'s entry, from block sites only', () => {
+  // Sites L0, L1a, L1, L2; logits over 3 tokens; target token 0 is top-1 at L1a (an attn site), L2 only otherwise.
+  const siteLogits = [[0, 1, 2], [3, 0, 0], [0, 2, 1], [5, 0, 0]];
+  const sites = [{ layer: 0, site: 'block' as const }, { layer: 1, site: 'attn' as const }, { layer: 1, site: 'block' as const }, { layer: 2, site: 'block' as const }];
+  const record = buildRecord({ model: 'm', mode: 'norm', prompt: 'p', tokens: [], position: 0, sites, siteLogits, k: 2, targets: [{ text: 'a', ids: [0] }], tokenText: String });
+  assert.deepEqual(record.layers.map((l) => [l.targets[0].rank, l.targets[0].first_top1, l.targets[0].first_top10]), [[3, 2, 0], [1, 2, 0], [3, 2, 0], [1, 2, 0]]);
 });

@@ -38,6 +38,30 @@ export interface ReferenceResult {
   finalNorm: (x: Vec) => Vec;
   /** W_U · x (+ the head's bias) over the whole vocabulary, [V]; W_U is the fixture's own head, wte when tied. */
   unembed: (x: Vec) => Vec;
+  /** attnOut[l-1][t], mlpOut[l-1][t]: what block l's attention and MLP add into the residual, [L][T][d]. */
+  attnOut: Vec[][];
+  mlpOut: Vec[][];
+  /** headOut[l-1][t][h]: query head h's share of block l's attention output, z_h · W_O[h] (no bias), [L][T][H][d]. */
+  headOut: Vec[][][];
+  /** attnBias[l-1]: block l's attention output projection bias (zeros without one), [L][d]. */
+  attnBias: Vec[];
+  /** The final norm without its bias applied to x [d], with the scale of `at` [d] instead of x's own. */
+  frozenNorm: (x: Vec, at: Vec) => Vec;
+  /** The final norm's bias [d] (zeros for RMSNorm). */
+  normBias: Vec;
+}
+
+/** The scale a LayerNorm (centred) or RMSNorm divides by: √(mean (x − mean x)² + eps), or √(mean x² + eps). */
+export function normScaleOf(x: Vec, eps: number, centred: boolean): number {
+  const mean = centred ? x.reduce((a, v) => a + v, 0) / x.length : 0;
+  return Math.sqrt(x.reduce((a, v) => a + (v - mean) ** 2, 0) / x.length + eps);
+}
+
+/** gain ⊙ (x − mean x) / σ(at) (LayerNorm) or gain ⊙ x / rms(at) (RMSNorm): the final norm with its scale frozen. */
+export function frozenNormOf(x: Vec, at: Vec, gain: ArrayLike<number>, eps: number, centred: boolean): Vec {
+  const mean = centred ? x.reduce((a, v) => a + v, 0) / x.length : 0;
+  const scale = normScaleOf(at, eps, centred);
+  return x.map((v, i) => ((v - mean) / scale) * gain[i]);
 }
 
 /** Runs GPT-2 on one sequence of token ids. */
@@ -52,6 +76,7 @@ export function referenceForward(w: Gpt2Weights, ids: number[]): ReferenceResult
   });
   const residual: Vec[][] = [x.map((v) => v.slice())];
   const mids: Vec[][] = [];
+  const attnOut: Vec[][] = [], mlpOut: Vec[][] = [], headOut: Vec[][][] = [], attnBias: Vec[] = [];
   for (const b of w.blocks) {
     const qkv = x.map((v) => conv1d(layerNorm(v, b.ln1g, b.ln1b), b.attnW, b.attnB, 3 * d));
     const ctx = Array.from({ length: T }, () => new Float64Array(d));
@@ -69,18 +94,28 @@ export function referenceForward(w: Gpt2Weights, ids: number[]): ReferenceResult
         for (let s = 0; s <= t; s++) for (let i = 0; i < hd; i++) ctx[t][h * hd + i] += (e[s] / z) * qkv[s][2 * d + h * hd + i];
       }
     }
-    const mid = x.map((v, t) => { const a = conv1d(ctx[t], b.projW, b.projB, d); return v.map((r, i) => r + a[i]); });
+    const attn = ctx.map((c) => conv1d(c, b.projW, b.projB, d));
+    attnOut.push(attn);
+    // Head h's rows h·hd … of the [in, out] projection, applied to its slice of the context alone.
+    headOut.push(ctx.map((c) => Array.from({ length: heads }, (_, h) => {
+      const out = new Float64Array(d);
+      for (let i = h * hd; i < (h + 1) * hd; i++) for (let j = 0; j < d; j++) out[j] += c[i] * b.projW[i * d + j];
+      return out;
+    })));
+    attnBias.push(Float64Array.from(b.projB));
+    const mid = x.map((v, t) => v.map((r, i) => r + attn[t][i]));
     mids.push(mid.map((v) => v.slice()));
-    x = mid.map((v) => {
-      const h = conv1d(layerNorm(v, b.ln2g, b.ln2b), b.fcW, b.fcB, 4 * d).map(geluNew);
-      const m = conv1d(h, b.fc2W, b.fc2B, d);
-      return v.map((r, i) => r + m[i]);
-    });
+    const mlp = mid.map((v) => conv1d(conv1d(layerNorm(v, b.ln2g, b.ln2b), b.fcW, b.fcB, 4 * d).map(geluNew), b.fc2W, b.fc2B, d));
+    mlpOut.push(mlp);
+    x = mid.map((v, t) => v.map((r, i) => r + mlp[t][i]));
     residual.push(x.map((v) => v.slice()));
   }
   return {
     residual,
     mid: mids,
+    attnOut, mlpOut, headOut, attnBias,
+    frozenNorm: (v, at) => frozenNormOf(v, at, w.lnfG, 1e-5, true),
+    normBias: Float64Array.from(w.lnfB),
     finalNorm: (v) => layerNorm(v, w.lnfG, w.lnfB),
     unembed: (v) => {
       const head = w.lmHead ?? w.wte;

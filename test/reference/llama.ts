@@ -6,7 +6,7 @@
 // residual, and GPT-Neo's learned positions, unscaled scores and local attention windows.
 // Used only by the tests.
 import { headDim, isLocalLayer, rotaryDim, type DecoderWeights, type Linear, type Norm } from '../fixtures/llama.js';
-import type { ReferenceResult } from './gpt2.js';
+import { frozenNormOf, type ReferenceResult } from './gpt2.js';
 
 type Vec = Float64Array;
 
@@ -95,6 +95,7 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[], arithm
   const residual: Vec[][] = [x.map((v) => v.slice())];
   // Sequential blocks only: block l's residual after its attention (parallel blocks have none).
   const mids: Vec[][] = [];
+  const attnOut: Vec[][] = [], mlpOut: Vec[][] = [], headOut: Vec[][][] = [], attnBias: Vec[] = [];
   for (const [layer, b] of w.blocks.entries()) {
     // GPT-Neo's local layers see keys fewer than `window` positions back.
     const first = (i: number) => (isLocalLayer(t, layer) ? Math.max(0, i - t.localWindow! + 1) : 0);
@@ -130,21 +131,35 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[], arithm
       const gate = linear(b.gate!, vs), up = linear(b.up, vs);
       return linear(b.down, gate.map((g, pos) => g.map((v, i) => act(v) * up[pos][i])));
     };
+    attnOut.push(attn);
+    // Head h: the columns h·hd … of o_proj's [out, in] weight, applied to its slice of the context alone.
+    headOut.push(ctx.map((v) => Array.from({ length: heads }, (_, h) => {
+      const out = new Float64Array(d);
+      for (let o = 0; o < d; o++) for (let i = h * hd; i < (h + 1) * hd; i++) out[o] += b.o.w[o * b.o.in + i] * v[i];
+      return out;
+    })));
+    attnBias.push(b.o.b ? Float64Array.from(b.o.b) : new Float64Array(d));
     if (t.parallel) {
       const m = mlp(x.map((v) => norm(v, b.ln2)));
+      mlpOut.push(m);
       x = x.map((v, i) => v.map((r, e) => r + attn[i][e] + m[i][e]));
     } else {
       const midBlock = x.map((v, i) => v.map((r, e) => r + attn[i][e]));
       mids.push(midBlock.map((v) => v.slice()));
       const m = mlp(midBlock.map((v) => norm(v, b.ln2)));
+      mlpOut.push(m);
       x = midBlock.map((v, i) => v.map((r, e) => r + m[i][e]));
     }
     residual.push(x.map((v) => v.slice()));
   }
   const head = w.lmHead ?? w.embed;
+  const finalGain = t.norm === 'rms-1p' ? w.finalNorm.g.map((g) => 1 + g) : w.finalNorm.g;
   return {
     residual,
     mid: mids,
+    attnOut, mlpOut, headOut, attnBias,
+    frozenNorm: (v, at) => frozenNormOf(v, at, finalGain, t.eps, t.norm === 'layernorm'),
+    normBias: w.finalNorm.b ? Float64Array.from(w.finalNorm.b) : new Float64Array(d),
     finalNorm: (v) => norm(v, w.finalNorm),
     unembed: (v) => {
       const out = new Float64Array(vocab);

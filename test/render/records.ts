@@ -4,7 +4,7 @@ import type { HtmlView } from '../../src/render/html.js';
 
 /** A single-token target entry. */
 export function target(text: string, id: number, prob: number, logit: number, rank: number): TargetEntry {
-  return { text, id, prob, logit, rank, logprob: Math.log(prob), pieces: [{ id, text, prob, logit, rank }] };
+  return { text, id, prob, logit, rank, logprob: Math.log(prob), pieces: [{ id, text, prob, logit, rank }], first_top1: null, first_top10: null };
 }
 
 /** A prompt's records: `tops[position][row]` = [top-1 token, prob, entropy, kl]; rows may carry sites. */

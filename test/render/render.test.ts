@@ -13,7 +13,7 @@ function record(): LensRecord {
   const layer = (l: number, top: [string, number][], prob: number, rank: number) => ({
     layer: l, site: 'block' as const, entropy: 1, kl_to_final: 0.5,
     top: top.map(([token, p], i) => ({ id: i, token, prob: p, logit: 1 })),
-    targets: [{ text: ' football', id: 4346, prob, logit: 0, rank, logprob: Math.log(prob), pieces: [{ id: 4346, text: ' football', prob, logit: 0, rank }] }],
+    targets: [{ text: ' football', id: 4346, prob, logit: 0, rank, logprob: Math.log(prob), pieces: [{ id: 4346, text: ' football', prob, logit: 0, rank }], first_top1: null, first_top10: null }],
   });
   return {
     model: 'tiny', mode: 'norm', prompt: 'The sport is', position: 2,
@@ -95,7 +95,7 @@ test('tokens: leading spaces show, control and bidi characters are escaped', () 
 
 /** A record with sub-layer sites and two targets whose logits are given per entry. */
 function subRecord(): LensRecord {
-  const t = (text: string, id: number, logit: number) => ({ text, id, prob: 0.1, logit, rank: 3, logprob: Math.log(0.1), pieces: [{ id, text, prob: 0.1, logit, rank: 3 }] });
+  const t = (text: string, id: number, logit: number) => ({ text, id, prob: 0.1, logit, rank: 3, logprob: Math.log(0.1), pieces: [{ id, text, prob: 0.1, logit, rank: 3 }], first_top1: null, first_top10: null });
   const entry = (layer: number, site: 'block' | 'attn', a: number, b: number) => ({
     layer, site, entropy: 1, kl_to_final: 0.5, top: [{ id: 1, token: ' x', prob: 0.5, logit: 2 }], targets: [t(' Paris', 6342, a), t(' London', 3576, b)],
   });
@@ -151,7 +151,7 @@ test('several-token targets: prob says P is the product, rank says it is the fir
   const r = subRecord();
   for (const l of r.layers) {
     l.targets[0] = { text: ' Eiffel Tower', id: 412, prob: 0.01, logit: 1, rank: 40, logprob: Math.log(0.01),
-      pieces: [{ id: 412, text: ' E', prob: 0.1, logit: 1, rank: 40 }, { id: 733, text: 'iff', prob: 0.1, logit: 1, rank: 2 }] };
+      pieces: [{ id: 412, text: ' E', prob: 0.1, logit: 1, rank: 40 }, { id: 733, text: 'iff', prob: 0.1, logit: 1, rank: 2 }], first_top1: null, first_top10: null };
   }
   const rank = renderRankChart(r, { ...plain, layers: [2] }).split('\n');
   assert.ok(rank.includes('── " Eiffel Tower" (rank of its first token " E", id 412)   ━━ " London" (id 3576)'));

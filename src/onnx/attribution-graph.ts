@@ -1,0 +1,348 @@
+// What direct logit attribution needs from a decoder graph, added as outputs of the lens graph:
+// the final norm's gain, bias and epsilon, the head's rows for the targets asked and its bias and
+// scale, and, for parallel blocks, each branch's output. Found by structure, from the residual
+// walk of the lens; a head or norm it cannot read as float weights adds nothing (attribute refuses).
+import type { DecoderStructure } from './lens-graph.js';
+import type { GraphIndex } from './graph.js';
+import { AttrType, DataType, halfToFloat, type Node, type Tensor, type ValueInfo } from './proto.js';
+
+/** Names of the inputs and outputs attribution adds to the lens graph. */
+export const ATTRIBUTION_IO = {
+  /** INT64 [T]: the token ids whose head rows to read; T = 0 reads none. */
+  targetIds: 'lens_target_ids',
+  /** INT64 [Q]: positions at which to read the branch outputs (parallel blocks only); Q = 0 reads none. */
+  branchPositions: 'lens_branch_positions',
+  /** float [T, d]: the unembedding's row W_U[t] for each target id. */
+  unembedRows: 'lens_unembed_rows',
+  /** float [T]: the head's bias for each target, as it reaches the logits (after the scaling that follows it); 0 without one. */
+  headBias: 'lens_head_bias',
+  /** float [1]: the factor the head multiplies W_U·x by before the logits (alpha, logit scales); 1 if none. */
+  headScale: 'lens_head_scale',
+  /** float [d]: the final norm's gain as it multiplies (Gemma's 1 + w included). */
+  normGain: 'lens_norm_gain',
+  /** float [d]: the final norm's bias; absent from graphs whose final norm has none. */
+  normBias: 'lens_norm_bias',
+  /** float [2]: the final norm's epsilon, and 1 when it subtracts the mean (LayerNorm), 0 when not (RMSNorm). */
+  normShape: 'lens_norm_shape',
+  /** float [B, 2L·Q, d]: parallel blocks' branch outputs attn_1, mlp_1, …, attn_L, mlp_L, Q rows each. */
+  branches: 'lens_branches',
+  /** INT64 [Q]: positions at which to read each attention's input to its output projection (batch 1); Q = 0 reads none. */
+  headPositions: 'lens_head_positions',
+  /** INT64 [1]: how many rows of each output projection to read: 0, or all of them (any larger number). */
+  headRowCount: 'lens_head_row_count',
+  /** float [L·Q, K]: each layer's attention output before its output projection (the heads' concatenation z), K = heads · head size. */
+  headInputs: 'lens_head_inputs',
+  /** float [L·K', d]: each layer's output projection W_O as z · W_O, K' = K rows when asked, 0 otherwise. */
+  headWeights: 'lens_head_weights',
+  /** float [L, d]: each layer's output projection bias (zeros without one). */
+  headBiases: 'lens_head_biases',
+} as const;
+
+/** The nodes, initializers, inputs and outputs to add to the lens graph, or why none can be. */
+export type AttributionOutputs =
+  | { nodes: Node[]; initializers: Tensor[]; inputs: ValueInfo[]; outputs: ValueInfo[] }
+  | { refused: string };
+
+const PASS_THROUGH = new Set(['Reshape', 'Flatten', 'Identity', 'Cast', 'Squeeze', 'Unsqueeze']);
+// Between the final norm and the head, newer exports slice the positions to score.
+const NORM_PASS_THROUGH = new Set([...PASS_THROUGH, 'Slice', 'Gather']);
+const ATTENTION_OPS = new Set(['Softmax', 'Attention', 'MultiHeadAttention', 'GroupQueryAttention', 'PackedMultiHeadAttention']);
+const DOUBLE = 11;
+
+class Refusal extends Error {}
+
+/** The numbers of a small constant tensor (float, float16 or double, stored in the graph). Throws Refusal. */
+function tensorNumbers(t: Tensor): number[] {
+  if (t.external_data?.length) throw new Refusal(`the constant ${t.name} is stored outside the graph`);
+  if (t.data_type === DataType.FLOAT) {
+    if (t.float_data?.length) return t.float_data;
+    const raw = t.raw_data ?? new Uint8Array();
+    return Array.from(new Float32Array(Uint8Array.from(raw).buffer));
+  }
+  if (t.data_type === DOUBLE) {
+    if (t.double_data?.length) return t.double_data;
+    return Array.from(new Float64Array(Uint8Array.from(t.raw_data ?? []).buffer));
+  }
+  if (t.data_type === DataType.FLOAT16) {
+    const bits = t.int32_data?.length ? t.int32_data : Array.from(new Uint16Array(Uint8Array.from(t.raw_data ?? []).buffer));
+    return bits.map(halfToFloat);
+  }
+  throw new Refusal(`the constant ${t.name} is not a float`);
+}
+
+/** The value of a scalar constant (an initializer or a Constant node's), or undefined if `name` is not one. */
+function scalarConstant(index: GraphIndex, name: string): number | undefined {
+  const initializer = index.graph.initializer.find((t) => t.name === name);
+  const producer = index.producer.get(name);
+  const tensor = initializer ?? (producer?.op_type === 'Constant' ? producer.attribute.find((a) => a.name === 'value')?.t : undefined);
+  if (!tensor) return undefined;
+  const values = tensorNumbers(tensor);
+  return values.length === 1 ? values[0] : undefined;
+}
+
+/** The constant (non-dynamic) input of a two-input node whose other input is dynamic. */
+function constantInput(index: GraphIndex, node: Node): string | undefined {
+  const [a, b] = node.input;
+  if (!a || !b) return undefined;
+  if (index.dynamic.has(a) && !index.dynamic.has(b)) return b;
+  if (index.dynamic.has(b) && !index.dynamic.has(a)) return a;
+  return undefined;
+}
+
+interface FinalNorm { gain: string; bias?: string; epsilon: number; centred: boolean }
+
+/** The final norm's gain, bias, epsilon and kind, read back from its output. Throws Refusal. */
+function readFinalNorm(index: GraphIndex, structure: DecoderStructure): FinalNorm {
+  const rLast = structure.residuals[structure.residuals.length - 1];
+  let gain: string | undefined, bias: string | undefined;
+  let t = structure.finalNormOutput;
+  for (let node = index.producer.get(t); node; node = index.producer.get(t)) {
+    const epsilonAttribute = Number(node.attribute.find((a) => a.name === 'epsilon')?.f ?? 1e-5);
+    if (node.op_type === 'LayerNormalization' || node.op_type === 'SimplifiedLayerNormalization' || node.op_type === 'RMSNormalization') {
+      if (gain || bias) throw new Refusal(`the final norm ${node.op_type} is followed by another gain or bias`);
+      const centred = node.op_type === 'LayerNormalization';
+      return { gain: node.input[1], bias: centred && node.input[2] ? node.input[2] : undefined, epsilon: epsilonAttribute, centred };
+    }
+    const constant = constantInput(index, node);
+    if (NORM_PASS_THROUGH.has(node.op_type) && !(node.op_type === 'Gather' && node.input[0] !== index.dynamicInputs(node)[0])) {
+      t = index.dynamicInputs(node)[0];
+    } else if (node.op_type === 'Add' && constant && !gain && !bias) {
+      bias = constant;
+      t = index.dynamicInputs(node)[0];
+    } else if (node.op_type === 'Mul' && constant && !gain) {
+      gain = constant;
+      t = index.dynamicInputs(node)[0];
+    } else {
+      break;
+    }
+  }
+  if (!gain) throw new Refusal('no gain (a Mul by a constant) ends the final norm');
+  // A decomposed norm: the nodes between the last residual and the normalised vector.
+  const after = index.descendants(rLast);
+  const between = [...index.ancestors([t])].filter((x) => after.has(x) && x !== rLast).map((x) => index.producer.get(x)!).filter(Boolean);
+  const centred = between.some((n) => n.op_type === 'Sub');
+  const epsilons = new Set(between.filter((n) => n.op_type === 'Add').map((n) => constantInput(index, n)).filter((c): c is string => !!c).map((c) => scalarConstant(index, c)).filter((v): v is number => v !== undefined));
+  if (epsilons.size !== 1) throw new Refusal(`the final norm's epsilon is not one constant added (found ${epsilons.size})`);
+  return { gain, bias, epsilon: [...epsilons][0], centred };
+}
+
+interface Head { weight: string; vocabAxis: 0 | 1; bias?: string; biasAxis: number; biasFactor: number; scale: number }
+
+/** The unembedding's weight, orientation, bias and scaling, from the unembedding to the logits. Throws Refusal. */
+function readHead(index: GraphIndex, structure: DecoderStructure): Head {
+  const { unembed, logits } = structure;
+  const weight = unembed.input[1];
+  if (!weight || index.dynamic.has(weight) || !index.dynamic.has(unembed.input[0])) {
+    throw new Refusal(`the head is a ${unembed.op_type} attribute cannot read as float weights (quantized?)`);
+  }
+  let head: Head;
+  if (unembed.op_type === 'MatMul') {
+    head = { weight, vocabAxis: 1, biasAxis: -1, biasFactor: 1, scale: 1 };
+  } else if (unembed.op_type === 'Gemm') {
+    const int = (name: string) => Number(unembed.attribute.find((a) => a.name === name)?.i ?? 0);
+    const float = (name: string) => Number(unembed.attribute.find((a) => a.name === name)?.f ?? 1);
+    if (int('transA') !== 0) throw new Refusal('the head Gemm transposes its input');
+    const alpha = float('alpha');
+    head = { weight, vocabAxis: int('transB') === 1 ? 0 : 1, bias: unembed.input[2] || undefined, biasAxis: -1, biasFactor: float('beta'), scale: alpha };
+  } else {
+    throw new Refusal(`the head is a ${unembed.op_type}, not a float MatMul or Gemm (quantized weights)`);
+  }
+  // The ops from the head's product to the logits, in computation order.
+  const chain: Node[] = [];
+  for (let name = logits, node = index.producer.get(name); node !== unembed; name = index.dynamicInputs(node)[0], node = index.producer.get(name)) {
+    if (!node) throw new Refusal('the logits do not come from the head');
+    chain.unshift(node);
+  }
+  for (const node of chain) {
+    if (PASS_THROUGH.has(node.op_type)) continue;
+    const constant = constantInput(index, node);
+    const scalar = constant ? scalarConstant(index, constant) : undefined;
+    if (node.op_type === 'Add' && constant && !head.bias) {
+      head.bias = constant;
+      head.biasFactor = 1;
+    } else if ((node.op_type === 'Mul' || node.op_type === 'Div') && scalar !== undefined && (node.op_type === 'Mul' || node.input[1] === constant)) {
+      const factor = node.op_type === 'Mul' ? scalar : 1 / scalar;
+      head.scale *= factor;
+      head.biasFactor *= factor;
+    } else {
+      throw new Refusal(`the head applies ${node.op_type} after the unembedding, which is not a bias or a scale (a softcap?)`);
+    }
+  }
+  return head;
+}
+
+/** For parallel blocks, the two branch outputs of each block in order [attn_l, mlp_l], l = 1..L. Throws Refusal. */
+function readBranches(index: GraphIndex, structure: DecoderStructure): string[][] {
+  const { residuals } = structure;
+  return residuals.slice(1).map((r, l) => {
+    const previous = residuals[l];
+    const add = index.producer.get(r);
+    if (add?.op_type !== 'Add') throw new Refusal(`block ${l + 1}'s residual is not an Add`);
+    // The residual may be read through Casts (a traced norm's float32 cast); the other input is the branches' sum.
+    const branchSum = add.input.find((i) => throughPassThrough(index, i) !== previous);
+    let sumNode = branchSum ? index.producer.get(branchSum) : undefined;
+    while (sumNode && PASS_THROUGH.has(sumNode.op_type)) sumNode = index.producer.get(index.dynamicInputs(sumNode)[0]);
+    if (sumNode?.op_type !== 'Add' || index.dynamicInputs(sumNode).length !== 2) throw new Refusal(`block ${l + 1} does not add its attention and MLP before the residual`);
+    const [a, b] = sumNode.input;
+    const attends = (x: string) => reaches(index, x, previous, (n) => ATTENTION_OPS.has(n.op_type));
+    if (attends(a) === attends(b)) throw new Refusal(`block ${l + 1}'s two branches cannot be told apart as attention and MLP`);
+    return attends(a) ? [a, b] : [b, a];
+  });
+}
+
+/** The tensor a chain of pass-through ops (casts, reshapes) starts from. */
+function throughPassThrough(index: GraphIndex, name: string): string {
+  for (let n = index.producer.get(name); n && PASS_THROUGH.has(n.op_type); n = index.producer.get(name)) name = index.dynamicInputs(n)[0];
+  return name;
+}
+
+/** Whether some node matching `match` lies on a path from `stop` (excluded) back from `from`. */
+function reaches(index: GraphIndex, from: string, stop: string, match: (n: Node) => boolean): boolean {
+  const seen = new Set<string>([stop]);
+  const stack = [from];
+  while (stack.length) {
+    const t = stack.pop()!;
+    if (seen.has(t)) continue;
+    seen.add(t);
+    const node = index.producer.get(t);
+    if (!node) continue;
+    if (match(node)) return true;
+    stack.push(...index.dynamicInputs(node));
+  }
+  return false;
+}
+
+interface OutProjection { input: string; weight: string; rowAxis: 0 | 1; rows: number; width: number; bias?: string; biasFactor: number }
+
+/**
+ * Each block's attention output projection, walked back from what the attention adds into the
+ * residual (`attention[l]`): optional bias Add, then a MatMul or Gemm by a stored weight. Throws Refusal.
+ */
+function readOutProjections(index: GraphIndex, attention: string[]): OutProjection[] {
+  return attention.map((start, l) => {
+    let bias: string | undefined;
+    let biasFactor = 1;
+    let t = start;
+    for (let node = index.producer.get(t); node; node = index.producer.get(t)) {
+      const constant = constantInput(index, node);
+      if (PASS_THROUGH.has(node.op_type)) { t = index.dynamicInputs(node)[0]; continue; }
+      if (node.op_type === 'Add' && constant && !bias) { bias = constant; t = index.dynamicInputs(node)[0]; continue; }
+      const weight = index.graph.initializer.find((w) => w.name === node.input[1] && w.dims.length === 2);
+      if (!weight || !index.dynamic.has(node.input[0])) break;
+      const [a, b] = weight.dims.map(Number);
+      if (node.op_type === 'MatMul') return { input: node.input[0], weight: weight.name, rowAxis: 0, rows: a, width: b, bias, biasFactor };
+      if (node.op_type !== 'Gemm') break;
+      const int = (name: string) => Number(node.attribute.find((x) => x.name === name)?.i ?? 0);
+      const float = (name: string) => Number(node.attribute.find((x) => x.name === name)?.f ?? 1);
+      if (int('transA') !== 0 || float('alpha') !== 1 || (bias && node.input[2])) break;
+      if (node.input[2]) { bias = node.input[2]; biasFactor = float('beta'); }
+      return int('transB') === 1
+        ? { input: node.input[0], weight: weight.name, rowAxis: 1, rows: b, width: a, bias, biasFactor }
+        : { input: node.input[0], weight: weight.name, rowAxis: 0, rows: a, width: b, bias, biasFactor };
+    }
+    throw new Refusal(`block ${l + 1}'s attention does not end in an output projection by a stored weight`);
+  });
+}
+
+/** What each block's attention adds into the residual: the mid-block Add's other input, or the parallel attention branch. */
+function attentionWrites(index: GraphIndex, structure: DecoderStructure, branches: string[][]): string[] {
+  if (branches.length > 0) return branches.map(([attention]) => attention);
+  return (structure.mids ?? []).map((mid, l) => {
+    const add = index.producer.get(mid)!;
+    const other = add.input.find((i) => throughPassThrough(index, i) !== structure.residuals[l]);
+    if (!other) throw new Refusal(`block ${l + 1}'s attention output is not an input of its residual Add`);
+    return other;
+  });
+}
+
+/**
+ * The outputs (ATTRIBUTION_IO) that direct logit attribution reads, for a graph whose lens structure
+ * is `structure` (`parallel`: blocks add attention and MLP in one residual Add).
+ */
+export function attributionOutputs(index: GraphIndex, structure: DecoderStructure, parallel: boolean): AttributionOutputs {
+  let norm: FinalNorm, head: Head, branches: string[][];
+  try {
+    norm = readFinalNorm(index, structure);
+    head = readHead(index, structure);
+    branches = parallel ? readBranches(index, structure) : [];
+  } catch (error) {
+    if (error instanceof Refusal) return { refused: error.message };
+    throw error;
+  }
+  const nodes: Node[] = [];
+  const initializers: Tensor[] = [];
+  const node = (op: string, inputs: string[], output: string, attribute: Node['attribute'] = []) => {
+    nodes.push({ name: `lens/attribution/${output}`, op_type: op, input: inputs, output: [output], attribute, domain: '' });
+    return output;
+  };
+  const floats = (name: string, values: number[]) => {
+    initializers.push({ name, dims: [values.length], data_type: DataType.FLOAT, raw_data: new Uint8Array(Float32Array.from(values).buffer) });
+    return name;
+  };
+  const ints = (name: string, values: number[]) => {
+    initializers.push({ name, dims: [values.length], data_type: DataType.INT64, raw_data: new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer) });
+    return name;
+  };
+  const toFloat = (input: string, output: string) => node('Cast', [input], output, [{ name: 'to', type: AttrType.INT, i: DataType.FLOAT }]);
+  const axis = (i: number) => [{ name: 'axis', type: AttrType.INT, i }];
+  const ids = ATTRIBUTION_IO.targetIds;
+
+  const gathered = node('Gather', [head.weight, ids], 'lens/attribution/rows', axis(head.vocabAxis));
+  const rows = head.vocabAxis === 0 ? gathered : node('Transpose', [gathered], 'lens/attribution/rows_t', [{ name: 'perm', type: AttrType.INTS, ints: [1, 0] }]);
+  toFloat(rows, ATTRIBUTION_IO.unembedRows);
+  if (head.bias) {
+    const flat = node('Reshape', [head.bias, ints('lens/attribution/flat', [-1])], 'lens/attribution/bias_flat');
+    const picked = toFloat(node('Gather', [flat, ids], 'lens/attribution/bias_rows', axis(0)), 'lens/attribution/bias_float');
+    node('Mul', [picked, floats('lens/attribution/bias_factor', [head.biasFactor])], ATTRIBUTION_IO.headBias);
+  } else {
+    // No bias: zeros, one per target.
+    node('Mul', [toFloat(ids, 'lens/attribution/ids_float'), floats('lens/attribution/zero', [0])], ATTRIBUTION_IO.headBias);
+  }
+  node('Identity', [floats('lens/attribution/head_scale', [head.scale])], ATTRIBUTION_IO.headScale);
+  toFloat(norm.gain, ATTRIBUTION_IO.normGain);
+  if (norm.bias) toFloat(norm.bias, ATTRIBUTION_IO.normBias);
+  node('Identity', [floats('lens/attribution/norm_shape', [norm.epsilon, norm.centred ? 1 : 0])], ATTRIBUTION_IO.normShape);
+
+  const inputs: ValueInfo[] = [{ name: ids, type: { tensor_type: { elem_type: DataType.INT64, shape: { dim: [{ dim_param: 'lens_targets' }] } } } }];
+  const outputNames: string[] = [ATTRIBUTION_IO.unembedRows, ATTRIBUTION_IO.headBias, ATTRIBUTION_IO.headScale, ATTRIBUTION_IO.normGain, ...(norm.bias ? [ATTRIBUTION_IO.normBias] : []), ATTRIBUTION_IO.normShape];
+  if (branches.length > 0) {
+    const positions = ATTRIBUTION_IO.branchPositions;
+    inputs.push({ name: positions, type: { tensor_type: { elem_type: DataType.INT64, shape: { dim: [{ dim_param: 'lens_branch_positions' }] } } } });
+    const picked = branches.flatMap((pair, l) => pair.map((b, k) => toFloat(node('Gather', [b, positions], `lens/attribution/branch_${l + 1}_${k}`, axis(1)), `lens/attribution/branch_${l + 1}_${k}_float`)));
+    node('Concat', picked, ATTRIBUTION_IO.branches, axis(1));
+    outputNames.push(ATTRIBUTION_IO.branches);
+  }
+  // Per-head parts, where every attention ends in a plain output projection (else attribute has no --heads).
+  let projections: OutProjection[] | undefined;
+  try {
+    projections = readOutProjections(index, attentionWrites(index, structure, branches));
+  } catch (error) {
+    if (!(error instanceof Refusal)) throw error;
+  }
+  if (projections && projections.length > 0) {
+    const positions = ATTRIBUTION_IO.headPositions, rowCount = ATTRIBUTION_IO.headRowCount;
+    const int64Input = (name: string, dim: string): ValueInfo => ({ name, type: { tensor_type: { elem_type: DataType.INT64, shape: { dim: [{ dim_param: dim }] } } } });
+    inputs.push(int64Input(positions, 'lens_head_positions'), int64Input(rowCount, 'lens_head_row_count'));
+    const zero = ints('lens/attribution/head_zero', [0]);
+    const inputsPicked: string[] = [], weights: string[] = [], biases: string[] = [];
+    projections.forEach((proj, l) => {
+      const name = (what: string) => `lens/attribution/head_${l + 1}_${what}`;
+      // Batch 1: row t of z as [B·T, K] is position t.
+      const rows = node('Reshape', [proj.input, ints(name('shape'), [-1, proj.rows])], name('z_rows'));
+      inputsPicked.push(toFloat(node('Gather', [rows, positions], name('z'), axis(0)), name('z_float')));
+      const sliced = node('Slice', [proj.weight, zero, rowCount, ints(name('axis'), [proj.rowAxis])], name('w'));
+      const oriented = proj.rowAxis === 0 ? sliced : node('Transpose', [sliced], name('w_t'), [{ name: 'perm', type: AttrType.INTS, ints: [1, 0] }]);
+      weights.push(toFloat(oriented, name('w_float')));
+      const bias = proj.bias
+        ? node('Mul', [toFloat(node('Reshape', [proj.bias, ints(name('bias_shape'), [1, -1])], name('bias_row')), name('bias_float')), floats(name('bias_factor'), [proj.biasFactor])], name('bias'))
+        : node('Reshape', [floats(name('no_bias'), new Array(proj.width).fill(0)), ints(name('bias_shape'), [1, -1])], name('bias'));
+      biases.push(bias);
+    });
+    node('Concat', inputsPicked, ATTRIBUTION_IO.headInputs, axis(0));
+    node('Concat', weights, ATTRIBUTION_IO.headWeights, axis(0));
+    node('Concat', biases, ATTRIBUTION_IO.headBiases, axis(0));
+    outputNames.push(ATTRIBUTION_IO.headInputs, ATTRIBUTION_IO.headWeights, ATTRIBUTION_IO.headBiases);
+  }
+  const outputs = outputNames.map((name) => ({ name, type: { tensor_type: { elem_type: DataType.FLOAT } } }));
+  return { nodes, initializers, inputs, outputs };
+}
