@@ -15,7 +15,7 @@ import { dataFiles, entryConfig } from './files.js';
 import { reachedPhase } from './phases.js';
 
 /** Bumped whenever the rewrite changes, so older cache entries are not reused. */
-const REWRITE_VERSION = 4;
+const REWRITE_VERSION = 5;
 const ENTRY_MARKER = 'lens-entry.json';
 // The tests lower these ($LENS_TEST_DIGEST=<whole-file limit>,<samples>) to show that a damaged
 // region the samples miss is still caught by the file's recorded modification time.

@@ -9,8 +9,8 @@ import { byteLevelText, isSentencePieceVocab, sentencePieceText } from '../rende
 import { resolveModel, type ResolveOptions } from './hub.js';
 import { cacheRoot, type Dtype } from './paths.js';
 import { discardEntry, prepareLensModel, type PreparedModel } from './prepare.js';
-
-export type LensMode = 'norm' | 'raw';
+import type { LensMode } from '../lens/record.js';
+import type { Translators } from '../tuned/translators.js';
 
 /** A point of the residual stream: after block `layer` (0: the embeddings), or after its attention only. */
 export interface SiteId { layer: number; site: 'block' | 'attn' }
@@ -27,12 +27,16 @@ export interface LensRun {
 export interface RunOptions {
   /** Also read the residual after each block's attention (TransformerLens resid_mid); needs `midSites`. */
   sublayers?: boolean;
+  /** With mode 'tuned': the translators of the sites 0..count−1 (count = layers; without sublayers). */
+  translators?: Translators;
 }
 
 export interface LensModel {
   id: string;
   /** Number of blocks L; the lens has L+1 layers (0 = embeddings). */
   layers: number;
+  /** The residual stream's width d, from config.json (undefined if it names none). */
+  width?: number;
   vocabSize: number;
   /** The longest sequence the model takes (n_positions). */
   contextLength: number;
@@ -76,7 +80,7 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
   const configPath = join(dir, 'config.json');
   const rawConfig = readConfigFile(configPath);
   const arch = readArchitecture(rawConfig, configPath);
-  const { layers, vocabSize, contextLength } = arch;
+  const { layers, vocabSize, contextLength, width } = arch;
 
   let tokenizer: PreTrainedTokenizer;
   try {
@@ -143,7 +147,7 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
 
   const midSites = (model as unknown as { sessions: Record<string, { inputNames: string[] }> }).sessions.model.inputNames.includes(LENS_IO.midPositions);
   return {
-    id, layers, vocabSize, contextLength, midSites,
+    id, layers, width, vocabSize, contextLength, midSites,
     encodePrompt: (text) => tokenizer.encode(text, { add_special_tokens: true }),
     encode: (text) => {
       // A SentencePiece normalizer that prepends ▁ turns " Paris" into "▁▁Paris": the text's own
@@ -157,6 +161,8 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
       const ones = new BigInt64Array(seq).fill(1n);
       const sublayers = runOptions.sublayers === true;
       if (sublayers && !midSites) throw new Error('this model has no mid-block residual');
+      const translators = runOptions.translators;
+      if ((mode === 'tuned') !== (translators !== undefined) || (translators && sublayers)) throw new Error('translators go with the tuned mode, without sublayers');
       const sites: SiteId[] = [{ layer: 0, site: 'block' }];
       for (let l = 1; l <= layers; l++) sites.push(...(sublayers ? [{ layer: l, site: 'attn' as const }] : []), { layer: l, site: 'block' });
       const P = positions.length;
@@ -171,6 +177,13 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
         [LENS_IO.positions]: toInt64(positions),
         ...(midSites ? { [LENS_IO.midPositions]: toInt64(sublayers ? positions : []) } : {}),
         [LENS_IO.normMask]: new Tensor('bool', Uint8Array.from(normMask.map(Number)), [rows]),
+        // The logit lens passes no translators: empty tensors, and the graph's translation is a copy.
+        [LENS_IO.translatorWeight]: translators
+          ? new Tensor('float32', translators.weightT, [translators.count, translators.width, translators.width])
+          : new Tensor('float32', new Float32Array(0), [0, 1, 1]),
+        [LENS_IO.translatorBias]: translators
+          ? new Tensor('float32', translators.bias, [translators.count, 1, translators.width])
+          : new Tensor('float32', new Float32Array(0), [0, 1, 1]),
       });
       return { logits: toFloat32(outputs[LENS_IO.logits]), hidden: toFloat32(outputs[LENS_IO.hidden]), sites };
     },
