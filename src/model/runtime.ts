@@ -168,7 +168,7 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
       const P = positions.length;
       const rows = sites.length * P;
       // In --raw only the last site, r_L, goes through the final norm (hidden_states[L] is ln_f(r_L)).
-      const normMask = Array.from({ length: rows }, (_, r) => mode === 'norm' || r >= rows - P);
+      const normMask = Array.from({ length: rows }, (_, r) => mode !== 'raw' || r >= rows - P);
       const toInt64 = (values: number[]) => new Tensor('int64', BigInt64Array.from(values.map(BigInt)), [values.length]);
       const outputs = await (model as unknown as { forward(i: Record<string, Tensor>): Promise<Record<string, Tensor>> }).forward({
         input_ids: new Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, seq]),
