@@ -179,7 +179,7 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
         [LENS_IO.normMask]: new Tensor('bool', Uint8Array.from(normMask.map(Number)), [rows]),
         // The logit lens passes no translators: empty tensors, and the graph's translation is a copy.
         [LENS_IO.translatorWeight]: translators
-          ? new Tensor('float32', translators.weightT, [translators.count, translators.width, translators.width])
+          ? new Tensor('float32', translators.weight, [translators.count, translators.width, translators.width])
           : new Tensor('float32', new Float32Array(0), [0, 1, 1]),
         [LENS_IO.translatorBias]: translators
           ? new Tensor('float32', translators.bias, [translators.count, 1, translators.width])

@@ -27,8 +27,9 @@ export const LENS_IO = {
   /** [B, R, d]: the residual stream at those sites and positions, rows as in `logits`. */
   hidden: 'lens_hidden',
   /**
-   * FLOAT [T, d, d] (empty: [0, 1, 1]): tuned-lens translators, transposed (in × out), for the first T sites of the
-   * stack: site s's rows h become h + h·Aₛ + bₛ before the head. T = 0 (empty) leaves every row as it is.
+   * FLOAT [T, d, d] (empty: [0, 1, 1]): tuned-lens translators W (out × in, as nn.Linear stores them)
+   * for the first T sites of the stack: site s's rows h become h + Wₛh + bₛ before the head. T = 0
+   * (empty) leaves every row as it is.
    */
   translatorWeight: 'lens_translator_weight',
   /** FLOAT [T, 1, d] (empty: [0, 1, 1]): the translators' biases. */
@@ -337,7 +338,7 @@ const TRANSLATOR_CONSTANTS = [
 /**
  * Adds the tuned lens's translators between the stacked residual rows [B=1, R, d] (site-major, P =
  * |lens_positions| rows per site) and the head: the first T sites, T from lens_translator_weight
- * [T, d, d], become h + h·Aₛ + bₛ in float32; the other sites pass through. Returns the name of the
+ * [T, d, d], become h + Wₛh + bₛ in float32; the other sites pass through. Returns the name of the
  * head's input in the residual's own type. With T = 0 (the logit lens) it costs a few copies of R×d.
  */
 function addTranslators(node: (op: string, inputs: string[], output: string, attrs?: Node['attribute']) => string, stack: string, residual: number): string {
@@ -354,7 +355,10 @@ function addTranslators(node: (op: string, inputs: string[], output: string, att
   // Reshaped to the stack's width, so that the logit lens's empty [0, 1, 1] fits whatever d is.
   const weight = node('Reshape', [LENS_IO.translatorWeight, node('Concat', [count, width, width], 'lens/t/weight_dims', axis0)], 'lens/t/weight');
   const bias = node('Reshape', [LENS_IO.translatorBias, node('Concat', [count, c('one'), width], 'lens/t/bias_dims', axis0)], 'lens/t/bias');
-  const moved = node('Add', [node('MatMul', [tuned, weight], 'lens/t/product'), bias], 'lens/t/shift');
+  // W·hᵀ, with only the few rows transposed (never the d×d matrices), then back to rows.
+  const perm = [{ name: 'perm', type: AttrType.INTS, ints: [0, 2, 1] }];
+  const product = node('MatMul', [weight, node('Transpose', [tuned], 'lens/t/tuned_t', perm)], 'lens/t/product_t'); // [T, d, P]
+  const moved = node('Add', [node('Transpose', [product], 'lens/t/product', perm), bias], 'lens/t/shift');
   const translated = node('Add', [tuned, moved], 'lens/t/translated');
   const joined = node('Concat', [translated, untouched], 'lens/t/joined', axis0);
   const back = node('Reshape', [joined, stackShape], 'lens/t/stack_translated');

@@ -34,11 +34,11 @@ function bfloat16ToFloat(bits: Uint16Array): Float32Array {
   return new Float32Array(out.buffer);
 }
 
-/** Little-endian element bytes [n × size] (possibly unaligned) as float32 values [n]. */
+/** Little-endian element bytes [n × size] (possibly unaligned) as float32 values [n]; float32 bytes that are aligned are viewed, not copied. */
 function decodeElements(bytes: Uint8Array, dtype: StorageDtype): Float32Array {
   // (a copy through the Uint8Array constructor: Buffer's slice would share the unaligned memory)
   const aligned = bytes.byteOffset % 4 === 0 ? bytes : new Uint8Array(bytes);
-  if (dtype === 'float32') return new Float32Array(aligned.buffer.slice(aligned.byteOffset, aligned.byteOffset + aligned.byteLength));
+  if (dtype === 'float32') return new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4);
   const bits = new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2);
   return dtype === 'float16' ? halfToFloat(bits) : bfloat16ToFloat(bits);
 }
@@ -50,7 +50,7 @@ function gather(storage: Float32Array, ref: TensorRef): Float32Array {
   const last = ref.offset + ref.shape.reduce((sum, size, d) => sum + (size - 1) * ref.stride[d], 0);
   if (last >= storage.length) throw new UserError(`a tensor of shape [${ref.shape}] reads past the end of its storage`);
   const contiguous = ref.shape.every((_, d) => ref.shape[d] === 1 || ref.stride[d] === ref.shape.slice(d + 1).reduce((a, b) => a * b, 1));
-  if (contiguous) return storage.slice(ref.offset, ref.offset + numel);
+  if (contiguous) return storage.subarray(ref.offset, ref.offset + numel);
   const out = new Float32Array(numel);
   const index = new Array<number>(ref.shape.length).fill(0);
   for (let i = 0; i < numel; i++) {

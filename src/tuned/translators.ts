@@ -6,8 +6,8 @@ import type { Tensor } from './torch-file.js';
 /** The fields of tuned-lens's config.json that lens uses. */
 export interface TunedLensConfig { baseModel: string; width: number; layers: number; bias: boolean }
 
-/** Translators ready for the lens graph: `count` = L, A = Wᵀ [L, d, d] (in × out) and b [L, 1, d], flattened. */
-export interface Translators { count: number; width: number; weightT: Float32Array; bias: Float32Array }
+/** Translators ready for the lens graph: `count` = L, W [L, d, d] (out × in) and b [L, 1, d], flattened. */
+export interface Translators { count: number; width: number; weight: Float32Array; bias: Float32Array }
 
 /**
  * TunedLensConfig from config.json's parsed value; `unembed_hash` and other fields are ignored.
@@ -35,7 +35,7 @@ export function parseTunedLensConfig(value: unknown): TunedLensConfig {
  */
 export function translatorsFrom(state: Map<string, Tensor>, config: TunedLensConfig): Translators {
   const { layers, width: d } = config;
-  const weightT = new Float32Array(layers * d * d);
+  const weight = new Float32Array(layers * d * d);
   const bias = new Float32Array(layers * d);
   const expected = new Set<string>();
   const take = (name: string, shape: number[]): Float32Array => {
@@ -46,13 +46,10 @@ export function translatorsFrom(state: Map<string, Tensor>, config: TunedLensCon
     return tensor.data;
   };
   for (let layer = 0; layer < layers; layer++) {
-    const w = take(`${layer}.weight`, [d, d]);
-    // nn.Linear computes W·h with W [out, in]; the graph multiplies rows h·A, so A = Wᵀ.
-    const a = weightT.subarray(layer * d * d, (layer + 1) * d * d);
-    for (let out = 0; out < d; out++) for (let i = 0; i < d; i++) a[i * d + out] = w[out * d + i];
+    weight.set(take(`${layer}.weight`, [d, d]), layer * d * d);
     if (config.bias) bias.set(take(`${layer}.bias`, [d]), layer * d);
   }
   const unexpected = [...state.keys()].filter((name) => !expected.has(name));
   if (unexpected.length > 0) throw new UserError(`the lens's parameters have unexpected keys (${unexpected.slice(0, 3).join(', ')}${unexpected.length > 3 ? ', …' : ''}) for ${layers} layers${config.bias ? '' : ' without bias'}`);
-  return { count: layers, width: d, weightT, bias };
+  return { count: layers, width: d, weight, bias };
 }

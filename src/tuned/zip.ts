@@ -1,6 +1,7 @@
 // The subset of the zip format torch.save uses: stored (uncompressed) entries, zip64 records for
 // archives past 4 GB, and no encryption. Reads through a random-access source so a lens of several
 // gigabytes never has to sit in one buffer; writes as a list of chunks for the same reason.
+import * as zlib from 'node:zlib';
 import { UserError } from '../errors.js';
 
 /** Random access to a file's bytes: `read` returns exactly `length` bytes at `offset` (or throws). */
@@ -119,21 +120,39 @@ export function readZipEntry(source: ByteSource, entry: ZipEntry): Uint8Array {
   return bytes;
 }
 
-let crcTable: Uint32Array | undefined;
+let crcTables: Uint32Array[] | undefined;
+
+// zlib's own (Node ≥ 20.15) is some 10x faster than the fallback below.
+const nativeCrc32 = (zlib as { crc32?: (data: Uint8Array, value?: number) => number }).crc32;
 
 /** CRC-32 (the zip polynomial) of bytes, optionally continuing from a previous value. */
 export function crc32(bytes: Uint8Array, previous = 0): number {
-  if (!crcTable) {
-    crcTable = new Uint32Array(256);
+  return nativeCrc32 ? nativeCrc32(bytes, previous) : portableCrc32(bytes, previous);
+}
+
+/** crc32 in plain JavaScript (exported for its test against zlib's). */
+export function portableCrc32(bytes: Uint8Array, previous = 0): number {
+  if (!crcTables) {
+    // Slicing by 8: table k gives the CRC of a byte followed by k zero bytes, so that eight bytes
+    // fold in per step (about 4x a byte at a time, which matters on a lens of hundreds of megabytes).
+    const base = new Uint32Array(256);
     for (let n = 0; n < 256; n++) {
       let c = n;
       for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[n] = c >>> 0;
+      base[n] = c >>> 0;
     }
+    crcTables = [base];
+    for (let k = 1; k < 8; k++) crcTables.push(base.map((_, n) => (crcTables![k - 1][n] >>> 8) ^ base[crcTables![k - 1][n] & 0xff]));
   }
-  const table = crcTable;
+  const [t0, t1, t2, t3, t4, t5, t6, t7] = crcTables;
   let c = ~previous >>> 0;
-  for (let i = 0; i < bytes.length; i++) c = table[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+  let i = 0;
+  for (const end = bytes.length - 7; i < end; i += 8) {
+    const lo = (c ^ (bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24))) >>> 0;
+    c = t7[lo & 0xff] ^ t6[(lo >>> 8) & 0xff] ^ t5[(lo >>> 16) & 0xff] ^ t4[lo >>> 24]
+      ^ t3[bytes[i + 4]] ^ t2[bytes[i + 5]] ^ t1[bytes[i + 6]] ^ t0[bytes[i + 7]];
+  }
+  for (; i < bytes.length; i++) c = t0[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
   return ~c >>> 0;
 }
 

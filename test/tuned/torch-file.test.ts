@@ -6,7 +6,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readTorchStateDict, readSafetensors, writeTorchStateDict, type Tensor } from '../../src/tuned/torch-file.js';
 import { readPickle } from '../../src/tuned/pickle.js';
-import { bytesSource } from '../../src/tuned/zip.js';
+import { bytesSource, crc32, portableCrc32 } from '../../src/tuned/zip.js';
 import { UserError } from '../../src/errors.js';
 import { assertClose, scratchDir } from '../helpers.js';
 import { runTorchScript } from './torch-python.js';
@@ -176,4 +176,14 @@ test('safetensors: tensors written by hand (struct + json, not lens) read back',
   assertClose(tensors.get('0.weight')!.data, values, 0);
   assertClose(tensors.get('0.bias')!.data, [1, -2.5], 0);
   assertUserError(() => readSafetensors(bytesSource(file.subarray(0, file.length - 1))), /past the end/);
+});
+
+test('CRC-32: the portable fallback gives the standard check value and agrees with zlib at every length mod 8', () => {
+  assert.equal(portableCrc32(new TextEncoder().encode('123456789')), 0xcbf43926);
+  const bytes = Uint8Array.from({ length: 4096 }, (_, i) => (i * 2654435761) >>> 24);
+  for (const length of [0, 1, 7, 8, 9, 15, 16, 17, 1000, 4093]) {
+    const part = bytes.subarray(3, 3 + length);
+    assert.equal(portableCrc32(part), crc32(part), `length ${length}`);
+    assert.equal(portableCrc32(part.subarray(5), portableCrc32(part.subarray(0, 5))), crc32(part), `continued, length ${length}`);
+  }
 });
