@@ -73,7 +73,7 @@ function addCommonOptions(cmd: Command, position = '-1'): Command {
     .option('--layers <spec>', 'layers to show in the human views (like --position, plus steps ::2); the last is always shown', indexSpec('--layers', true))
     .option('--sublayers', 'also read the residual after each block\'s attention, before its MLP')
     .addOption(new Option('--lens <kind>', 'logit: the final norm and head on each residual; tuned: a tuned lens\'s translators first').choices(['logit', 'tuned']).default('logit'))
-    .option('--tuned-lens <dir>', 'the tuned lens: a directory with config.json and params.pt (implies --lens tuned)')
+    .option('--tuned-lens <dir|name>', 'the tuned lens: a directory with config.json and params.pt, or a lens name in the tuned-lens Space (implies --lens tuned)')
     .option('-k, --top-k <n>', 'tokens per layer in the top list', integer(1, '-k'), 5)
     .option('--file <path|->', 'read prompts from a file, one per line (- for stdin)')
     .option('--target <text>', 'text to follow (several tokens: the product of their probabilities); repeatable', collect(String), [])

@@ -32,7 +32,7 @@ export interface AnalyzeOptions {
   sublayers?: boolean;
   /** The lens (default 'logit'); 'tuned' needs `tunedLens`, and excludes `raw` and `sublayers`. */
   lens?: 'logit' | 'tuned';
-  /** The tuned lens's directory (config.json and params.pt or params.safetensors). */
+  /** The tuned lens: a directory (config.json and params.pt or params.safetensors), or a lens name in tuned-lens's Space. */
   tunedLens?: string;
   env: NodeJS.ProcessEnv;
   /** One-line warnings for stderr. */
@@ -154,8 +154,8 @@ export async function* analyzePrompts(prompts: AsyncIterable<string> | Iterable<
 async function loadTunedLens(options: AnalyzeOptions) {
   if (options.raw) throw usageError('--raw and --lens tuned do not go together', 'the tuned lens always ends with the final norm');
   if (options.sublayers) throw usageError('--sublayers and --lens tuned do not go together', 'a tuned lens has translators for the block outputs only');
-  if (options.tunedLens === undefined) throw usageError('--lens tuned needs --tuned-lens DIR', 'a directory with the lens\'s config.json and params.pt');
-  return (await import('../tuned/lens-dir.js')).readTunedLensDir(options.tunedLens);
+  if (options.tunedLens === undefined) throw usageError('--lens tuned needs --tuned-lens DIR|NAME', 'a directory with the lens\'s config.json and params.pt, or a lens name in the tuned-lens Space such as gpt2');
+  return (await import('../model/tuned-hub.js')).loadTunedLens(options.tunedLens, options);
 }
 
 /** Runs the lens on each prompt in turn, yielding one record per prompt per position. Throws UserError on bad input. */

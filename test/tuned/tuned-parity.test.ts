@@ -1,10 +1,11 @@
 // The tuned lens against the independent float64 reference: translators made and saved by the real
 // torch (float32 and float16 params.pt), applied in float64 to the reference's residuals
 // (h + W h + b for layers 0..L−1, then the final norm and head; layer L the model's own logits), on
-// GPT-2 (3 and 41 layers) and Llama fixtures; and the command line's tuned-lens flags and errors.
+// GPT-2 (3 and 41 layers) and Llama fixtures; the command line's tuned-lens flags and errors; a
+// lens downloaded from a loopback tuned-lens Space.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadLensModel } from '../../src/model/runtime.js';
 import { readTunedLensDir } from '../../src/tuned/lens-dir.js';
@@ -14,6 +15,7 @@ import { referenceDecoderForward } from '../reference/llama.js';
 import { logProbs } from '../reference/stats.js';
 import { assertClose, cleanEnv, fixture, runCli, scratchDir, TINY } from '../helpers.js';
 import { runTorchScript } from './torch-python.js';
+import { startHub } from '../hub-server.js';
 import type { TestContext } from 'node:test';
 
 const TOL = 1e-4;
@@ -152,7 +154,48 @@ test('command line: --tuned-lens gives "mode": "tuned" records with the referenc
   await oneLine(['--tuned-lens', join(broken, 'nowhere')], 1, /has no config\.json/);
   mkdirSync(join(broken, 'truncated'));
   copyFileSync(join(lens.dir, 'config.json'), join(broken, 'truncated', 'config.json'));
-  const whole = (await import('node:fs')).readFileSync(join(lens.dir, 'params.pt'));
+  const whole = readFileSync(join(lens.dir, 'params.pt'));
   writeFileSync(join(broken, 'truncated', 'params.pt'), whole.subarray(0, whole.length - 100));
   await oneLine(['--tuned-lens', join(broken, 'truncated')], 1, /params\.pt: not a complete zip archive/);
+});
+
+test('a lens named in a loopback tuned-lens Space: downloaded once, the same records as from its directory, offline afterwards; a damaged one is not kept', async (t) => {
+  const lens = makeLens(t, TINY.d, TINY.layers, 'float16');
+  if (!lens) return;
+  const { dir } = fixture('opset17-flat');
+  const space = scratchDir('tuned-space');
+  for (const name of ['tiny-gpt2', 'broken']) mkdirSync(join(space, 'lens', name), { recursive: true });
+  for (const file of ['config.json', 'params.pt']) copyFileSync(join(lens.dir, file), join(space, 'lens', 'tiny-gpt2', file));
+  copyFileSync(join(lens.dir, 'config.json'), join(space, 'lens', 'broken', 'config.json'));
+  const whole = readFileSync(join(lens.dir, 'params.pt'));
+  writeFileSync(join(space, 'lens', 'broken', 'params.pt'), whole.subarray(0, whole.length - 64));
+  const hub = await startHub();
+  try {
+    hub.repos.set('spaces/AlignmentResearch/tuned-lens', space);
+    const cache = scratchDir('tuned-space-cache');
+    const spaceEnv = { ...env, HF_ENDPOINT: hub.url, LENS_CACHE: cache };
+    const args = ['topk', '-m', dir, '--json', 'The most famous sports in USA is'];
+    const fromDir = await runCli([...args, '--tuned-lens', lens.dir], { env: spaceEnv });
+    assert.equal(fromDir.code, 0, fromDir.stderr);
+    const fromSpace = await runCli([...args, '--tuned-lens', 'tiny-gpt2'], { env: spaceEnv });
+    assert.equal(fromSpace.code, 0, fromSpace.stderr);
+    assert.equal(fromSpace.stdout, fromDir.stdout);
+    assert.deepEqual(hub.requests.filter((r) => r.includes('/lens/')), ['config.json', 'params.pt'].map((f) => `/spaces/AlignmentResearch/tuned-lens/resolve/main/lens/tiny-gpt2/${f}`));
+    const offline = await runCli([...args, '--tuned-lens', 'tiny-gpt2'], { env: { ...spaceEnv, HF_HUB_OFFLINE: '1' } });
+    assert.equal(offline.stdout, fromDir.stdout, offline.stderr);
+    assert.equal(hub.requests.filter((r) => r.includes('/lens/')).length, 2);
+
+    const broken = await runCli([...args, '--tuned-lens', 'broken'], { env: spaceEnv });
+    assert.equal(broken.code, 1);
+    assert.match(broken.stderr, /^lens: .*broken\/params\.pt: not a complete zip archive/);
+    assert.equal(broken.stderr.trim().split('\n').length, 1);
+    assert.equal(existsSync(join(cache, 'tuned-lens', 'broken', 'params.pt')), false, 'a damaged download is not kept');
+    const missing = await runCli([...args, '--tuned-lens', 'nothing-here'], { env: spaceEnv });
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /^lens: download of lens\/nothing-here\/config\.json failed: HTTP 404/);
+    const notCached = await runCli([...args, '--tuned-lens', 'elsewhere', '--offline'], { env: spaceEnv });
+    assert.match(notCached.stderr, /^lens: tuned lens elsewhere is not in the cache and the network is off/);
+  } finally {
+    await hub.close();
+  }
 });
