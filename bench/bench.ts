@@ -143,7 +143,15 @@ function benchModel(name: string, spec: BenchModel) {
     lens: JSON.parse(runNode([join(ROOT, 'dist', 'bench', 'heatmap.js'), 'lens', dir], { LENS_CACHE: cache }).stdout) as { heatmap: number[]; positions: number; maxRssKb: number },
     floor: JSON.parse(runNode([join(ROOT, 'dist', 'bench', 'heatmap.js'), 'floor', dir]).stdout) as { forward: number[]; matmul: number[]; rows: number; d: number; V: number },
   } : undefined;
+  // The tuned lens on GPT-2-small's shape: loading its 28 MB params.pt, and its run against the logit lens's.
+  const tuned = spec.heatmap
+    ? JSON.parse(runNode([join(ROOT, 'dist', 'bench', 'tuned.js'), dir, JSON.stringify(PROMPTS), String(REPS)], { LENS_CACHE: cache }).stdout) as { paramsMb: number; load: number[]; loadCpu: number[]; logit: number[]; tuned: number[] }
+    : undefined;
   rmSync(cache, { recursive: true, force: true });
+  const tunedRows = tuned ? [
+    row(`tuned lens: load params.pt (${tuned.paramsMb.toFixed(0)} MB)`, median(tuned.load), NaN, NaN, `≤ 200 ms (CPU time ${Math.round(median(tuned.loadCpu))} ms)`),
+    row('tuned lens: model run per prompt', median(tuned.tuned), NaN, median(tuned.tuned) / median(tuned.logit), `≤ 1.1× the logit lens's run (${Math.round(median(tuned.logit))} ms, same prompts, interleaved); ratio to it, not to the baseline`),
+  ] : [];
   const heatRows = heat ? (() => {
     const heatmapMs = median(heat.lens.heatmap);
     const floorMs = median(heat.floor.forward) + median(heat.floor.matmul);
@@ -162,12 +170,13 @@ function benchModel(name: string, spec: BenchModel) {
     row('baseline load+forward', baselineWall, baselineRss, 1, 'transformers.js as it comes (process wall)'),
     row('baseline per_prompt', baselinePerPrompt, NaN, 1, 'plain forward, same prompts'),
     ...heatRows,
+    ...tunedRows,
   ].map((r) => ({ ...r, name: `${name}: ${r.name}` }));
   const MB = 2 ** 20;
   return {
     model: { name, label: spec.label, form: spec.form, shape: spec.shape, onnxMb: Math.round(modelMb) }, rows,
     entrySize: { name, modelMb: Math.round(modelMb), ownMb: Number((entry.own / MB).toFixed(1)), linkedMb: Number((entry.linked / MB).toFixed(1)) },
-    raw: { prepare: prepare.map(timing), cold: cold.map(timing), lensPerPrompt: lensParsed.perPrompt, lensRunOnly: lensParsed.runOnly, baseline: baselineParsed, heatmap: heat },
+    raw: { prepare: prepare.map(timing), cold: cold.map(timing), lensPerPrompt: lensParsed.perPrompt, lensRunOnly: lensParsed.runOnly, baseline: baselineParsed, heatmap: heat, tuned },
   };
 }
 

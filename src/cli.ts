@@ -23,7 +23,7 @@ const DIFF_TARGETS = [' football', ' baseball'];
 interface RawOptions {
   model: string; revision: string; dtype: Dtype; raw?: boolean; position: IndexSpec; layers?: IndexSpec; sublayers?: boolean; topK: number; file?: string; json?: boolean;
   offline?: boolean; verbose?: boolean; target: string[]; targetId: number[]; gold?: string[]; goldId?: number[];
-  svg?: string; html?: string; by?: HeatBy;
+  svg?: string; html?: string; by?: HeatBy; lens: 'logit' | 'tuned'; tunedLens?: string;
 }
 
 /** What a command does without targets: the seed's targets when no prompt is given, else what the lens surfaces. */
@@ -77,6 +77,8 @@ function addCommonOptions(cmd: Command, position = '-1'): Command {
     .option('--raw', "the notebook's lens: hidden states as Hugging Face returns them, without the final norm")
     .option('--layers <spec>', 'layers to show in the human views (like --position, plus steps ::2); the last is always shown', indexSpec('--layers', true))
     .option('--sublayers', 'also read the residual after each block\'s attention, before its MLP')
+    .addOption(new Option('--lens <kind>', 'logit: the final norm and head on each residual; tuned: a tuned lens\'s translators first').choices(['logit', 'tuned']).default('logit'))
+    .option('--tuned-lens <dir|name>', 'the tuned lens: a directory with config.json and params.pt, or a lens name in the tuned-lens Space (implies --lens tuned)')
     .option('-k, --top-k <n>', 'tokens per layer in the top list', integer(1, '-k'), 5)
     .option('--file <path|->', 'read prompts from a file, one per line (- for stdin)')
     .option('--target <text>', 'text to follow (several tokens: the product of their probabilities); repeatable', collect(String), [])
@@ -117,7 +119,17 @@ async function* promptSource(positional: string[], file: string | undefined, def
   }
 }
 
-async function execute(load: () => Promise<LensCommand>, positional: string[], opts: RawOptions, defaults: CommandDefaults): Promise<void> {
+/** Whether --lens was given on the command line (not its default). */
+const lensGiven = (cmd: Command) => cmd.getOptionValueSource('lens') === 'cli';
+
+/** The lens asked for: --tuned-lens implies --lens tuned, and contradicts an explicit --lens logit. Throws UserError. */
+function chosenLens(opts: RawOptions, explicitLens: boolean): 'logit' | 'tuned' {
+  if (opts.tunedLens === undefined) return opts.lens;
+  if (explicitLens && opts.lens === 'logit') throw usageError('--tuned-lens goes with --lens tuned, not --lens logit');
+  return 'tuned';
+}
+
+async function execute(load: () => Promise<LensCommand>, positional: string[], opts: RawOptions, defaults: CommandDefaults, lensGiven: boolean): Promise<void> {
   const env = process.env;
   const color = !opts.json && colorEnabled(process.stdout, env);
   const targets: TargetSpec[] = [
@@ -137,6 +149,7 @@ async function execute(load: () => Promise<LensCommand>, positional: string[], o
   const showProgress = process.stderr.isTTY === true;
   const options: AnalyzeOptions = {
     model: opts.model, revision: opts.revision, dtype: opts.dtype, raw: !!opts.raw, positions: opts.position, k: opts.topK, sublayers: !!opts.sublayers,
+    lens: chosenLens(opts, lensGiven), tunedLens: opts.tunedLens,
     offline: !!opts.offline || offlineFromEnv(env), targets, targetOrigin, lensTargets: defaults.lensTargets, env, batch: opts.file !== undefined,
     // Warnings are held until the run succeeds, so that a failed run prints exactly one line.
     warn: (message) => warnings.push(message),
@@ -212,27 +225,27 @@ export function buildProgram(): Command {
 
   addCommonOptions(program.command('topk').argument('[prompts...]', 'prompts (default: the three notebook prompts)')
     .description('top-k tokens of every layer'))
-    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/topk.js')).topk, prompts, opts, { name: 'topk', prompts: NOTEBOOK_PROMPTS }));
+    .action((prompts: string[], opts: RawOptions, cmd: Command) => execute(async () => (await import('./commands/topk.js')).topk, prompts, opts, { name: 'topk', prompts: NOTEBOOK_PROMPTS }, lensGiven(cmd)));
 
   const chartDefaults = { prompts: CHART_PROMPTS, seedTargets: [CHART_TARGET], lensTargets: 'top1' as const };
   withSvg(addCommonOptions(program.command('prob').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
     .description(`P(target) per layer as a chart (default: the lens's own top-1 tokens; ${JSON.stringify(CHART_TARGET)} without a prompt)`)))
-    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/prob.js')).prob, prompts, opts, { ...chartDefaults, name: 'prob' }));
+    .action((prompts: string[], opts: RawOptions, cmd: Command) => execute(async () => (await import('./commands/prob.js')).prob, prompts, opts, { ...chartDefaults, name: 'prob' }, lensGiven(cmd)));
 
   withSvg(addCommonOptions(program.command('rank').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
     .description(`rank of the gold token per layer as a chart (default: the lens's own top-1 tokens; ${JSON.stringify(CHART_TARGET)} without a prompt)`))
     .option('--gold <text>', 'gold token text (same as --target); repeatable', collect(String), [])
     .option('--gold-id <n>', 'gold token id (same as --target-id); repeatable', collect(integer(0, '--gold-id')), []))
-    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/rank.js')).rank, prompts, opts, { ...chartDefaults, name: 'rank' }));
+    .action((prompts: string[], opts: RawOptions, cmd: Command) => execute(async () => (await import('./commands/rank.js')).rank, prompts, opts, { ...chartDefaults, name: 'rank' }, lensGiven(cmd)));
 
   withSvg(addCommonOptions(program.command('diff').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
     .description(`logit(A) − logit(B) per layer for exactly two targets (default: the final layer's top 2; ${DIFF_TARGETS.map((t) => JSON.stringify(t)).join(' and ')} without a prompt)`)))
-    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/diff.js')).diff, prompts, opts, { name: 'diff', prompts: CHART_PROMPTS, seedTargets: DIFF_TARGETS, lensTargets: 'top2', targetCount: 2 }));
+    .action((prompts: string[], opts: RawOptions, cmd: Command) => execute(async () => (await import('./commands/diff.js')).diff, prompts, opts, { name: 'diff', prompts: CHART_PROMPTS, seedTargets: DIFF_TARGETS, lensTargets: 'top2', targetCount: 2 }, lensGiven(cmd)));
 
   withSvg(addCommonOptions(program.command('heatmap').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
     .description('top-1 token of every layer at every position, as a coloured grid (default --position :)'), ':'))
     .addOption(new Option('--by <what>', 'what the colour shows: prob (the top-1 probability), entropy, or kl (KL to the final layer)').choices(HEAT_BY).default('prob'))
-    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/heatmap.js')).heatmapCommand({ by: opts.by ?? 'prob', width: terminalWidth() }), prompts, opts, { name: 'heatmap', prompts: CHART_PROMPTS }));
+    .action((prompts: string[], opts: RawOptions, cmd: Command) => execute(async () => (await import('./commands/heatmap.js')).heatmapCommand({ by: opts.by ?? 'prob', width: terminalWidth() }), prompts, opts, { name: 'heatmap', prompts: CHART_PROMPTS }, lensGiven(cmd)));
 
   addModelOptions(program.command('attribute').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
     .description("direct logit attribution: how much the embeddings, each layer's attention and MLP, and the biases add to a target's final logit (or to logit(A) − logit(B))"))

@@ -1,5 +1,6 @@
 // A stand-in for the Hugging Face hub on 127.0.0.1: serves model directories under
-// /{org}/{name}/resolve/{revision}/{file}, counts requests, and misbehaves on request.
+// /{org}/{name}/resolve/{revision}/{file} (Spaces under /spaces/{org}/{name}/…), counts requests,
+// and misbehaves on request.
 import { createServer, type Server } from 'node:http';
 import { readFileSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ export interface HubServer {
   url: string;
   /** Requests received, by path. */
   requests: string[];
-  /** repo id (revision main) or `id@revision` → local directory. */
+  /** repo id (revision main) or `id@revision` → local directory; a Space's id starts with `spaces/`. */
   repos: Map<string, string>;
   /** file name (e.g. "onnx/model.onnx") → fault to inject for it. */
   faults: Map<string, Fault>;
@@ -26,7 +27,7 @@ export async function startHub(): Promise<HubServer> {
   const server: Server = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
     requests.push(path);
-    const match = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(new URL(req.url ?? '/', 'http://x').pathname);
+    const match = /^\/((?:spaces\/)?[^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(new URL(req.url ?? '/', 'http://x').pathname);
     const revision = match ? decodeURIComponent(match[2]) : '';
     const dir = match && repos.get(revision === 'main' ? match[1] : `${match[1]}@${revision}`);
     const file = match ? decodeURIComponent(match[3]) : '';

@@ -30,6 +30,10 @@ export interface AnalyzeOptions {
   lensTargets?: 'top1' | 'top2';
   /** Also read the residual between each block's attention and MLP. */
   sublayers?: boolean;
+  /** The lens (default 'logit'); 'tuned' needs `tunedLens`, and excludes `raw` and `sublayers`. */
+  lens?: 'logit' | 'tuned';
+  /** The tuned lens: a directory (config.json and params.pt or params.safetensors), or a lens name in tuned-lens's Space. */
+  tunedLens?: string;
   env: NodeJS.ProcessEnv;
   /** One-line warnings for stderr. */
   warn: (message: string) => void;
@@ -73,14 +77,17 @@ export function resolvePositions(spec: IndexSpec, length: number): number[] {
 export async function* analyzePrompts(prompts: AsyncIterable<string> | Iterable<string>, options: AnalyzeOptions): AsyncGenerator<PromptResult> {
   // The runtime pulls in transformers.js and onnxruntime: load it only when a command runs.
   const { loadLensModel } = await import('../model/runtime.js');
+  // The lens's files are read before the model loads, so that a bad file fails fast.
+  const tuned = options.lens === 'tuned' ? await loadTunedLens(options) : undefined;
   const model = await loadLensModel(options.model, options);
   try {
+    if (tuned) (await import('../tuned/lens-dir.js')).checkLensFits(tuned, model);
     if (options.sublayers && !model.midSites) {
       throw usageError(`--sublayers: ${model.id} has no residual between attention and MLP in its blocks (attention and MLP run in parallel, as in GPT-J and GPT-NeoX)`);
     }
     const given = options.targets.map((spec) => resolveTarget(spec, model));
-    const mode = options.raw ? 'raw' : 'norm';
-    const runOptions = { sublayers: options.sublayers === true };
+    const mode = tuned ? 'tuned' : options.raw ? 'raw' : 'norm';
+    const runOptions = { sublayers: options.sublayers === true, translators: tuned?.translators };
     const V = model.vocabSize;
     for await (const prompt of prompts) {
       const ids = encodePrompt(prompt, model);
@@ -136,6 +143,14 @@ export async function* analyzePrompts(prompts: AsyncIterable<string> | Iterable<
   } finally {
     await model.dispose();
   }
+}
+
+/** The tuned lens `options` name, checked against the other options. Throws UserError. */
+async function loadTunedLens(options: AnalyzeOptions) {
+  if (options.raw) throw usageError('--raw and --lens tuned do not go together', 'the tuned lens always ends with the final norm');
+  if (options.sublayers) throw usageError('--sublayers and --lens tuned do not go together', 'a tuned lens has translators for the block outputs only');
+  if (options.tunedLens === undefined) throw usageError('--lens tuned needs --tuned-lens DIR|NAME', 'a directory with the lens\'s config.json and params.pt, or a lens name in the tuned-lens Space such as gpt2');
+  return (await import('../model/tuned-hub.js')).loadTunedLens(options.tunedLens, options);
 }
 
 /** Runs the lens on each prompt in turn, yielding one record per prompt per position. Throws UserError on bad input. */

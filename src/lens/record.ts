@@ -19,9 +19,11 @@ export interface TargetEntry {
 /** Where on the residual stream an entry reads: after the whole block (layer 0: the embeddings), or after its attention only. */
 export type Site = 'block' | 'attn';
 export interface LayerRecord { layer: number; site: Site; top: TopEntry[]; entropy: number; kl_to_final: number; targets: TargetEntry[] }
+/** The lens: the final norm and head on each residual (norm), without the norm (raw), or after the tuned lens's translators (tuned). */
+export type LensMode = 'norm' | 'raw' | 'tuned';
 export interface LensRecord {
   model: string;
-  mode: 'norm' | 'raw';
+  mode: LensMode;
   prompt: string;
   tokens: TokenInfo[];
   position: number;
@@ -69,7 +71,7 @@ export interface TargetInput extends Target { pieceLogits?: ArrayLike<number>[][
 
 export interface RecordInput {
   model: string;
-  mode: 'norm' | 'raw';
+  mode: LensMode;
   prompt: string;
   tokens: TokenInfo[];
   position: number;

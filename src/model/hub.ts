@@ -36,8 +36,8 @@ const COMMIT = /^[0-9a-f]{40}$/;
 const STALL_MS = 15_000;
 const COMPLETE_MARKER = '.lens-complete.json';
 
-/** Whether a --model value names a local directory rather than a hub repo id. */
-function looksLikePath(spec: string): boolean {
+/** Whether a --model (or --tuned-lens) value names a local directory rather than a name on the hub. */
+export function looksLikePath(spec: string): boolean {
   return spec.startsWith('.') || spec.startsWith('/') || spec.startsWith('~') || spec.includes('\\') || existsSync(spec);
 }
 
@@ -157,8 +157,8 @@ async function download(repo: string, revision: string, dir: string, options: Re
   writeAtomically(join(dir, COMPLETE_MARKER), JSON.stringify(marker));
 }
 
-/** Downloads one file; returns its size. Throws UserError. */
-async function downloadFile(url: string, dest: string, env: NodeJS.ProcessEnv, progress: ResolveOptions['progress'], file: string): Promise<number> {
+/** Downloads one file to `dest` (through a temporary name, renamed when whole); returns its size. Throws UserError. */
+export async function downloadFile(url: string, dest: string, env: NodeJS.ProcessEnv, progress: ResolveOptions['progress'], file: string): Promise<number> {
   const stallMs = Number(env.LENS_STALL_TIMEOUT_MS) > 0 ? Number(env.LENS_STALL_TIMEOUT_MS) : STALL_MS;
   const controller = new AbortController();
   let timer = setTimeout(() => controller.abort(), stallMs);

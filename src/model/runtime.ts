@@ -11,8 +11,8 @@ import { byteLevelText, isSentencePieceVocab, sentencePieceText } from '../rende
 import { resolveModel, type ResolveOptions } from './hub.js';
 import { cacheRoot, type Dtype } from './paths.js';
 import { discardEntry, prepareLensModel, type PreparedModel } from './prepare.js';
-
-export type LensMode = 'norm' | 'raw';
+import type { LensMode } from '../lens/record.js';
+import type { Translators } from '../tuned/translators.js';
 
 /** A point of the residual stream: after block `layer` (0: the embeddings), or after its attention only. */
 export interface SiteId { layer: number; site: 'block' | 'attn' }
@@ -52,12 +52,16 @@ export interface RunOptions {
   sublayers?: boolean;
   /** Also read what attribution needs for these target ids (and each attention head's output with `heads`); needs `attributable`. */
   attribution?: { targets: number[]; heads?: boolean };
+  /** With mode 'tuned': the translators of the sites 0..count−1 (count = layers; without sublayers). */
+  translators?: Translators;
 }
 
 export interface LensModel {
   id: string;
   /** Number of blocks L; the lens has L+1 layers (0 = embeddings). */
   layers: number;
+  /** The residual stream's width d, from config.json (undefined if it names none). */
+  width?: number;
   vocabSize: number;
   /** The longest sequence the model takes (n_positions). */
   contextLength: number;
@@ -106,7 +110,7 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
   const configPath = join(dir, 'config.json');
   const rawConfig = readConfigFile(configPath);
   const arch = readArchitecture(rawConfig, configPath);
-  const { layers, vocabSize, contextLength } = arch;
+  const { layers, vocabSize, contextLength, width } = arch;
 
   let tokenizer: PreTrainedTokenizer;
   try {
@@ -177,7 +181,7 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
   const branchSites = inputNames.includes(ATTRIBUTION_IO.branchPositions);
   const headSites = inputNames.includes(ATTRIBUTION_IO.headPositions);
   return {
-    id, layers, vocabSize, contextLength, midSites, attributable, headSites, attentionHeads: arch.heads,
+    id, layers, width, vocabSize, contextLength, midSites, attributable, headSites, attentionHeads: arch.heads,
     encodePrompt: (text) => tokenizer.encode(text, { add_special_tokens: true }),
     encode: (text) => {
       // A SentencePiece normalizer that prepends ▁ turns " Paris" into "▁▁Paris": the text's own
@@ -193,12 +197,14 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
       if (sublayers && !midSites) throw new Error('this model has no mid-block residual');
       const attribution = runOptions.attribution;
       if (attribution && !attributable) throw new Error('this model exposes nothing to attribute');
+      const translators = runOptions.translators;
+      if ((mode === 'tuned') !== (translators !== undefined) || (translators && sublayers)) throw new Error('translators go with the tuned mode, without sublayers');
       const sites: SiteId[] = [{ layer: 0, site: 'block' }];
       for (let l = 1; l <= layers; l++) sites.push(...(sublayers ? [{ layer: l, site: 'attn' as const }] : []), { layer: l, site: 'block' });
       const P = positions.length;
       const rows = sites.length * P;
       // In --raw only the last site, r_L, goes through the final norm (hidden_states[L] is ln_f(r_L)).
-      const normMask = Array.from({ length: rows }, (_, r) => mode === 'norm' || r >= rows - P);
+      const normMask = Array.from({ length: rows }, (_, r) => mode !== 'raw' || r >= rows - P);
       const toInt64 = (values: number[]) => new Tensor('int64', BigInt64Array.from(values.map(BigInt)), [values.length]);
       const outputs = await (model as unknown as { forward(i: Record<string, Tensor>): Promise<Record<string, Tensor>> }).forward({
         input_ids: new Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, seq]),
@@ -211,6 +217,13 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
         ...(attributable ? { [ATTRIBUTION_IO.targetIds]: toInt64(attribution?.targets ?? []) } : {}),
         ...(branchSites ? { [ATTRIBUTION_IO.branchPositions]: toInt64(attribution ? positions : []) } : {}),
         ...(headSites ? { [ATTRIBUTION_IO.headPositions]: toInt64(attribution?.heads ? positions : []), [ATTRIBUTION_IO.headRowCount]: toInt64([attribution?.heads ? 2 ** 62 : 0]) } : {}),
+        // The logit lens passes no translators: empty tensors, and the graph's translation is a copy.
+        [LENS_IO.translatorWeight]: translators
+          ? new Tensor('float32', translators.weight, [translators.count, translators.width, translators.width])
+          : new Tensor('float32', new Float32Array(0), [0, 1, 1]),
+        [LENS_IO.translatorBias]: translators
+          ? new Tensor('float32', translators.bias, [translators.count, 1, translators.width])
+          : new Tensor('float32', new Float32Array(0), [0, 1, 1]),
       });
       const run: LensRun = { logits: toFloat32(outputs[LENS_IO.logits]), hidden: toFloat32(outputs[LENS_IO.hidden]), sites };
       if (attribution) {

@@ -27,6 +27,14 @@ export const LENS_IO = {
   logits: 'lens_logits',
   /** [B, R, d]: the residual stream at those sites and positions, rows as in `logits`. */
   hidden: 'lens_hidden',
+  /**
+   * FLOAT [T, d, d] (empty: [0, 1, 1]): tuned-lens translators W (out × in, as nn.Linear stores them)
+   * for the first T sites of the stack: site s's rows h become h + Wₛh + bₛ before the head. T = 0
+   * (empty) leaves every row as it is.
+   */
+  translatorWeight: 'lens_translator_weight',
+  /** FLOAT [T, 1, d] (empty: [0, 1, 1]): the translators' biases. */
+  translatorBias: 'lens_translator_bias',
 } as const;
 
 const MATMUL_OPS = new Set(['MatMul', 'Gemm', 'MatMulInteger', 'MatMulNBits', 'MatMulBnb4', 'FusedMatMul', 'QLinearMatMul']);
@@ -330,6 +338,7 @@ export function addLensOutputs(model: Model, layers: number, isTransposeOf?: Tra
   const region = index.descendants(rLast);
   const needed = index.ancestors([embedding ? finalNormOutput : logits]);
   const head = topologicalOrder(graph.node).filter((n) => !n.output.includes(rLast) && n.output.some((o) => region.has(o) && needed.has(o)));
+  const headInput = addTranslators(node, stack, residualType(index, head));
   /** Clones the head onto `input`; rows where `mask` is false skip the norm (the --raw lens on r_0..r_{L-1}). */
   const cloneHead = (into: Node[], input: string, mask: string, prefix: string) => {
     const substitute = new Map([[rLast, input]]);
@@ -358,10 +367,10 @@ export function addLensOutputs(model: Model, layers: number, isTransposeOf?: Tra
     // position, and only r_0..r_{L-1} (and the mid-block sites) go through the Scan.
     const ownLast = logitsAtEveryPosition(graph, index, head, rLast);
     const perm = [{ name: 'perm', type: AttrType.INTS, ints: [1, 0, 2] }];
-    const scanned = ownLast ? node('Concat', gathered.slice(0, -1), 'lens/stack_before_last', axis(1)) : stack;
-    const scannedMask = ownLast
-      ? node('Slice', [LENS_IO.normMask, zero.name, node('Neg', [node('Shape', [LENS_IO.positions], 'lens/positions_count')], 'lens/minus_positions_count')], 'lens/norm_mask_before_last')
-      : LENS_IO.normMask;
+    // With the model's own logits for the last site, the Scan takes the other sites' rows only.
+    const minusLastRows = ownLast ? node('Neg', [node('Shape', [LENS_IO.positions], 'lens/positions_count')], 'lens/minus_positions_count') : '';
+    const scanned = ownLast ? node('Slice', [headInput, 'lens/t_zero', minusLastRows, 'lens/t_one'], 'lens/stack_before_last') : headInput;
+    const scannedMask = ownLast ? node('Slice', [LENS_IO.normMask, zero.name, minusLastRows], 'lens/norm_mask_before_last') : LENS_IO.normMask;
     const rows = node('Reshape', [node('Transpose', [scanned], 'lens/stack_t', perm), rowShape.name], 'lens/rows'); // [R', B, 1, d]
     const body: Node[] = [];
     const rowLogits = cloneHead(body, 'lens/row', 'lens/row_norm', 'lens/row/').get(logits)!;
@@ -384,7 +393,7 @@ export function addLensOutputs(model: Model, layers: number, isTransposeOf?: Tra
     }
   } else {
     const mask = node('Reshape', [LENS_IO.normMask, maskShape.name], 'lens/norm_mask_3d');
-    const substitute = cloneHead(nodes, stack, mask, 'lens/');
+    const substitute = cloneHead(nodes, headInput, mask, 'lens/');
     if (embedding) {
       // Streaming E [V, d] against the few stacked rows is one pass over the matrix, and needs
       // no packed copy of it (packing W_U [d, V] is what makes a plain MatMul slow here).
@@ -404,12 +413,14 @@ export function addLensOutputs(model: Model, layers: number, isTransposeOf?: Tra
   const rewritten: Graph = {
     ...graph,
     node: [...graph.node, ...nodes, ...extra.nodes],
-    initializer: [...graph.initializer, maskShape, rowShape, unrowShape, zero, ...extra.initializers],
+    initializer: [...graph.initializer, maskShape, rowShape, unrowShape, zero, ...TRANSLATOR_CONSTANTS, ...extra.initializers],
     input: [
       ...graph.input,
       { name: LENS_IO.positions, type: { tensor_type: { elem_type: DataType.INT64, shape: { dim: [{ dim_param: 'lens_positions' }] } } } },
       ...(mids.length > 0 ? [{ name: LENS_IO.midPositions, type: { tensor_type: { elem_type: DataType.INT64, shape: { dim: [{ dim_param: 'lens_mid_positions' }] } } } }] : []),
       { name: LENS_IO.normMask, type: { tensor_type: { elem_type: DataType.BOOL, shape: { dim: [{ dim_param: 'lens_rows' }] } } } },
+      { name: LENS_IO.translatorWeight, type: { tensor_type: { elem_type: DataType.FLOAT, shape: { dim: [{ dim_param: 'lens_translators' }, { dim_param: 'lens_translator_in' }, { dim_param: 'lens_translator_out' }] } } } },
+      { name: LENS_IO.translatorBias, type: { tensor_type: { elem_type: DataType.FLOAT, shape: { dim: [{ dim_param: 'lens_translators' }, { dim_value: 1 }, { dim_param: 'lens_translator_out' }] } } } },
       ...extra.inputs,
     ],
     output: [
@@ -419,4 +430,40 @@ export function addLensOutputs(model: Model, layers: number, isTransposeOf?: Tra
     ],
   };
   return { model: { ...model, graph: pruneGraph(rewritten) }, structure, tiedEmbedding: embedding };
+}
+
+// Constants of the translator nodes: slice bounds over a shape and over the site axis.
+const TRANSLATOR_CONSTANTS = [
+  int64Initializer('lens/t_zero', [0]), int64Initializer('lens/t_one', [1]), int64Initializer('lens/t_two', [2]),
+  int64Initializer('lens/t_three', [3]), int64Initializer('lens/t_minus_one', [-1]), int64Initializer('lens/t_end', [Number.MAX_SAFE_INTEGER]),
+];
+
+/**
+ * Adds the tuned lens's translators between the stacked residual rows [B=1, R, d] (site-major, P =
+ * |lens_positions| rows per site) and the head: the first T sites, T from lens_translator_weight
+ * [T, d, d], become h + Wₛh + bₛ in float32; the other sites pass through. Returns the name of the
+ * head's input in the residual's own type. With T = 0 (the logit lens) it costs a few copies of R×d.
+ */
+function addTranslators(node: (op: string, inputs: string[], output: string, attrs?: Node['attribute']) => string, stack: string, residual: number): string {
+  const c = (name: string) => `lens/t_${name}`;
+  const stackShape = node('Shape', [stack], 'lens/t/stack_shape');
+  const width = node('Slice', [stackShape, c('two'), c('three')], 'lens/t/width');
+  const perSite = node('Shape', [LENS_IO.positions], 'lens/t/per_site');
+  const axis0 = [{ name: 'axis', type: AttrType.INT, i: 0 }];
+  const siteShape = node('Concat', [c('minus_one'), perSite, width], 'lens/t/site_shape', axis0);
+  const sites = node('Reshape', [LENS_IO.hidden, siteShape], 'lens/t/sites'); // [S, P, d], float32 (the hidden output's cast)
+  const count = node('Slice', [node('Shape', [LENS_IO.translatorWeight], 'lens/t/weight_shape'), c('zero'), c('one')], 'lens/t/count');
+  const tuned = node('Slice', [sites, c('zero'), count, c('zero')], 'lens/t/tuned'); // [T, P, d]
+  const untouched = node('Slice', [sites, count, c('end'), c('zero')], 'lens/t/untouched'); // [S−T, P, d]
+  // Reshaped to the stack's width, so that the logit lens's empty [0, 1, 1] fits whatever d is.
+  const weight = node('Reshape', [LENS_IO.translatorWeight, node('Concat', [count, width, width], 'lens/t/weight_dims', axis0)], 'lens/t/weight');
+  const bias = node('Reshape', [LENS_IO.translatorBias, node('Concat', [count, c('one'), width], 'lens/t/bias_dims', axis0)], 'lens/t/bias');
+  // W·hᵀ, with only the few rows transposed (never the d×d matrices), then back to rows.
+  const perm = [{ name: 'perm', type: AttrType.INTS, ints: [0, 2, 1] }];
+  const product = node('MatMul', [weight, node('Transpose', [tuned], 'lens/t/tuned_t', perm)], 'lens/t/product_t'); // [T, d, P]
+  const moved = node('Add', [node('Transpose', [product], 'lens/t/product', perm), bias], 'lens/t/shift');
+  const translated = node('Add', [tuned, moved], 'lens/t/translated');
+  const joined = node('Concat', [translated, untouched], 'lens/t/joined', axis0);
+  const back = node('Reshape', [joined, stackShape], 'lens/t/stack_translated');
+  return node('Cast', [back], 'lens/t/head_input', [{ name: 'to', type: AttrType.INT, i: residual }]);
 }

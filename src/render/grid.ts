@@ -1,6 +1,6 @@
 // The layer × position grid that the heatmap draws, built once from a prompt's records and
 // shared by the terminal, SVG and HTML renderers so the three always agree.
-import type { LayerRecord, LensRecord, Site, TargetEntry, TopEntry } from '../lens/record.js';
+import type { LayerRecord, LensMode, LensRecord, Site, TargetEntry, TopEntry } from '../lens/record.js';
 import { displayWidth, quoteToken } from './tokens.js';
 import { siteLabel } from './view.js';
 
@@ -34,7 +34,7 @@ export interface GridScale {
 export interface Grid {
   prompt: string;
   model: string;
-  mode: 'norm' | 'raw';
+  mode: LensMode;
   /** One per column: the absolute position and its input token. */
   columns: { position: number; token: string }[];
   /** One per row, in the records' order (computation order). */

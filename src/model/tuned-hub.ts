@@ -1,0 +1,57 @@
+// --tuned-lens SRC: a directory as it is, or the name of a lens in tuned-lens's Hugging Face Space
+// (lens/<name>/config.json and params.pt), downloaded once into the cache and checked before it is kept.
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { UserError } from '../errors.js';
+import { readTunedLensDir, type TunedLens } from '../tuned/lens-dir.js';
+import { writeAtomically } from './atomic.js';
+import { downloadFile, looksLikePath, type ResolveOptions } from './hub.js';
+import { cacheRoot, hubEndpoint } from './paths.js';
+
+/** Where tuned-lens publishes its lenses: a Space, one folder per model under lens/. */
+export const TUNED_LENS_SPACE = 'spaces/AlignmentResearch/tuned-lens';
+const LENS_FILES = ['config.json', 'params.pt'] as const;
+const COMPLETE_MARKER = '.lens-complete.json';
+// The Space's folders are model names: `gpt2`, or `org/name` as on the hub.
+const LENS_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*(\/[A-Za-z0-9][A-Za-z0-9_.-]*)?$/;
+
+/** Whether every lens file in `dir` is as the marker recorded it when the download was checked. */
+function complete(dir: string): boolean {
+  try {
+    const marker = JSON.parse(readFileSync(join(dir, COMPLETE_MARKER), 'utf8')) as Record<string, number>;
+    return LENS_FILES.every((file) => statSync(join(dir, file)).size === marker[file]);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The tuned lens SRC names: a local directory, or a lens of the Space downloaded into
+ * $LENS_CACHE/tuned-lens/<name> ($HF_ENDPOINT, HF_TOKEN and offline mode as for models). A download
+ * that does not read as a lens is removed, not cached. Throws UserError.
+ */
+export async function loadTunedLens(src: string, options: Pick<ResolveOptions, 'offline' | 'env' | 'progress'>): Promise<TunedLens> {
+  if (looksLikePath(src)) return readTunedLensDir(src);
+  if (!LENS_NAME.test(src) || src.split('/').some((part) => part.startsWith('.'))) {
+    throw new UserError(`--tuned-lens ${JSON.stringify(src)} is neither a directory nor a lens name`, 'give a directory, or a name like gpt2 from the tuned-lens Space', 2);
+  }
+  const env = options.env ?? process.env;
+  const dir = join(cacheRoot(env), 'tuned-lens', ...src.split('/'));
+  if (complete(dir)) return readTunedLensDir(dir);
+  if (options.offline) {
+    throw new UserError(`tuned lens ${src} is not in the cache and the network is off (offline mode)`, 'run once with network access, or download its config.json and params.pt and pass the directory');
+  }
+  mkdirSync(dir, { recursive: true });
+  const sizes: Record<string, number> = {};
+  try {
+    for (const file of LENS_FILES) {
+      sizes[file] = await downloadFile(`${hubEndpoint(env)}/${TUNED_LENS_SPACE}/resolve/main/lens/${src}/${file}`, join(dir, file), env, options.progress, `lens/${src}/${file}`);
+    }
+    const lens = readTunedLensDir(dir);
+    writeAtomically(join(dir, COMPLETE_MARKER), JSON.stringify(sizes));
+    return lens;
+  } catch (error) {
+    for (const file of LENS_FILES) if (existsSync(join(dir, file))) rmSync(join(dir, file), { force: true });
+    throw error;
+  }
+}
