@@ -10,6 +10,7 @@ import type { LensRecord } from './lens/record.js';
 import { parseIndexSpec, type IndexSpec } from './lens/spec.js';
 import { cacheRoot, DTYPE_SUFFIX, offlineFromEnv, type Dtype } from './model/paths.js';
 import { HEAT_BY, type HeatBy } from './render/grid.js';
+import { formatDownloadProgress } from './render/progress.js';
 import { colorEnabled } from './render/style.js';
 
 const VERSION = '0.1.0';
@@ -181,15 +182,18 @@ function terminalWidth(): number {
   return process.stdout.isTTY ? process.stdout.columns || 100 : 100;
 }
 
+/** The download progress line on a terminal: redrawn at most every 100 ms, the rate over this run's bytes of the file. */
 function progressBar() {
   let last = 0;
-  return (done: number, total: number | undefined, file: string) => {
+  let current: { file: string; startedAt: number; startBytes: number } | undefined;
+  return (done: number, total: number | undefined, file: string, overall?: { done: number; total?: number }) => {
     const now = Date.now();
+    if (current?.file !== file) current = { file, startedAt: now, startBytes: done };
     if (now - last < 100 && done !== total) return;
     last = now;
-    const mb = (n: number) => (n / 1e6).toFixed(1);
-    const pct = total ? ` ${Math.floor((done / total) * 100)}%` : '';
-    process.stderr.write(`\r\x1b[Kdownloading ${file}: ${mb(done)}${total ? `/${mb(total)}` : ''} MB${pct}${done === total ? '\n' : ''}`);
+    const seconds = (now - current.startedAt) / 1000;
+    const rate = seconds >= 0.5 ? (done - current.startBytes) / seconds : undefined;
+    process.stderr.write(`\r\x1b[K${formatDownloadProgress({ file, done, total, rate, overall })}${done === total ? '\n' : ''}`);
   };
 }
 
