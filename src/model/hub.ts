@@ -35,7 +35,8 @@ const REVISION = /^[A-Za-z0-9][A-Za-z0-9_.\/-]*$/;
 const COMMIT = /^[0-9a-f]{40}$/;
 /** A download that receives nothing for this long is abandoned ($LENS_STALL_TIMEOUT_MS overrides). */
 const STALL_MS = 15_000;
-const COMPLETE_MARKER = '.lens-complete.json';
+/** The file of a download that records its complete files and their sizes. */
+export const COMPLETE_MARKER = '.lens-complete.json';
 
 /** Whether a --model value names a local directory rather than a hub repo id. */
 function looksLikePath(spec: string): boolean {
@@ -117,7 +118,8 @@ function huggingFaceSnapshot(repo: string, revision: string, dtype: Dtype, env: 
   }
 }
 
-function readMarker(dir: string): Record<string, number | null> {
+/** A download's record of its complete files (file → size); empty when there is none. */
+export function readMarker(dir: string): Record<string, number | null> {
   try {
     return JSON.parse(readFileSync(join(dir, COMPLETE_MARKER), 'utf8'));
   } catch {

@@ -121,26 +121,27 @@ export function lastUse(dir: string): number {
 }
 
 /**
- * Removes the cache directory `dir` unless a live lens process holds it: renamed aside first (no
- * reader sees it half deleted), then deleted. Returns the pids holding it (empty: it was removed).
+ * Runs `remove` on the cache directory `dir` unless a live lens process holds it (while it runs,
+ * no process starts using `dir`). Returns the pids holding it (empty: `remove` ran).
  */
-export function removeDirectory(dir: string): number[] {
+export function withRemovalLock(dir: string, remove: () => void): number[] {
   const lock = join(dir, USERS, REMOVING);
   mkdirSync(join(dir, USERS), { recursive: true });
   if (!tryLock(lock)) return [lockHolder(lock) ?? 0];
-  const users = directoryUsers(dir);
-  if (users.length > 0) {
-    unlock(lock);
+  try {
+    const users = directoryUsers(dir);
+    if (users.length === 0) remove();
     return users;
+  } finally {
+    unlock(lock);
   }
-  const trash = temporaryPath(dir);
-  renameSync(dir, trash);
-  held.delete(lock);
-  discardTemporary(trash);
-  return [];
 }
 
-/** Whether `name` is lens's bookkeeping inside a cache directory rather than a model file. */
-export function isBookkeeping(name: string): boolean {
-  return name === USERS || name.startsWith(`${USERS}/`);
+/** Removes the cache directory `dir` unless a live lens process holds it: renamed aside first (no reader sees it half deleted), then deleted. Returns the pids holding it (empty: removed). */
+export function removeDirectory(dir: string): number[] {
+  return withRemovalLock(dir, () => {
+    const trash = temporaryPath(dir);
+    renameSync(dir, trash);
+    discardTemporary(trash);
+  });
 }
