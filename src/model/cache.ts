@@ -24,7 +24,7 @@ export interface CacheEntry {
   dtypes: Dtype[];
   /** Its directory. */
   path: string;
-  /** Bytes on disk of its files, each file once. */
+  /** Bytes on disk of its files and folders, each file once (as du counts). */
   bytes: number;
   /** Of those, bytes of files also linked from elsewhere (another entry, a download, the Hugging Face cache): not freed by removing it. */
   sharedBytes: number;
@@ -52,16 +52,18 @@ function subdirectories(dir: string): string[] {
   return names.filter((n) => !n.includes('.tmp-') && lstatSync(join(dir, n)).isDirectory()).map((n) => join(dir, n));
 }
 
-/** Every file under `dir` with its stats, symlinks not followed. */
-function filesUnder(dir: string): { path: string; stats: Stats }[] {
-  const out: { path: string; stats: Stats }[] = [];
-  const walk = (d: string) => {
-    for (const name of readdirSync(d)) {
-      const path = join(d, name);
-      const stats = lstatSync(path);
-      if (stats.isDirectory()) walk(path);
-      else out.push({ path, stats });
-    }
+/** The stats of `dir` and of everything under it, symlinks not followed (what du counts). */
+function statsUnder(dir: string): Stats[] {
+  const out: Stats[] = [];
+  // A file that vanishes meanwhile (a download renaming its partial, another removal) is skipped.
+  const walk = (path: string) => {
+    let stats: Stats;
+    try { stats = lstatSync(path); } catch { return; }
+    out.push(stats);
+    if (!stats.isDirectory()) return;
+    let names: string[] = [];
+    try { names = readdirSync(path); } catch { /* gone */ }
+    for (const name of names) walk(join(path, name));
   };
   walk(dir);
   return out;
@@ -109,7 +111,7 @@ export function listCache(env: NodeJS.ProcessEnv = process.env): CacheListing {
   const seen = new Map<string, { blocks: number; links: number; nlink: number }>();
   const perEntry = found.map((entry) => {
     const inodes = new Map<string, number>();
-    for (const { stats } of filesUnder(entry.path)) {
+    for (const stats of statsUnder(entry.path)) {
       const id = `${stats.dev}:${stats.ino}`;
       inodes.set(id, (inodes.get(id) ?? 0) + 1);
       const known = seen.get(id) ?? { blocks: stats.blocks * 512, links: 0, nlink: stats.nlink };
