@@ -170,3 +170,25 @@ test('an entry a running lens process uses is left alone by rm and prune, and re
   assert.equal(rm.code, 0, rm.stderr);
   assert.deepEqual((await list(env)).entries, []);
 });
+
+test('lens cache rm --dtype removes one dtype of a download of several, and its entry; the other keeps working offline', async () => {
+  const variants = fixture('opset14-flat', TINY, { variants: true }).dir;
+  hub.repos.set('tiny/variants', variants);
+  const cache = scratchDir('cache-dtype');
+  const env = { HF_ENDPOINT: hub.url, LENS_CACHE: cache };
+  for (const dtype of ['fp32', 'q8']) {
+    const r = await runCli(['topk', '--model', 'tiny/variants', '--dtype', dtype, '--json', 'hello'], { env });
+    assert.equal(r.code, 0, r.stderr);
+  }
+  const [download] = byKind(await list(env), 'download', 'tiny/variants');
+  assert.deepEqual(download.dtypes, ['fp32', 'q8']);
+  const r = await runCli(['cache', 'rm', 'tiny/variants', '--dtype', 'q8'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  const listing = await list(env);
+  assert.deepEqual(listing.entries.map((e) => [e.kind, e.dtypes.join()]).sort(), [['download', 'fp32'], ['lens', 'fp32']]);
+  assert.ok(!existsSync(join(download.path, 'onnx', 'model_quantized.onnx')));
+  assert.ok(existsSync(join(download.path, 'onnx', 'model.onnx')) && existsSync(join(download.path, 'tokenizer.json')));
+  const offline = await runCli(['topk', '--model', 'tiny/variants', '--offline', 'hello'], { env });
+  assert.equal(offline.code, 0, offline.stderr);
+  assertOneLineError(await runCli(['topk', '--model', 'tiny/variants', '--dtype', 'q8', '--offline', 'hello'], { env }), 1, /not in the cache/);
+});
