@@ -63,6 +63,21 @@ function stallGuard(stallMs: number) {
   };
 }
 
+/**
+ * fetch, tried again (up to twice) when the connection fails before any answer: a kept-alive
+ * connection the server closed just as it was reused fails this way, and says nothing about the hub.
+ */
+async function fetchAnswer(url: string, init: RequestInit, signal: AbortSignal): Promise<Response> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fetch(url, { ...init, signal });
+    } catch (error) {
+      if (signal.aborted || attempt >= 2) throw error;
+      await new Promise((r) => setTimeout(r, 100 * (attempt + 1)));
+    }
+  }
+}
+
 function httpFailure(file: string, status: number, url: string): UserError {
   const why = status === 401 || status === 403 ? ' (set HF_TOKEN for gated or private models)' : '';
   return new UserError(`download of ${file} failed: HTTP ${status} from ${url}${why}`);
@@ -76,7 +91,7 @@ export async function publishedFile(file: string, url: string, transfer: Transfe
     for (let hop = 0; hop <= REDIRECTS; hop++) {
       let response: Response;
       try {
-        response = await fetch(current, { method: 'HEAD', headers: transfer.headers, redirect: 'manual', signal: guard.signal });
+        response = await fetchAnswer(current, { method: 'HEAD', headers: transfer.headers, redirect: 'manual' }, guard.signal);
       } catch (error) {
         throw new UserError(`cannot reach the hub at ${new URL(current).origin} for ${file}: ${guard.describe(error)}`, 'check the network, HF_ENDPOINT, or use --offline with a cached model');
       }
@@ -173,7 +188,7 @@ async function transferFile(published: PublishedFile, dest: string, partial: str
     if (start > 0) { headers.range = `bytes=${start}-`; headers['if-range'] = record!.rangeEtag!; }
     let response: Response;
     try {
-      response = await fetch(published.url, { headers, redirect: 'follow', signal: guard.signal });
+      response = await fetchAnswer(published.url, { headers, redirect: 'follow' }, guard.signal);
     } catch (error) {
       throw new UserError(`cannot reach the hub at ${new URL(published.url).origin} for ${file}: ${guard.describe(error)}`, 'check the network, HF_ENDPOINT, or use --offline with a cached model');
     }
