@@ -68,8 +68,9 @@ test('lens cache lists downloads and rewritten entries: model, revision, dtype, 
   // The entry of a download links its weights: shared with the download, counted once in the total.
   const linkedWeights = statSync(join(download.path, 'onnx', 'model.onnx_data'));
   assert.ok(linkedWeights.nlink >= 2);
-  assert.ok(rewritten.sharedBytes >= linkedWeights.blocks * 512, `shared ${rewritten.sharedBytes}`);
-  assert.ok(download.sharedBytes >= linkedWeights.blocks * 512);
+  assert.equal(rewritten.sharedBytes, linkedWeights.blocks * 512, 'the linked weights are all it shares');
+  assert.equal(download.sharedBytes, linkedWeights.blocks * 512);
+  assert.equal(local.sharedBytes, 0, 'an entry of a model with inline weights links nothing');
   assert.equal(listing.totalBytes, du(...listing.entries.map((e) => e.path)));
   assert.ok(listing.totalBytes < listing.entries.reduce((n, e) => n + e.bytes, 0), 'hard links counted once in the total');
 

@@ -114,7 +114,8 @@ export function listCache(env: NodeJS.ProcessEnv = process.env): CacheListing {
     for (const stats of statsUnder(entry.path)) {
       const id = `${stats.dev}:${stats.ino}`;
       inodes.set(id, (inodes.get(id) ?? 0) + 1);
-      const known = seen.get(id) ?? { blocks: stats.blocks * 512, links: 0, nlink: stats.nlink };
+      // A directory's link count counts its subdirectories' "..": only files are ever shared.
+      const known = seen.get(id) ?? { blocks: stats.blocks * 512, links: 0, nlink: stats.isDirectory() ? 1 : stats.nlink };
       known.links++;
       seen.set(id, known);
     }
