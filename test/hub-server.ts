@@ -40,6 +40,8 @@ export interface HubServer {
   latencyMs: number;
   /** Whether storage honours Range (false: it answers every request with the whole file, 200). */
   ranges: boolean;
+  /** Whether storage sends its ETag (false: no validator at all, as some mirrors). */
+  storageEtags: boolean;
   close(): Promise<void>;
 }
 
@@ -55,7 +57,7 @@ const storageEtag = (body: Buffer) => `"${createHash('md5').update(body).digest(
 export async function startHub(): Promise<HubServer> {
   const hub: Omit<HubServer, 'url' | 'close'> = {
     requests: [], served: [], repos: new Map(), faults: new Map(), contents: new Map(),
-    cutAfter: 0, throttle: { bytes: 1024, everyMs: 100 }, latencyMs: 0, ranges: true,
+    cutAfter: 0, throttle: { bytes: 1024, everyMs: 100 }, latencyMs: 0, ranges: true, storageEtags: true,
   };
 
   const answer = (req: IncomingMessage, res: ServerResponse) => {
@@ -90,9 +92,9 @@ export async function startHub(): Promise<HubServer> {
     const etag = isLfs(file) ? storageEtag(body) : `"${gitBlobId(body)}"`;
     let start = 0;
     const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
-    if (range && hub.ranges && (req.headers['if-range'] === undefined || req.headers['if-range'] === etag)) start = Number(range[1]);
+    if (range && hub.ranges && (req.headers['if-range'] === undefined || (hub.storageEtags && req.headers['if-range'] === etag))) start = Number(range[1]);
     if (start > body.length) { send(416, { 'content-range': `bytes */${body.length}` }); return; }
-    const headers: Record<string, string> = { etag, ...(hub.ranges ? { 'accept-ranges': 'bytes' } : {}), 'content-type': 'application/octet-stream', 'content-length': String(body.length - start) };
+    const headers: Record<string, string> = { ...(hub.storageEtags || !storage ? { etag } : {}), ...(hub.ranges ? { 'accept-ranges': 'bytes' } : {}), 'content-type': 'application/octet-stream', 'content-length': String(body.length - start) };
     if (start > 0) headers['content-range'] = `bytes ${start}-${body.length - 1}/${body.length}`;
     const status = start > 0 ? 206 : 200;
     if (req.method === 'HEAD') { send(status, headers); return; }

@@ -36,7 +36,11 @@ export interface Transfer {
   onBytes?: (done: number, total: number | undefined) => void;
 }
 
-interface PartialRecord { etag: string; size?: number; rangeEtag?: string }
+/**
+ * Beside a partial file: the hub's ETag and size it belongs to, and the validator its server gave
+ * (a strong ETag, else Last-Modified) to send as If-Range.
+ */
+interface PartialRecord { etag: string; size?: number; rangeValidator?: string }
 
 const REDIRECTS = 5;
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -134,9 +138,11 @@ async function hashExisting(path: string, hash: Hash): Promise<void> {
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
 }
 
-/** A strong validator usable in If-Range (weak ones are not allowed there). */
-function strongEtag(raw: string | null): string | undefined {
-  return raw && !raw.trim().startsWith('W/') ? raw.trim() : undefined;
+/** What If-Range may carry for a response: its strong ETag (weak ones are not allowed there), else its Last-Modified date. */
+function rangeValidator(response: Response): string | undefined {
+  const etag = response.headers.get('etag')?.trim();
+  if (etag && !etag.startsWith('W/')) return etag;
+  return response.headers.get('last-modified') ?? undefined;
 }
 
 /** Removes a partial file and its record (a changed or corrupt download starts over). */
@@ -174,9 +180,13 @@ async function transferFile(published: PublishedFile, dest: string, partial: str
   const recordPath = `${partial}.json`;
   const record = readPartialRecord(recordPath);
   let start = 0;
-  if (record && published.etag !== undefined && record.etag === published.etag && record.size === published.size && record.rangeEtag && existsSync(partial)) {
+  // Resumed only when the hub still publishes what the partial file was (same ETag and size) and a
+  // splice of two versions would be caught: by If-Range at the server, or by the sha256 at the end.
+  const resumable = record !== undefined && record.etag === (published.etag ?? '') && record.size === published.size && (record.rangeValidator !== undefined || published.sha256 !== undefined);
+  if (resumable && existsSync(partial)) {
     start = statSync(partial).size;
-    if (published.size !== undefined && start > published.size) start = 0;
+    // Past the end, or all there but never verified (killed just before the rename): fetched anew.
+    if (published.size !== undefined && start >= published.size) start = 0;
   }
   if (start === 0) discardPartial(partial);
   let hasher = createHash('sha256');
@@ -185,7 +195,10 @@ async function transferFile(published: PublishedFile, dest: string, partial: str
   const guard = stallGuard(transfer.stallMs);
   try {
     const headers: Record<string, string> = { ...transfer.headers };
-    if (start > 0) { headers.range = `bytes=${start}-`; headers['if-range'] = record!.rangeEtag!; }
+    if (start > 0) {
+      headers.range = `bytes=${start}-`;
+      if (record!.rangeValidator) headers['if-range'] = record!.rangeValidator;
+    }
     let response: Response;
     try {
       response = await fetchAnswer(published.url, { headers, redirect: 'follow' }, guard.signal);
@@ -213,7 +226,7 @@ async function transferFile(published: PublishedFile, dest: string, partial: str
     }
     const declared = Number(response.headers.get('content-length') ?? NaN);
     const total = published.size ?? (Number.isFinite(declared) ? start + declared : undefined);
-    if (start === 0) writeAtomically(recordPath, JSON.stringify({ etag: published.etag ?? '', size: published.size, rangeEtag: strongEtag(response.headers.get('etag')) } satisfies PartialRecord));
+    if (start === 0) writeAtomically(recordPath, JSON.stringify({ etag: published.etag ?? '', size: published.size, rangeValidator: rangeValidator(response) } satisfies PartialRecord));
     const out = createWriteStream(partial, { flags: start > 0 ? 'a' : 'w' });
     let received = start;
     try {
