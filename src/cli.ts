@@ -10,6 +10,7 @@ import type { LensRecord } from './lens/record.js';
 import { parseIndexSpec, type IndexSpec } from './lens/spec.js';
 import { cacheRoot, DTYPE_SUFFIX, offlineFromEnv, type Dtype } from './model/paths.js';
 import { HEAT_BY, type HeatBy } from './render/grid.js';
+import { formatDownloadProgress } from './render/progress.js';
 import { colorEnabled } from './render/style.js';
 
 const VERSION = '0.1.0';
@@ -199,15 +200,18 @@ function terminalWidth(): number {
   return process.stdout.isTTY ? process.stdout.columns || 100 : 100;
 }
 
+/** The download progress line on a terminal: redrawn at most every 100 ms, the rate over this run's bytes of the file. */
 function progressBar() {
   let last = 0;
-  return (done: number, total: number | undefined, file: string) => {
+  let current: { file: string; startedAt: number; startBytes: number } | undefined;
+  return (done: number, total: number | undefined, file: string, overall?: { done: number; total?: number }) => {
     const now = Date.now();
+    if (current?.file !== file) current = { file, startedAt: now, startBytes: done };
     if (now - last < 100 && done !== total) return;
     last = now;
-    const mb = (n: number) => (n / 1e6).toFixed(1);
-    const pct = total ? ` ${Math.floor((done / total) * 100)}%` : '';
-    process.stderr.write(`\r\x1b[Kdownloading ${file}: ${mb(done)}${total ? `/${mb(total)}` : ''} MB${pct}${done === total ? '\n' : ''}`);
+    const seconds = (now - current.startedAt) / 1000;
+    const rate = seconds >= 0.5 ? (done - current.startBytes) / seconds : undefined;
+    process.stderr.write(`\r\x1b[K${formatDownloadProgress({ file, done, total, rate, overall })}${done === total ? '\n' : ''}`);
   };
 }
 
@@ -287,7 +291,30 @@ export function buildProgram(): Command {
       process.stdout.write(`${await inspect(opts.model, { dtype: opts.dtype, offline: !!opts.offline || offlineFromEnv(env), env, progress }, !!opts.json)}\n`);
     });
 
-  for (const cmd of program.commands) cmd.exitOverride().configureOutput(oneLineErrors);
+  const cache = program.command('cache').description('what lens keeps under $LENS_CACHE: list it, remove a model, prune old or excess entries');
+  cache.command('list', { isDefault: true }).description('downloads and rewritten entries: model, revision, dtype, size on disk, last use')
+    .option('--json', 'one JSON object on stdout')
+    .action(async (opts: { json?: boolean }) => {
+      const { cacheList } = await import('./commands/cache.js');
+      process.stdout.write(`${cacheList(!!opts.json, process.env)}\n`);
+    });
+  cache.command('rm').argument('<model>', 'hub repo id (org/name or org/name@revision), or the directory an entry was built from')
+    .description("remove a model's download and rewritten entries (never one a running lens uses)")
+    .addOption(new Option('--dtype <dtype>', 'only this weights variant').choices(Object.keys(DTYPE_SUFFIX)))
+    .action(async (model: string, opts: { dtype?: Dtype }) => {
+      const { cacheRemove } = await import('./commands/cache.js');
+      process.stdout.write(`${cacheRemove(model, opts.dtype, process.env)}\n`);
+    });
+  cache.command('prune').description('remove entries unused for a while, then the least recently used past a size (default --older-than 30d)')
+    .option('--older-than <age>', 'last used longer ago than this: 30d, 12h, 2w')
+    .option('--max-size <size>', 'then keep the cache within this size: 20GB, 500MB')
+    .action(async (opts: { olderThan?: string; maxSize?: string }) => {
+      const { cachePrune } = await import('./commands/cache.js');
+      process.stdout.write(`${cachePrune(opts, process.env)}\n`);
+    });
+
+  const all = (cmd: Command): Command[] => [cmd, ...cmd.commands.flatMap(all)];
+  for (const cmd of all(program).slice(1)) cmd.exitOverride().configureOutput(oneLineErrors);
   return program;
 }
 

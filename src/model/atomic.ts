@@ -40,7 +40,8 @@ export function writeAtomically(path: string, contents: string | Uint8Array): vo
   commitTemporary(tmp, path);
 }
 
-function alive(pid: number): boolean {
+/** Whether a process with this id runs (EPERM: it does, under another user). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -55,6 +56,6 @@ export function removeStaleTemporaries(dir: string): void {
   try { names = readdirSync(dir); } catch { return; }
   for (const name of names) {
     const match = TEMP.exec(name);
-    if (match && Number(match[1]) !== process.pid && !alive(Number(match[1]))) rmSync(join(dir, name), { recursive: true, force: true });
+    if (match && Number(match[1]) !== process.pid && !processAlive(Number(match[1]))) rmSync(join(dir, name), { recursive: true, force: true });
   }
 }

@@ -1,12 +1,13 @@
 // Resolving --model to a local directory: a directory as it is, or a hub repo id downloaded
-// once into the cache. Every file is written under a temporary name and renamed into place.
-import { createWriteStream, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+// once into the cache (resumable and verified: download.ts). Nothing half-written is ever in place.
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
-import { commitTemporary, discardTemporary, removeStaleTemporaries, temporaryPath, writeAtomically } from './atomic.js';
+import { removeStaleTemporaries, writeAtomically } from './atomic.js';
+import { downloadVerified, publishedFile, type PublishedFile } from './download.js';
+import { holdDirectory, waitWhileRemoved } from './lease.js';
 import { readConfigFile } from './architecture.js';
-import { reachedPhase } from './phases.js';
 import { BASE_FILES, dataFiles, declaredDataFiles, firstMissing } from './files.js';
 import { cacheRoot, hubEndpoint, onnxFileFor, type Dtype } from './paths.js';
 
@@ -25,8 +26,8 @@ export interface ResolveOptions {
   /** The hub revision (branch, tag or commit) of a repo id; default main. */
   revision?: string;
   env?: NodeJS.ProcessEnv;
-  /** Called with progress lines for a terminal; absent when progress is not shown. */
-  progress?: (done: number, total: number | undefined, file: string) => void;
+  /** Called as a file arrives, with its bytes on disk, its size and the whole download's; absent when progress is not shown. */
+  progress?: (done: number, total: number | undefined, file: string, overall?: { done: number; total?: number }) => void;
 }
 
 const REPO_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*\/[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -34,7 +35,8 @@ const REVISION = /^[A-Za-z0-9][A-Za-z0-9_.\/-]*$/;
 const COMMIT = /^[0-9a-f]{40}$/;
 /** A download that receives nothing for this long is abandoned ($LENS_STALL_TIMEOUT_MS overrides). */
 const STALL_MS = 15_000;
-const COMPLETE_MARKER = '.lens-complete.json';
+/** The file of a download that records its complete files and their sizes. */
+export const COMPLETE_MARKER = '.lens-complete.json';
 
 /** Whether a --model (or --tuned-lens) value names a local directory rather than a name on the hub. */
 export function looksLikePath(spec: string): boolean {
@@ -67,7 +69,10 @@ export async function resolveModel(spec: string, options: ResolveOptions): Promi
   if (snapshot) return { dir: snapshot, id: spec, downloaded: true };
   const [org, name] = spec.split('/');
   const dir = join(cacheRoot(env), 'hub', org, revision === 'main' ? name : `${name}@${encodeURIComponent(revision)}`);
-  if (cachedComplete(dir, options.dtype)) return { dir, id: spec, downloaded: true };
+  if (cachedComplete(dir, options.dtype)) {
+    if (holdDirectory(dir) && cachedComplete(dir, options.dtype)) return { dir, id: spec, downloaded: true };
+    await waitWhileRemoved(dir); // `lens cache rm` is removing it: download it anew
+  }
   if (options.offline) {
     throw new UserError(`model ${spec}${revision === 'main' ? '' : ` at ${revision}`} is not in the cache and the network is off (offline mode)`,
       `run once with network access (lens topk --model ${spec} "hello"), or copy the model directory and pass it with --model DIR`);
@@ -113,7 +118,8 @@ function huggingFaceSnapshot(repo: string, revision: string, dtype: Dtype, env: 
   }
 }
 
-function readMarker(dir: string): Record<string, number | null> {
+/** A download's record of its complete files (file → size); empty when there is none. */
+export function readMarker(dir: string): Record<string, number | null> {
   try {
     return JSON.parse(readFileSync(join(dir, COMPLETE_MARKER), 'utf8'));
   } catch {
@@ -142,14 +148,30 @@ function cachedComplete(dir: string, dtype: Dtype): boolean {
 /** Downloads what the dtype needs and nothing else: config and tokenizer, the ONNX file, then the data files config.json declares and the graph names. */
 async function download(repo: string, revision: string, dir: string, options: ResolveOptions): Promise<void> {
   const env = options.env ?? process.env;
+  mkdirSync(dir, { recursive: true });
+  if (!holdDirectory(dir)) {
+    await waitWhileRemoved(dir);
+    mkdirSync(dir, { recursive: true });
+    if (!holdDirectory(dir)) throw new UserError(`the cache directory ${dir} is being removed by another lens process`, 'run the command again');
+  }
   const marker = readMarker(dir);
+  const { stallMs, headers } = transferSettings(env);
+  let overallDone = 0;
   const fetchFiles = async (files: string[]) => {
-    for (const file of files) {
-      const dest = join(dir, file);
-      removeStaleTemporaries(dirname(dest));
-      if (haveFile(dir, marker, file)) continue;
-      const url = `${hubEndpoint(env)}/${repo}/resolve/${encodeURIComponent(revision)}/${file}`;
-      marker[file] = await downloadFile(url, dest, env, options.progress, file);
+    const wanted = files.filter((file) => !haveFile(dir, marker, file));
+    // What the hub publishes for every file first: the sizes give the overall progress.
+    const published: PublishedFile[] = [];
+    for (const file of wanted) {
+      removeStaleTemporaries(dirname(join(dir, file)));
+      published.push(await publishedFile(file, `${hubEndpoint(env)}/${repo}/resolve/${encodeURIComponent(revision)}/${file}`, { headers, stallMs }));
+    }
+    const overallTotal = published.every((p) => p.size !== undefined) ? published.reduce((sum, p) => sum + p.size!, overallDone) : undefined;
+    for (const item of published) {
+      const before = overallDone;
+      const onBytes = options.progress && ((done: number, total: number | undefined) => options.progress!(done, total, item.file, { done: before + done, total: overallTotal }));
+      const size = await downloadVerified(item, join(dir, item.file), { headers, stallMs, onBytes });
+      marker[item.file] = size;
+      overallDone = before + size;
     }
   };
   await fetchFiles([...BASE_FILES, onnxFileFor(options.dtype)]);
@@ -157,58 +179,19 @@ async function download(repo: string, revision: string, dir: string, options: Re
   writeAtomically(join(dir, COMPLETE_MARKER), JSON.stringify(marker));
 }
 
-/** Downloads one file to `dest` (through a temporary name, renamed when whole); returns its size. Throws UserError. */
-export async function downloadFile(url: string, dest: string, env: NodeJS.ProcessEnv, progress: ResolveOptions['progress'], file: string): Promise<number> {
+/** The stall time and request headers every download uses ($LENS_STALL_TIMEOUT_MS, HF_TOKEN). */
+function transferSettings(env: NodeJS.ProcessEnv): { stallMs: number; headers: Record<string, string> } {
   const stallMs = Number(env.LENS_STALL_TIMEOUT_MS) > 0 ? Number(env.LENS_STALL_TIMEOUT_MS) : STALL_MS;
-  const controller = new AbortController();
-  let timer = setTimeout(() => controller.abort(), stallMs);
-  const touch = () => { clearTimeout(timer); timer = setTimeout(() => controller.abort(), stallMs); };
-  const headers: Record<string, string> = { 'user-agent': 'lens' };
+  const headers: Record<string, string> = { 'user-agent': 'lens', 'accept-encoding': 'identity' };
   if (env.HF_TOKEN) headers.authorization = `Bearer ${env.HF_TOKEN}`;
-  mkdirSync(dirname(dest), { recursive: true });
-  const tmp = temporaryPath(dest);
-  try {
-    let response: Response;
-    try {
-      response = await fetch(url, { headers, signal: controller.signal, redirect: 'follow' });
-    } catch (error) {
-      throw new UserError(`cannot reach the hub at ${new URL(url).origin} for ${file}: ${describeFetchError(error, controller, stallMs)}`, 'check the network, HF_ENDPOINT, or use --offline with a cached model');
-    }
-    if (!response.ok || !response.body) {
-      await response.body?.cancel();
-      const why = response.status === 401 || response.status === 403 ? ' (set HF_TOKEN for gated or private models)' : '';
-      throw new UserError(`download of ${file} failed: HTTP ${response.status} from ${url}${why}`);
-    }
-    const declared = Number(response.headers.get('content-length') ?? NaN);
-    const total = Number.isFinite(declared) ? declared : undefined;
-    const out = createWriteStream(tmp);
-    let received = 0;
-    try {
-      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-        touch();
-        received += chunk.length;
-        if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
-        progress?.(received, total, file);
-        if (received === chunk.length && file.endsWith('.onnx')) await new Promise<void>((r) => out.write('', () => r())).then(() => reachedPhase('mid-download'));
-      }
-    } catch (error) {
-      throw new UserError(`download of ${file} was interrupted: ${describeFetchError(error, controller, stallMs)}`, 'run the command again to retry');
-    } finally {
-      await new Promise<void>((r, j) => out.end((e?: Error | null) => (e ? j(e) : r())));
-    }
-    if (total !== undefined && received !== total) {
-      throw new UserError(`download of ${file} was cut short (${received} of ${total} bytes)`, 'run the command again to retry');
-    }
-    commitTemporary(tmp, dest);
-    return received;
-  } finally {
-    clearTimeout(timer);
-    discardTemporary(tmp);
-  }
+  return { stallMs, headers };
 }
 
-function describeFetchError(error: unknown, controller: AbortController, stallMs: number): string {
-  if (controller.signal.aborted) return `no data for ${stallMs / 1000} s`;
-  const cause = (error as { cause?: { code?: string; message?: string } })?.cause;
-  return cause?.code ?? cause?.message ?? (error as Error)?.message ?? String(error);
+/** Downloads one file to `dest`, resumable and verified as a model's files are; returns its size. Throws UserError. */
+export async function downloadFile(url: string, dest: string, env: NodeJS.ProcessEnv, progress: ResolveOptions['progress'], file: string): Promise<number> {
+  const { stallMs, headers } = transferSettings(env);
+  removeStaleTemporaries(dirname(dest));
+  const published = await publishedFile(file, url, { headers, stallMs });
+  const onBytes = progress && ((done: number, total: number | undefined) => progress(done, total, file, { done, total }));
+  return downloadVerified(published, dest, { headers, stallMs, onBytes });
 }

@@ -13,10 +13,12 @@ import { cacheRoot, onnxFileFor, type Dtype } from './paths.js';
 import { commitTemporary, discardTemporary, removeStaleTemporaries, temporaryPath } from './atomic.js';
 import { dataFiles, entryConfig } from './files.js';
 import { reachedPhase } from './phases.js';
+import { holdDirectory, waitWhileRemoved } from './lease.js';
 
 /** Bumped whenever the rewrite changes, so older cache entries are not reused. */
 const REWRITE_VERSION = 5;
-const ENTRY_MARKER = 'lens-entry.json';
+/** The file that marks a complete entry and says what it was built from. */
+export const ENTRY_MARKER = 'lens-entry.json';
 // The tests lower these ($LENS_TEST_DIGEST=<whole-file limit>,<samples>) to show that a damaged
 // region the samples miss is still caught by the file's recorded modification time.
 const [WHOLE_FILE_LIMIT, SAMPLES] = (process.env.LENS_TEST_DIGEST ?? `${8 << 20},64`).split(',').map(Number);
@@ -39,7 +41,7 @@ interface FileRecord { size: number; mtimeMs: number; digest: string }
  * copied them page aligned (bytes on disk, faster cold loads) or kept them linked (and why).
  */
 export interface AlignedCopy { files: string[]; bytes: number; copied: boolean; reason?: string }
-interface EntryMarker { version: number; source: string; dtype: Dtype; tiedHead: boolean; files: Record<string, FileRecord>; alignedCopy?: AlignedCopy }
+export interface EntryMarker { version: number; source: string; dtype: Dtype; tiedHead: boolean; files: Record<string, FileRecord>; alignedCopy?: AlignedCopy }
 
 /** Free space the disk keeps after an aligned copy: 1 GiB or 5% of it, whichever is more. */
 function spareAfter(dir: string, bytes: number): boolean {
@@ -130,8 +132,21 @@ function goodEntry(dir: string): EntryMarker | undefined {
   }
 }
 
-/** Returns the cached lens model for `modelDir`, building it first if needed. Throws UserError for unreadable models. */
+/**
+ * Returns the cached lens model for `modelDir`, building it first if needed, and holds the entry
+ * for this process (`lens cache` leaves it alone while we run). Throws UserError for unreadable models.
+ */
 export async function prepareLensModel(modelDir: string, dtype: Dtype, layers: number, downloaded: boolean, env: NodeJS.ProcessEnv = process.env, onBuild?: () => void): Promise<PreparedModel> {
+  for (let attempt = 0; ; attempt++) {
+    const prepared = await prepareOnce(modelDir, dtype, layers, downloaded, env, onBuild);
+    // Held only once in place; a `lens cache rm` that got there first is waited out and the entry built again.
+    if (holdDirectory(prepared.dir)) return prepared;
+    if (attempt > 0) throw new UserError(`the cache entry ${prepared.dir} is being removed by another lens process`, 'run the command again');
+    await waitWhileRemoved(prepared.dir);
+  }
+}
+
+async function prepareOnce(modelDir: string, dtype: Dtype, layers: number, downloaded: boolean, env: NodeJS.ProcessEnv, onBuild?: () => void): Promise<PreparedModel> {
   const dir = entryDir(modelDir, dtype, downloaded, env);
   const root = dirname(dir);
   const cached = goodEntry(dir);

@@ -1,0 +1,270 @@
+// One file from the hub, resumable and verified. As huggingface_hub does: a HEAD request (not
+// following the hub's redirect to its storage) gives what the hub published for the file — its
+// ETag (X-Linked-Etag for LFS files: their sha256) and size (X-Linked-Size, else Content-Length).
+// The bytes go to `<file>.incomplete`, beside `<file>.incomplete.json` naming that ETag; a cut
+// download continues from there with Range + If-Range when the hub still publishes the same ETag,
+// and starts over when it changed. Every byte is hashed as it streams; the file is renamed into
+// place only when its sha256 (LFS files) or size (the rest) is the one published.
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { UserError } from '../errors.js';
+import { writeAtomically } from './atomic.js';
+import { tryLock, unlock } from './lease.js';
+import { reachedPhase } from './phases.js';
+
+/** What the hub publishes about a file, read before its bytes. */
+export interface PublishedFile {
+  /** The repository path of the file (for messages). */
+  file: string;
+  /** Where its bytes are served (the hub's redirect target for LFS files). */
+  url: string;
+  /** The hub's ETag, unquoted, without W/. */
+  etag?: string;
+  /** The sha256 the hub publishes (an LFS file's ETag), lowercase hex. */
+  sha256?: string;
+  /** Its size in bytes, when published. */
+  size?: number;
+}
+
+/** How a download reports and gives up. */
+export interface Transfer {
+  headers: Record<string, string>;
+  /** Silence for this long abandons the request. */
+  stallMs: number;
+  /** Called as bytes arrive with the file's bytes on disk and its size. */
+  onBytes?: (done: number, total: number | undefined) => void;
+}
+
+/**
+ * Beside a partial file: the hub's ETag and size it belongs to, and the validator its server gave
+ * (a strong ETag, else Last-Modified) to send as If-Range.
+ */
+interface PartialRecord { etag: string; size?: number; rangeValidator?: string }
+
+const REDIRECTS = 5;
+const SHA256 = /^[0-9a-f]{64}$/;
+
+/** An ETag as compared: without a W/ prefix and quotes. */
+export function normalizeEtag(raw: string | null): string | undefined {
+  if (!raw) return undefined;
+  return raw.trim().replace(/^W\//, '').replace(/^"(.*)"$/, '$1') || undefined;
+}
+
+/** A request that gives up after `stallMs` of silence; `touch` restarts the clock. */
+function stallGuard(stallMs: number) {
+  const controller = new AbortController();
+  let timer = setTimeout(() => controller.abort(), stallMs);
+  return {
+    signal: controller.signal,
+    touch() { clearTimeout(timer); timer = setTimeout(() => controller.abort(), stallMs); },
+    done() { clearTimeout(timer); },
+    describe(error: unknown): string {
+      if (controller.signal.aborted) return `no data for ${stallMs / 1000} s`;
+      const cause = (error as { cause?: { code?: string; message?: string } })?.cause;
+      return cause?.code ?? cause?.message ?? (error as Error)?.message ?? String(error);
+    },
+  };
+}
+
+/**
+ * fetch, tried again (up to twice) when the connection fails before any answer: a kept-alive
+ * connection the server closed just as it was reused fails this way, and says nothing about the hub.
+ */
+async function fetchAnswer(url: string, init: RequestInit, signal: AbortSignal): Promise<Response> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fetch(url, { ...init, signal });
+    } catch (error) {
+      if (signal.aborted || attempt >= 2) throw error;
+      await new Promise((r) => setTimeout(r, 100 * (attempt + 1)));
+    }
+  }
+}
+
+function httpFailure(file: string, status: number, url: string): UserError {
+  const why = status === 401 || status === 403 ? ' (set HF_TOKEN for gated or private models)' : '';
+  return new UserError(`download of ${file} failed: HTTP ${status} from ${url}${why}`);
+}
+
+/** Asks the hub what it publishes for `file` at `url` (HEAD; redirects within the hub followed, the one to storage read). Throws UserError. */
+export async function publishedFile(file: string, url: string, transfer: Transfer): Promise<PublishedFile> {
+  const guard = stallGuard(transfer.stallMs);
+  try {
+    let current = url;
+    for (let hop = 0; hop <= REDIRECTS; hop++) {
+      let response: Response;
+      try {
+        response = await fetchAnswer(current, { method: 'HEAD', headers: transfer.headers, redirect: 'manual' }, guard.signal);
+      } catch (error) {
+        throw new UserError(`cannot reach the hub at ${new URL(current).origin} for ${file}: ${guard.describe(error)}`, 'check the network, HF_ENDPOINT, or use --offline with a cached model');
+      }
+      const header = (name: string) => response.headers.get(name);
+      const location = header('location');
+      const linkedEtag = header('x-linked-etag');
+      if (response.status >= 300 && response.status < 400 && location) {
+        const next = new URL(location, current).href;
+        // The redirect of an LFS file to storage carries what the hub publishes for it; other redirects (renamed repos) are followed.
+        if (linkedEtag === null && header('x-linked-size') === null) { current = next; continue; }
+        return described(file, next, linkedEtag ?? header('etag'), header('x-linked-size') ?? header('content-length'));
+      }
+      if (!response.ok) throw httpFailure(file, response.status, current);
+      return described(file, current, linkedEtag ?? header('etag'), header('x-linked-size') ?? header('content-length'));
+    }
+    throw new UserError(`download of ${file} failed: more than ${REDIRECTS} redirects from ${url}`);
+  } finally {
+    guard.done();
+  }
+}
+
+function described(file: string, url: string, rawEtag: string | null, rawSize: string | null): PublishedFile {
+  const etag = normalizeEtag(rawEtag);
+  const size = rawSize !== null && /^\d+$/.test(rawSize.trim()) ? Number(rawSize) : undefined;
+  const sha256 = etag && SHA256.test(etag.toLowerCase()) ? etag.toLowerCase() : undefined;
+  return { file, url, etag, sha256, size };
+}
+
+function readPartialRecord(path: string): PartialRecord | undefined {
+  try {
+    const record = JSON.parse(readFileSync(path, 'utf8')) as PartialRecord;
+    return typeof record.etag === 'string' ? record : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Hashes the bytes already on disk of a partial file. */
+async function hashExisting(path: string, hash: Hash): Promise<void> {
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+}
+
+/** What If-Range may carry for a response: its strong ETag (weak ones are not allowed there), else its Last-Modified date. */
+function rangeValidator(response: Response): string | undefined {
+  const etag = response.headers.get('etag')?.trim();
+  if (etag && !etag.startsWith('W/')) return etag;
+  return response.headers.get('last-modified') ?? undefined;
+}
+
+/** Removes a partial file and its record (a changed or corrupt download starts over). */
+function discardPartial(partial: string): void {
+  rmSync(partial, { force: true });
+  rmSync(`${partial}.json`, { force: true });
+}
+
+/**
+ * Downloads `published` to `dest`: resumed from `<dest>.incomplete` when its record names the same
+ * ETag, verified, then renamed into place. Concurrent processes take turns by a lock file. Returns
+ * the file's size. Throws UserError (a cut or stalled transfer leaves the partial file to resume).
+ */
+export async function downloadVerified(published: PublishedFile, dest: string, transfer: Transfer): Promise<number> {
+  const { file } = published;
+  mkdirSync(dirname(dest), { recursive: true });
+  const partial = `${dest}.incomplete`;
+  const lock = `${partial}.lock`;
+  let waited = false;
+  while (!tryLock(lock)) {
+    waited = true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  try {
+    // Another process finished it while we waited: it verified the file before renaming it into place.
+    if (waited && existsSync(dest) && published.size !== undefined && statSync(dest).size === published.size) return published.size;
+    return await transferFile(published, dest, partial, transfer);
+  } finally {
+    unlock(lock);
+  }
+}
+
+async function transferFile(published: PublishedFile, dest: string, partial: string, transfer: Transfer): Promise<number> {
+  const { file } = published;
+  const recordPath = `${partial}.json`;
+  const record = readPartialRecord(recordPath);
+  let start = 0;
+  // Resumed only when the hub still publishes what the partial file was (same ETag and size) and a
+  // splice of two versions would be caught: by If-Range at the server, or by the sha256 at the end.
+  const resumable = record !== undefined && record.etag === (published.etag ?? '') && record.size === published.size && (record.rangeValidator !== undefined || published.sha256 !== undefined);
+  if (resumable && existsSync(partial)) {
+    start = statSync(partial).size;
+    // Past the end, or all there but never verified (killed just before the rename): fetched anew.
+    if (published.size !== undefined && start >= published.size) start = 0;
+  }
+  if (start === 0) discardPartial(partial);
+  let hasher = createHash('sha256');
+  if (start > 0 && published.sha256) await hashExisting(partial, hasher);
+
+  const guard = stallGuard(transfer.stallMs);
+  try {
+    const headers: Record<string, string> = { ...transfer.headers };
+    if (start > 0) {
+      headers.range = `bytes=${start}-`;
+      if (record!.rangeValidator) headers['if-range'] = record!.rangeValidator;
+    }
+    let response: Response;
+    try {
+      response = await fetchAnswer(published.url, { headers, redirect: 'follow' }, guard.signal);
+    } catch (error) {
+      throw new UserError(`cannot reach the hub at ${new URL(published.url).origin} for ${file}: ${guard.describe(error)}`, 'check the network, HF_ENDPOINT, or use --offline with a cached model');
+    }
+    if (!response.body || (response.status !== 200 && !(start > 0 && response.status === 206))) {
+      await response.body?.cancel();
+      // 416: the range is past the end (the file shrank on the hub): start over next time.
+      if (response.status === 416) discardPartial(partial);
+      throw httpFailure(file, response.status, published.url);
+    }
+    if (response.status === 206) {
+      const range = /^bytes (\d+)-/.exec(response.headers.get('content-range') ?? '');
+      if (!range || Number(range[1]) !== start) {
+        await response.body.cancel();
+        discardPartial(partial);
+        throw new UserError(`download of ${file} failed: the hub answered a resume from byte ${start} with ${response.headers.get('content-range') ?? 'no Content-Range'}`, 'run the command again to start it over');
+      }
+    } else if (start > 0) {
+      // 200 to If-Range: the file changed since the partial was written; its bytes are worthless.
+      start = 0;
+      hasher = createHash('sha256');
+      discardPartial(partial);
+    }
+    const declared = Number(response.headers.get('content-length') ?? NaN);
+    const total = published.size ?? (Number.isFinite(declared) ? start + declared : undefined);
+    if (start === 0) writeAtomically(recordPath, JSON.stringify({ etag: published.etag ?? '', size: published.size, rangeValidator: rangeValidator(response) } satisfies PartialRecord));
+    const out = createWriteStream(partial, { flags: start > 0 ? 'a' : 'w' });
+    let received = start;
+    try {
+      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+        guard.touch();
+        const first = received === start;
+        received += chunk.length;
+        if (total !== undefined && received > total) throw new Mismatch(`${received} bytes where the hub published ${total}`);
+        hasher.update(chunk);
+        if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
+        transfer.onBytes?.(received, total);
+        if (first && start === 0 && file.endsWith('.onnx')) await new Promise<void>((r) => out.write('', () => r())).then(() => reachedPhase('mid-download'));
+      }
+    } catch (error) {
+      if (error instanceof Mismatch) throw rejected(file, partial, error.message);
+      throw new UserError(`download of ${file} was interrupted: ${guard.describe(error)}`, 'run the command again to resume it');
+    } finally {
+      await new Promise<void>((r, j) => out.end((e?: Error | null) => (e ? j(e) : r())));
+    }
+    if (total !== undefined && received < total) {
+      throw new UserError(`download of ${file} was cut short (${received} of ${total} bytes)`, 'run the command again to resume it');
+    }
+    if (published.sha256) {
+      const actual = hasher.digest('hex');
+      if (actual !== published.sha256) throw rejected(file, partial, `sha256 ${actual} where the hub published ${published.sha256}`);
+    }
+    renameSync(partial, dest);
+    rmSync(recordPath, { force: true });
+    return received;
+  } finally {
+    guard.done();
+  }
+}
+
+/** Bytes that are not the file the hub published. */
+class Mismatch extends Error {}
+
+function rejected(file: string, partial: string, why: string): UserError {
+  discardPartial(partial);
+  return new UserError(`download of ${file} does not match the hub (${why}); discarded`, 'run the command again to download it anew');
+}
