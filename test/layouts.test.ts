@@ -160,6 +160,10 @@ test('weights at offsets onnxruntime cannot map (as onnx.save_model writes them)
     assert.equal(Number(at.offset) % 4096, 0, `${t.name} at ${at.offset}`);
   }
   assert.deepEqual(entryMarker(cache).alignedCopy, { files: ['model.onnx_data'], bytes: source.size, copied: true });
+  // lens cache shows the copy and what it costs.
+  const listed = await runCli(['cache', '--json'], { env: { LENS_CACHE: cache } });
+  assert.equal(listed.code, 0, listed.stderr);
+  assert.deepEqual(JSON.parse(listed.stdout).entries.map((e: { alignedCopy?: unknown }) => e.alignedCopy), [{ bytes: source.size, copied: true }]);
 
   const linkedCache = scratchDir('unaligned-never');
   assert.deepEqual(await lensJson(dir, { LENS_CACHE: linkedCache, LENS_ALIGNED_COPY: 'never' }), expected);

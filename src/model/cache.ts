@@ -34,6 +34,8 @@ export interface CacheEntry {
   users: number[];
   /** False for a download still under way or cut (partial files, no record of completion). */
   complete: boolean;
+  /** A rewritten entry whose source weights onnxruntime could not map: copied page aligned (bytes), or left linked and why. */
+  alignedCopy?: { bytes: number; copied: boolean; reason?: string };
 }
 
 export interface CacheListing {
@@ -105,7 +107,8 @@ export function listCache(env: NodeJS.ProcessEnv = process.env): CacheListing {
     let marker: EntryMarker | undefined;
     try { marker = JSON.parse(readFileSync(join(dir, ENTRY_MARKER), 'utf8')) as EntryMarker; } catch { /* listed as incomplete */ }
     const source = marker ? describeSource(root, marker.source) : { model: '?' };
-    found.push({ kind: 'lens', ...source, dtypes: marker ? [marker.dtype] : [], path: dir, lastUse: lastUse(dir), users: directoryUsers(dir), complete: marker !== undefined });
+    const aligned = marker?.alignedCopy;
+    found.push({ kind: 'lens', ...source, dtypes: marker ? [marker.dtype] : [], path: dir, lastUse: lastUse(dir), users: directoryUsers(dir), complete: marker !== undefined, ...(aligned ? { alignedCopy: { bytes: aligned.bytes, copied: aligned.copied, reason: aligned.reason } } : {}) });
   }
   // Each file (device and inode) counted once: in the total, and as shared when linked from outside the entry.
   const seen = new Map<string, { blocks: number; links: number; nlink: number }>();

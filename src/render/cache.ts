@@ -18,7 +18,8 @@ export function renderCacheListing(listing: CacheListing, now: number): string {
   const rows = [['KIND', 'MODEL', 'REVISION', 'DTYPE', 'SIZE', 'LAST USE', 'STATE']];
   for (const e of [...listing.entries].sort((a, b) => a.model.localeCompare(b.model) || a.kind.localeCompare(b.kind))) {
     const size = formatBytes(e.bytes) + (e.sharedBytes > 0 ? ` (${formatBytes(e.sharedBytes)} shared)` : '');
-    const state = [e.complete ? '' : e.kind === 'download' ? 'incomplete' : 'damaged', e.users.length ? `in use (pid ${e.users.join(', ')})` : ''].filter(Boolean).join(', ');
+    const aligned = e.alignedCopy && (e.alignedCopy.copied ? `aligned copy of ${formatBytes(e.alignedCopy.bytes)}` : `unaligned weights linked (${e.alignedCopy.reason})`);
+    const state = [e.complete ? '' : e.kind === 'download' ? 'incomplete' : 'damaged', e.users.length ? `in use (pid ${e.users.join(', ')})` : '', aligned ?? ''].filter(Boolean).join(', ');
     rows.push([e.kind === 'lens' ? 'rewritten' : 'download', e.model, e.revision ?? '-', e.dtypes.join(',') || '-', size, formatAge(now - e.lastUse), state]);
   }
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
