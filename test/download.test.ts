@@ -34,6 +34,16 @@ const getsOf = (file: string) => hub.served.filter((s) => s.method === 'GET' && 
 const reference = await runCli(['topk', '--model', MODEL, '--json', 'hello'], { env: { LENS_CACHE: scratchDir('download-ref') } });
 const sameLens = (stdout: string) => assert.deepEqual({ ...JSON.parse(stdout), model: '' }, { ...JSON.parse(reference.stdout), model: '' });
 
+/** A first run whose transfer of the weights is cut after `fraction` of them: it fails, leaving a partial file. Returns its size; the hub is healthy again after. */
+async function cutRun(cache: string, fraction: number): Promise<number> {
+  hub.faults.set(DATA, 'cut');
+  hub.cutAfter = Math.floor(DATA_BYTES.length * fraction);
+  const cut = await runCli(['topk', '--model', 'tiny/gpt2', 'hello'], { env: env(cache) });
+  assertOneLineError(cut, 1, /download of onnx\/model\.onnx_data (was interrupted|was cut short).*run the command again to resume it/);
+  hub.faults.clear();
+  return statSync(downloaded(cache, `${DATA}.incomplete`)).size;
+}
+
 test('ETags are compared without W/ and quotes, as huggingface_hub does', () => {
   assert.equal(normalizeEtag('"abc"'), 'abc');
   assert.equal(normalizeEtag('W/"abc"'), 'abc');
@@ -43,17 +53,12 @@ test('ETags are compared without W/ and quotes, as huggingface_hub does', () => 
 
 test('a download cut mid-file resumes from where it stopped: no byte sent twice beyond one chunk', async () => {
   const cache = scratchDir('resume');
-  hub.faults.set(DATA, 'cut');
-  hub.cutAfter = Math.floor(DATA_BYTES.length * 0.4);
-  const cut = await runCli(['topk', '--model', 'tiny/gpt2', '--json', 'hello'], { env: env(cache) });
-  assertOneLineError(cut, 1, /download of onnx\/model\.onnx_data (was interrupted|was cut short).*run the command again to resume it/);
+  const kept = await cutRun(cache, 0.4);
   const partial = downloaded(cache, `${DATA}.incomplete`);
-  assert.ok(existsSync(partial) && existsSync(`${partial}.json`), 'the partial file and its record are kept');
-  const kept = statSync(partial).size;
+  assert.ok(existsSync(`${partial}.json`), 'the partial file and its record are kept');
   assert.ok(kept > 0 && kept <= hub.cutAfter, `kept ${kept} of ${hub.cutAfter} sent`);
   assert.ok(!existsSync(downloaded(cache, DATA)), 'nothing unverified in place');
 
-  hub.faults.clear();
   const resumed = await runCli(['topk', '--model', 'tiny/gpt2', '--json', 'hello'], { env: env(cache) });
   assert.equal(resumed.code, 0, resumed.stderr);
   sameLens(resumed.stdout);
@@ -70,11 +75,7 @@ test('a download cut mid-file resumes from where it stopped: no byte sent twice 
 test('storage with no validator: an LFS file resumes with Range alone, its published sha256 the guard', async () => {
   const cache = scratchDir('resume-no-etag');
   hub.storageEtags = false;
-  hub.faults.set(DATA, 'cut');
-  hub.cutAfter = DATA_BYTES.length >> 1;
-  assert.equal((await runCli(['topk', '--model', 'tiny/gpt2', 'hello'], { env: env(cache) })).code, 1);
-  const kept = statSync(downloaded(cache, `${DATA}.incomplete`)).size;
-  hub.faults.clear();
+  const kept = await cutRun(cache, 0.5);
   const r = await runCli(['topk', '--model', 'tiny/gpt2', '--json', 'hello'], { env: env(cache) });
   assert.equal(r.code, 0, r.stderr);
   sameLens(r.stdout);
@@ -85,13 +86,10 @@ test('storage with no validator: an LFS file resumes with Range alone, its publi
 
 test('a file changed on the hub between tries is downloaded anew, not spliced', async () => {
   const cache = scratchDir('changed');
-  hub.faults.set(DATA, 'cut');
-  hub.cutAfter = DATA_BYTES.length >> 1;
-  assert.equal((await runCli(['topk', '--model', 'tiny/gpt2', 'hello'], { env: env(cache) })).code, 1);
+  await cutRun(cache, 0.5);
   // The same weights with their second half changed: the hub now publishes another sha256.
   const changed = Buffer.from(DATA_BYTES);
   for (let i = changed.length >> 1; i < changed.length; i += 4096) changed[i] ^= 0x01;
-  hub.faults.clear();
   hub.contents.set(DATA, changed);
   const r = await runCli(['topk', '--model', 'tiny/gpt2', 'hello'], { env: env(cache) });
   assert.equal(r.code, 0, r.stderr);
@@ -102,10 +100,7 @@ test('a file changed on the hub between tries is downloaded anew, not spliced', 
 
 test('a server that answers a resume with the whole file (200) starts the file over', async () => {
   const cache = scratchDir('no-ranges');
-  hub.faults.set(DATA, 'cut');
-  hub.cutAfter = DATA_BYTES.length >> 2;
-  assert.equal((await runCli(['topk', '--model', 'tiny/gpt2', 'hello'], { env: env(cache) })).code, 1);
-  hub.faults.clear();
+  await cutRun(cache, 0.25);
   hub.ranges = false;
   const r = await runCli(['topk', '--model', 'tiny/gpt2', '--json', 'hello'], { env: env(cache) });
   assert.equal(r.code, 0, r.stderr);
