@@ -14,7 +14,9 @@ import { VOCAB } from './fixtures/gpt2.js';
 import { fixture, runCli, scratchDir, TINY, type CliResult } from './helpers.js';
 import { assertHumanAgrees, assertRecordMatchesReference, assertRecordShape, type RecordShape } from './record-check.js';
 
-const CASES = Number(process.env.LENS_FUZZ_CASES ?? 64);
+// Each success is a model load and a reference check: 32 cases (21 succeed; 94 s of CPU measured, 380 s
+// wall on a 2-core machine at load average 24) stay within the runner's 600 s. More: LENS_FUZZ_CASES.
+const CASES = Number(process.env.LENS_FUZZ_CASES ?? 32);
 const { dir: MODEL, weights } = fixture('opset17-flat');
 const cache = scratchDir('fuzz-cache');
 const files = scratchDir('fuzz-files');
@@ -155,8 +157,8 @@ const rand = prng(Number(process.env.LENS_FUZZ_SEED ?? 20261127));
 const cases = Array.from({ length: CASES }, (_, i) => randomCase(rand, i));
 const outcomes = { ok: 0, exit1: 0, exit2: 0, known: 0, human: 0 };
 const run = (c: Case) => runCli(c.args, { env: { LENS_CACHE: cache, HF_HUB_OFFLINE: '1' }, input: c.input, timeoutMs: 60_000 });
-/** Cases per test: the runner's per-test timeout then covers a bounded batch, not the whole run. */
-const CHUNK = 16;
+/** Cases per test, so that a failure names its batch and progress shows as batches pass. */
+const CHUNK = 8;
 
 for (let start = 0; start < CASES; start += CHUNK) {
   const chunk = cases.slice(start, start + CHUNK);
@@ -187,6 +189,6 @@ test('fuzz: both outcomes reached, most cases succeed and are checked', () => {
   console.log(`fuzz: tried ${CASES} cases: ${outcomes.ok} succeeded (${outcomes.known} with known prompts and options, ${outcomes.human} human outputs compared with --json, ${checkedRecords} records checked against the reference), ${outcomes.exit1} exit 1, ${outcomes.exit2} exit 2`);
   assert.equal(outcomes.ok + outcomes.exit1 + outcomes.exit2, CASES, 'every case ran');
   assert.ok(outcomes.ok > 0 && outcomes.exit2 > 0, 'the generator reaches both outcomes');
-  if (CASES >= 32) assert.ok(outcomes.ok > CASES / 2, `most cases succeed and have their values checked: ${outcomes.ok} of ${CASES}`);
+  if (CASES >= 20) assert.ok(outcomes.ok > CASES / 2, `most cases succeed and have their values checked: ${outcomes.ok} of ${CASES}`);
   assert.ok(outcomes.known > 0 && outcomes.human > 0 && checkedRecords > 0, 'successes are checked against their case, the reference and their human output');
 });
