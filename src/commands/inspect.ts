@@ -20,6 +20,7 @@ export function renderInspection(r: Inspection): string {
     ['vocabulary', String(r.vocabSize)],
     ['final norm', `${r.finalNorm.kind}, node ${r.finalNorm.node} (${r.finalNorm.op})`],
     ['head', `${head}, node ${r.head.node} (${r.head.op})`],
+    ...(r.afterHead.length ? [['after head', `${r.afterHead.join(', ')} (on every lens row too)`] as [string, string]] : []),
     ['residual', r.residual === 'parallel' ? 'parallel: h + attn(ln1 h) + mlp(ln2 h)' : 'sequential: attention, then MLP'],
     ...(r.embeddingScale ? [['embeddings', `scaled by ${r.embeddingScale} before block 1 (r0 is after the scaling)`] as [string, string]] : []),
     ...(forms.length ? [['graph', forms.join('; ')] as [string, string]] : []),

@@ -27,6 +27,7 @@ export interface Inspection {
   vocabSize: number;
   finalNorm: Omit<GraphDescription['finalNorm'], 'kind'> & { kind: string };
   head: GraphDescription['head'] & { tied: boolean };
+  afterHead: GraphDescription['afterHead'];
   residual: GraphDescription['residual'];
   embeddingScale?: string;
   graph: { merged: boolean; fusedNorms: boolean; fusedAttention: string[] };
@@ -60,6 +61,7 @@ export async function inspectModel(spec: string, options: ResolveOptions): Promi
     // The graph cannot tell Gemma's (1 + w) from a plain gain (torch folds it): the family table can.
     finalNorm: { ...found.finalNorm, kind: arch.family?.norm ?? found.finalNorm.kind },
     head: { ...found.head, tied: found.head.tiedTo !== undefined },
+    afterHead: found.afterHead,
     residual: found.residual,
     embeddingScale: arch.family?.embeddingScale,
     graph: { merged: found.merged, fusedNorms: found.fusedNorms, fusedAttention: found.fusedAttention },

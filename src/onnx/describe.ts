@@ -1,16 +1,21 @@
 // What the lens finds in a decoder graph, for `lens inspect`: the final norm and head nodes,
 // whether the head is the tied embedding, and the residual topology — all read by structure.
 import { GraphIndex } from './graph.js';
-import { addLensOutputs, GraphStructureError, inlineNoPastBranch, type TransposeCheck } from './lens-graph.js';
+import { addLensOutputs, GraphStructureError, inlineNoPastBranch, PASS_THROUGH_OPS, type TransposeCheck } from './lens-graph.js';
 import { splitSkipNorms } from './fused-norms.js';
-import type { Model, Node } from './proto.js';
+import { DataType, type Model, type Node, type Tensor } from './proto.js';
 
 export interface GraphDescription {
   /** The node whose output is the final norm's (the head's input). */
   finalNorm: { node: string; op: string; kind: 'LayerNorm' | 'RMSNorm' };
   /** The unembedding node; `tiedTo` names the token embedding when the head is tied to it. */
   head: { node: string; op: string; tiedTo?: string; weight?: string; bias: boolean };
-  /** Parallel: one residual addition per block (h + attn(ln1 h) + mlp(ln2 h)); sequential: two. */
+  /**
+   * What the model does to the head's product on the way to its logits, in order (the lens does
+   * it too): '÷ 4', '× 0.0625', 'softcap 30' (tanh(z / 30) · 30), '+ bias', or an op's name.
+   */
+  afterHead: string[];
+  /** Parallel: attention and MLP read the same residual (h + attn(ln1 h) + mlp(ln2 h)); sequential: the MLP reads h + attn. */
   residual: 'sequential' | 'parallel';
   /** Whether the graph had onnxruntime's fused Skip*LayerNormalization nodes. */
   fusedNorms: boolean;
@@ -50,13 +55,14 @@ export function describeDecoder(model: Model, layers: number, vocabSize: number,
   const between = [...index.ancestors([finalNormOutput])].filter((t) => after.has(t));
   const subtracts = between.some((t) => index.producer.get(t)?.op_type === 'Sub');
   const kind = LAYER_NORM_OPS.has(normNode.op_type) ? 'LayerNorm' : RMS_NORM_OPS.has(normNode.op_type) ? 'RMSNorm' : subtracts ? 'LayerNorm' : 'RMSNorm';
-  const firstBlock = index.producer.get(residuals[1]);
-  const parallel = firstBlock?.op_type === 'Add' && firstBlock.input.includes(residuals[0]);
   const weight = unembed.input.find((i, k) => k > 0 && i && !index.dynamic.has(i));
   return {
     finalNorm: { node: nodeName(normNode), op: normNode.op_type, kind },
     head: { node: nodeName(unembed), op: unembed.op_type, tiedTo: tiedEmbedding, weight, bias: headHasBias(index, unembed, logits) },
-    residual: parallel ? 'parallel' : 'sequential',
+    afterHead: afterHead(index, unembed, logits),
+    // Blocks without a residual between attention and MLP run them in parallel, whether they add
+    // them in one Add or two chained ones (Cohere).
+    residual: structure.mids ? 'sequential' : 'parallel',
     fusedNorms, merged, fusedAttention, logits,
   };
 }
@@ -68,9 +74,57 @@ function nodeName(node: Node): string {
 /** Whether a constant is added between the unembedding and the logits (a biased head, as GPT-J's). */
 function headHasBias(index: GraphIndex, unembed: Node, logits: string): boolean {
   const gemmBias = unembed.op_type === 'Gemm' && !!unembed.input[2];
-  if (gemmBias) return true;
-  for (let t = logits, node = index.producer.get(t); node && node !== unembed; t = index.dynamicInputs(node)[0], node = index.producer.get(t)) {
-    if (node.op_type === 'Add' && node.input.some((i) => i && !index.dynamic.has(i))) return true;
+  return gemmBias || pathToLogits(index, unembed, logits).some((n) => n.op_type === 'Add' && n.input.some((i) => i && !index.dynamic.has(i)));
+}
+
+/** The nodes from the unembedding (exclusive) to the logits, in order, along the product's path. */
+function pathToLogits(index: GraphIndex, unembed: Node, logits: string): Node[] {
+  const path: Node[] = [];
+  for (let t = logits, node = index.producer.get(t); node && node !== unembed; t = index.dynamicInputs(node)[0], node = index.producer.get(t)) path.unshift(node);
+  return path;
+}
+
+/** A scalar float constant: a one-element initializer or Constant node output; undefined otherwise. */
+function scalarConstant(index: GraphIndex, name: string): number | undefined {
+  const constant = index.producer.get(name);
+  const tensor: Tensor | undefined = constant?.op_type === 'Constant'
+    ? constant.attribute.find((a) => a.name === 'value')?.t
+    : index.graph.initializer.find((t) => t.name === name);
+  if (!tensor || tensor.dims.reduce((n, d) => n * Number(d), 1) !== 1) return constant?.attribute.find((a) => a.name === 'value_float')?.f;
+  if (tensor.float_data?.length) return tensor.float_data[0];
+  if (tensor.double_data?.length) return tensor.double_data[0];
+  const raw = tensor.raw_data;
+  if (!raw) return undefined;
+  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  if (tensor.data_type === DataType.FLOAT && raw.byteLength === 4) return view.getFloat32(0, true);
+  if (tensor.data_type === DataType.DOUBLE && raw.byteLength === 8) return view.getFloat64(0, true);
+  return undefined;
+}
+
+/** The node's constant scalar operand (the one input not computed from the graph's inputs), if any. */
+function constantOperand(index: GraphIndex, node: Node | undefined): number | undefined {
+  const constant = node?.input.filter((i) => i && !index.dynamic.has(i)) ?? [];
+  return constant.length === 1 ? scalarConstant(index, constant[0]) : undefined;
+}
+
+/** GraphDescription.afterHead: the ops between the unembedding and the logits, by what they compute. */
+function afterHead(index: GraphIndex, unembed: Node, logits: string): string[] {
+  const path = pathToLogits(index, unembed, logits).filter((n) => !PASS_THROUGH_OPS.has(n.op_type));
+  const shown = (v: number) => String(Number(v.toPrecision(6)));
+  const steps: string[] = [];
+  for (let k = 0; k < path.length; k++) {
+    const node = path[k], c = constantOperand(index, node);
+    const cap = node.op_type === 'Div' && path[k + 1]?.op_type === 'Tanh' && path[k + 2]?.op_type === 'Mul' ? constantOperand(index, path[k + 2]) : undefined;
+    if (c !== undefined && cap === c) {
+      steps.push(`softcap ${shown(c)}`);
+      k += 2;
+    } else if (c !== undefined && (node.op_type === 'Div' || node.op_type === 'Mul')) {
+      steps.push(`${node.op_type === 'Div' ? '÷' : '×'} ${shown(c)}`);
+    } else if (node.op_type === 'Add' && node.input.some((i) => i && !index.dynamic.has(i))) {
+      steps.push('+ bias');
+    } else {
+      steps.push(node.op_type);
+    }
   }
-  return false;
+  return steps;
 }

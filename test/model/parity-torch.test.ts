@@ -20,11 +20,11 @@ const missing = torchAvailable();
 // Under CI a missing exporter is a failure, not a skip.
 const skip = missing !== undefined && process.env.CI !== 'true' ? missing : false;
 
-const FAMILIES: Family[] = ['llama', 'qwen2', 'gemma'];
+const FAMILIES: Family[] = ['llama', 'qwen2', 'gemma', 'mistral', 'qwen3', 'smollm3', 'granite', 'phi3', 'stablelm', 'gemma2', 'gemma3_text', 'olmo2', 'cohere'];
 
 for (const family of FAMILIES) {
   for (const form of TORCH_FORMS) {
-    test(`lens matches the reference on a torch.onnx export: ${family} ${form}`, { skip }, async () => {
+    test(`lens matches the reference on a torch.onnx export: ${family} ${form}`, { skip }, async (t) => {
       assert.equal(missing, undefined, missing);
       const dir = join(root, `${family}-${form}`);
       const weights = writeTorchFixture(dir, tinyConfig(family), form);
@@ -35,7 +35,8 @@ for (const family of FAMILIES) {
         const positions = [ids.length - 1, 0, 3];
         const ref = referenceDecoderForward(weights, ids);
         const own = await ownLogits(join(dir, 'onnx', 'model.onnx'), ids, [weights.config.kvHeads, headDim(weights.config)]);
-        await assertLensMatches(model, ids, positions, ref, own, weights.config.d, TOL);
+        const worst = await assertLensMatches(model, ids, positions, ref, own, weights.config.d, TOL);
+        t.diagnostic(`largest difference ${worst.toExponential(2)} (bound ${TOL})`);
       } finally {
         await model.dispose();
       }
