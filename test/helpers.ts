@@ -11,15 +11,18 @@ import { writeFixture, type Gpt2Config, type Gpt2Weights } from './fixtures/gpt2
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const LENS_BIN = join(ROOT, 'bin', 'lens.js');
 
-/** Asserts |actual - expected| <= tol element by element. */
-export function assertClose(actual: ArrayLike<number> | number, expected: ArrayLike<number> | number, tol: number, what = 'value'): void {
+/** Asserts |actual - expected| <= tol element by element; returns the largest |actual - expected|. */
+export function assertClose(actual: ArrayLike<number> | number, expected: ArrayLike<number> | number, tol: number, what = 'value'): number {
   const a = typeof actual === 'number' ? [actual] : actual;
   const e = typeof expected === 'number' ? [expected] : expected;
   assert.equal(a.length, e.length, `${what}: length ${a.length} != ${e.length}`);
+  let worst = 0;
   for (let i = 0; i < a.length; i++) {
     const diff = Math.abs(a[i] - e[i]);
     if (!(diff <= tol)) assert.fail(`${what}[${i}]: ${a[i]} vs ${e[i]} differ by ${diff} > ${tol}`);
+    worst = Math.max(worst, diff);
   }
+  return worst;
 }
 
 /** The tiny model shape the tests use: GPT-2's architecture and vocabulary, 3 layers, d = 32. */

@@ -5,6 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildDecoderModel, DECODER_FORMS, makeDecoderWeights, tinyConfig, tinyConfigFor, writeDecoderFixture, type Family } from './fixtures/llama.js';
 import { SP_VOCAB_SIZE } from './fixtures/sentencepiece.js';
+import { torchAvailable, writeTorchFixture } from './fixtures/torch-export.js';
 import { assertOneLineError, fixture, runCli, scratchDir } from './helpers.js';
 
 const root = scratchDir('inspect');
@@ -138,5 +139,26 @@ for (const [name, build, want] of AROUND_BLOCKS) {
     if (want.afterHead.length) assert.match(text, new RegExp(`^after head +${want.afterHead.join(', ').replace(/[+×÷]/g, '\\$&')} \\(the lens applies them to every layer\\)$`, 'm'));
     else assert.doesNotMatch(text, /^after head/m);
     if (want.prunedHead) assert.match(text, /scores its last position only/);
+  });
+}
+
+// What the model does after its head, as torch.onnx.export writes it: named by what it computes.
+const AFTER_HEAD: [Family, string, string[]][] = [
+  ['llama', 'sequential', []],
+  ['granite', 'sequential', ['÷ 4']],
+  ['gemma2', 'sequential', ['softcap 30']],
+  ['cohere', 'parallel', ['× 0.25']],
+];
+const torchMissing = torchAvailable();
+
+for (const [family, residual, afterHead] of AFTER_HEAD) {
+  test(`inspect names the ops after the head: ${family}`, { skip: torchMissing !== undefined && process.env.CI !== 'true' ? torchMissing : false }, async () => {
+    const dir = join(root, `torch-${family}`);
+    writeTorchFixture(dir, tinyConfig(family), 'torch-past');
+    const r = JSON.parse((await runCli(['inspect', '-m', dir, '--json'], { env })).stdout);
+    assert.deepEqual({ residual: r.residual, afterHead: r.afterHead }, { residual, afterHead });
+    const text = await runCli(['inspect', '-m', dir], { env });
+    if (afterHead.length) assert.match(text.stdout, new RegExp(`^after head +${afterHead.join(', ')} \\(on every lens row too\\)$`, 'm'));
+    else assert.doesNotMatch(text.stdout, /^after head/m);
   });
 }

@@ -20,6 +20,7 @@ export interface FamilyInfo {
 }
 
 const LLAMA_LIKE = (name: string, tiedByDefault: boolean): FamilyInfo => ({ name, norm: 'RMSNorm', head: { module: 'lm_head', tiedByDefault, bias: false }, residual: 'sequential' });
+const GEMMA_LIKE = (name: string): FamilyInfo => ({ name, norm: 'RMSNorm (1 + w)', head: { module: 'lm_head', tiedByDefault: true, bias: false }, residual: 'sequential', embeddingScale: 'sqrt(d)' });
 
 /** Known decoder families by config model_type. */
 export const FAMILIES: Readonly<Record<string, FamilyInfo>> = {
@@ -31,8 +32,16 @@ export const FAMILIES: Readonly<Record<string, FamilyInfo>> = {
   mistral: LLAMA_LIKE('MistralForCausalLM', false),
   qwen2: LLAMA_LIKE('Qwen2ForCausalLM', false),
   qwen3: LLAMA_LIKE('Qwen3ForCausalLM', false),
-  smollm3: LLAMA_LIKE('SmolLM3ForCausalLM', false),
-  gemma: { name: 'GemmaForCausalLM', norm: 'RMSNorm (1 + w)', head: { module: 'lm_head', tiedByDefault: true, bias: false }, residual: 'sequential', embeddingScale: 'sqrt(d)' },
+  smollm3: LLAMA_LIKE('SmolLM3ForCausalLM', true),
+  // Granite's multipliers (embedding, residual branches, logits) are ops the graph shows.
+  granite: LLAMA_LIKE('GraniteForCausalLM', false),
+  phi3: LLAMA_LIKE('Phi3ForCausalLM', false),
+  stablelm: { ...LLAMA_LIKE('StableLmForCausalLM', false), norm: 'LayerNorm' },
+  olmo2: LLAMA_LIKE('Olmo2ForCausalLM', false),
+  cohere: { name: 'CohereForCausalLM', norm: 'LayerNorm', head: { module: 'lm_head', tiedByDefault: true, bias: false }, residual: 'parallel' },
+  gemma: GEMMA_LIKE('GemmaForCausalLM'),
+  gemma2: GEMMA_LIKE('Gemma2ForCausalLM'),
+  gemma3_text: GEMMA_LIKE('Gemma3ForCausalLM'),
 };
 
 // Field names per quantity, first found wins: GPT-2's, GPT-Neo's, then the common ones.

@@ -27,11 +27,11 @@ export interface Inspection {
   vocabSize: number;
   finalNorm: Omit<GraphDescription['finalNorm'], 'kind'> & { kind: string };
   head: GraphDescription['head'] & { tied: boolean };
+  afterHead: GraphDescription['afterHead'];
   residual: GraphDescription['residual'];
   embeddingScale?: string;
   graph: { merged: boolean; fusedNorms: boolean; fusedAttention: string[]; stateInputs: string[] };
-  /** What the model applies after the head's product and to the embedding, as the lens applies it too. */
-  afterHead: string[];
+  /** Whether the model's head scores the last position only; what it applies to the embedding (the lens's layer 0 is after it). */
   prunedHead: boolean;
   atEmbedding: string[];
   cache: { entry: string; ready: boolean };
@@ -64,10 +64,11 @@ export async function inspectModel(spec: string, options: ResolveOptions): Promi
     // The graph cannot tell Gemma's (1 + w) from a plain gain (torch folds it): the family table can.
     finalNorm: { ...found.finalNorm, kind: arch.family?.norm ?? found.finalNorm.kind },
     head: { ...found.head, tied: found.head.tiedTo !== undefined },
+    afterHead: found.afterHead,
     residual: found.residual,
     embeddingScale: arch.family?.embeddingScale,
     graph: { merged: found.merged, fusedNorms: found.fusedNorms, fusedAttention: found.fusedAttention, stateInputs: found.stateInputs },
-    afterHead: found.afterHead, prunedHead: found.prunedHead, atEmbedding: found.atEmbedding,
+    prunedHead: found.prunedHead, atEmbedding: found.atEmbedding,
     cache: { entry: cache.dir, ready: cache.ready },
   };
 }

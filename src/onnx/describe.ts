@@ -1,16 +1,21 @@
 // What the lens finds in a decoder graph, for `lens inspect`: the final norm and head nodes,
 // whether the head is the tied embedding, and the residual topology — all read by structure.
 import { GraphIndex, topologicalOrder } from './graph.js';
-import { addLensOutputs, GraphStructureError, inlineNoPastBranch, type TransposeCheck } from './lens-graph.js';
+import { addLensOutputs, GraphStructureError, inlineNoPastBranch, PASS_THROUGH_OPS, type TransposeCheck } from './lens-graph.js';
 import { splitSkipNorms } from './fused-norms.js';
-import { DataType, type Model, type Node } from './proto.js';
+import { DataType, type Model, type Node, type Tensor } from './proto.js';
 
 export interface GraphDescription {
   /** The node whose output is the final norm's (the head's input). */
   finalNorm: { node: string; op: string; kind: 'LayerNorm' | 'RMSNorm' };
   /** The unembedding node; `tiedTo` names the token embedding when the head is tied to it. */
   head: { node: string; op: string; tiedTo?: string; weight?: string; bias: boolean };
-  /** Parallel: one residual addition per block (h + attn(ln1 h) + mlp(ln2 h)); sequential: two. */
+  /**
+   * What the model does to the head's product on the way to its logits, in order (the lens does
+   * it too): '÷ 4', '× 0.0625', 'softcap 30' (tanh(z / 30) · 30), '+ bias', or an op's name.
+   */
+  afterHead: string[];
+  /** Parallel: attention and MLP read the same residual (h + attn(ln1 h) + mlp(ln2 h)); sequential: the MLP reads h + attn. */
   residual: 'sequential' | 'parallel';
   /** Whether the graph had onnxruntime's fused Skip*LayerNormalization nodes. */
   fusedNorms: boolean;
@@ -18,8 +23,6 @@ export interface GraphDescription {
   merged: boolean;
   /** onnxruntime's fused attention operators in the graph (GroupQueryAttention, …), if any. */
   fusedAttention: string[];
-  /** What the model does to the head's product before the logits, in order ("+ bias", "÷ 8", "softcap 30", …). */
-  afterHead: string[];
   /** Whether the head scores the last position only (the lens applies it at every position read). */
   prunedHead: boolean;
   /** What the model does to the token embedding before block 1 ("+ positions", "× 5.657", "LayerNorm", …). */
@@ -58,15 +61,15 @@ export function describeDecoder(model: Model, layers: number, vocabSize: number,
   const between = [...index.ancestors([finalNormOutput])].filter((t) => after.has(t));
   const subtracts = between.some((t) => index.producer.get(t)?.op_type === 'Sub');
   const kind = LAYER_NORM_OPS.has(normNode.op_type) ? 'LayerNorm' : RMS_NORM_OPS.has(normNode.op_type) ? 'RMSNorm' : subtracts ? 'LayerNorm' : 'RMSNorm';
-  const firstBlock = index.producer.get(residuals[1]);
-  const parallel = firstBlock?.op_type === 'Add' && firstBlock.input.includes(residuals[0]);
   const weight = unembed.input.find((i, k) => k > 0 && i && !index.dynamic.has(i));
   return {
     finalNorm: { node: nodeName(normNode), op: normNode.op_type, kind },
     head: { node: nodeName(unembed), op: unembed.op_type, tiedTo: tiedEmbedding, weight, bias: headHasBias(index, unembed, logits) },
-    residual: parallel ? 'parallel' : 'sequential',
+    afterHead: afterHead(index, unembed, logits),
+    // Blocks without a residual between attention and MLP run them in parallel, whether they add
+    // them in one Add or two chained ones (Cohere).
+    residual: structure.mids ? 'sequential' : 'parallel',
     fusedNorms, merged, fusedAttention, logits,
-    afterHead: opsAfterHead(index, unembed, logits),
     prunedHead: structure.positionSelects.length > 0 && structure.positionSelects.some((n) => n.op_type === 'Gather'),
     atEmbedding: opsAtEmbedding(index, residuals[0]),
     stateInputs: graph.input.map((v) => v.name).filter((name) => index.dynamic.has(name) && !STANDARD_INPUTS.test(name)),
@@ -74,50 +77,6 @@ export function describeDecoder(model: Model, layers: number, vocabSize: number,
 }
 
 const STANDARD_INPUTS = /^(input_ids|attention_mask|position_ids|use_cache_branch|past_key_values\.\d+\.(key|value)|past_key_values\.\d+|past\.\d+\.(key|value)|cache_position|num_logits_to_keep|logits_to_keep)$/;
-
-/** The value of a constant float scalar (an initializer or a Constant node); undefined otherwise. */
-function constantScalar(index: GraphIndex, name: string): number | undefined {
-  const producer = index.producer.get(name);
-  const tensor = index.graph.initializer.find((t) => t.name === name) ?? (producer?.op_type === 'Constant' ? producer.attribute.find((a) => a.name === 'value')?.t : undefined);
-  if (!tensor || tensor.dims.reduce((a, b) => a * Number(b), 1) !== 1) return undefined;
-  if (tensor.data_type === DataType.FLOAT) {
-    if (tensor.float_data?.length) return tensor.float_data[0];
-    if (tensor.raw_data?.byteLength === 4) return new DataView(tensor.raw_data.buffer, tensor.raw_data.byteOffset, 4).getFloat32(0, true);
-  }
-  if (tensor.data_type === DataType.FLOAT16 && tensor.raw_data?.byteLength === 2) return float16(new DataView(tensor.raw_data.buffer, tensor.raw_data.byteOffset, 2).getUint16(0, true));
-  return undefined;
-}
-
-function float16(bits: number): number {
-  const exponent = (bits >> 10) & 0x1f, fraction = bits & 0x3ff, sign = bits & 0x8000 ? -1 : 1;
-  if (exponent === 0) return sign * fraction * 2 ** -24;
-  if (exponent === 31) return fraction ? NaN : sign * Infinity;
-  return sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
-}
-
-const number = (v: number) => String(Number(v.toPrecision(4)));
-
-/** The steps from the head's product to the logits, named: bias, scale, division, softcap (÷ c, tanh, × c). */
-function opsAfterHead(index: GraphIndex, unembed: Node, logits: string): string[] {
-  const chain: Node[] = [];
-  for (let t = logits, node = index.producer.get(t); node && node.output[0] !== unembed.output[0]; t = index.dynamicInputs(node)[0], node = index.producer.get(t)) chain.unshift(node);
-  const steps: string[] = [];
-  if (unembed.op_type === 'Gemm' && unembed.input[2]) steps.push('+ bias');
-  for (let k = 0; k < chain.length; k++) {
-    const node = chain[k];
-    const constant = node.input.map((i) => (index.dynamic.has(i) ? undefined : constantScalar(index, i))).find((v) => v !== undefined);
-    if (node.op_type === 'Div' && constant !== undefined && chain[k + 1]?.op_type === 'Tanh' && chain[k + 2]?.op_type === 'Mul') {
-      steps.push(`softcap ${number(constant)}`);
-      k += 2;
-    } else if (node.op_type === 'Add' && node.input.some((i) => i && !index.dynamic.has(i))) steps.push('+ bias');
-    else if (node.op_type === 'Div' && constant !== undefined) steps.push(`÷ ${number(constant)}`);
-    else if (node.op_type === 'Mul' && constant !== undefined) steps.push(`× ${number(constant)}`);
-    else if (node.op_type === 'Tanh') steps.push('tanh');
-    else if (node.op_type === 'Where') steps.push('mask');
-    else if (!['Reshape', 'Identity', 'Cast', 'Squeeze', 'Unsqueeze', 'Flatten'].includes(node.op_type)) steps.push(node.op_type);
-  }
-  return steps;
-}
 
 /** The steps between the token embedding's lookup and the residual stream r_0, in graph order. */
 function opsAtEmbedding(index: GraphIndex, r0: string): string[] {
@@ -132,14 +91,14 @@ function opsAtEmbedding(index: GraphIndex, r0: string): string[] {
   const steps: string[] = [];
   let normed = false;
   for (const node of between) {
-    const constant = node.input.map((i, k) => (k > 0 && !index.dynamic.has(i) ? constantScalar(index, i) : undefined)).find((v) => v !== undefined);
+    const constant = constantOperand(index, node);
     if (node.op_type === 'LayerNormalization' || node.op_type === 'SimplifiedLayerNormalization' || (node.op_type === 'ReduceMean' && !normed)) {
       if (!normed) steps.push(node.op_type === 'SimplifiedLayerNormalization' || (node.op_type === 'ReduceMean' && !ops.has('Sub')) ? 'RMSNorm' : 'LayerNorm');
       normed = true;
     } else if (node.op_type === 'Add' && node.input.filter((i) => index.dynamic.has(i)).length === 2 && node.input.some((i) => index.producer.get(i)?.op_type.startsWith('Gather') && !after.has(i))) {
       steps.push('+ positions');
-    } else if (!normed && node.op_type === 'Mul' && constant !== undefined) steps.push(`× ${number(constant)}`);
-    else if (!normed && node.op_type === 'Div' && constant !== undefined) steps.push(`÷ ${number(constant)}`);
+    } else if (!normed && node.op_type === 'Mul' && constant !== undefined) steps.push(`× ${shown(constant)}`);
+    else if (!normed && node.op_type === 'Div' && constant !== undefined) steps.push(`÷ ${shown(constant)}`);
   }
   return steps;
 }
@@ -151,9 +110,58 @@ function nodeName(node: Node): string {
 /** Whether a constant is added between the unembedding and the logits (a biased head, as GPT-J's). */
 function headHasBias(index: GraphIndex, unembed: Node, logits: string): boolean {
   const gemmBias = unembed.op_type === 'Gemm' && !!unembed.input[2];
-  if (gemmBias) return true;
-  for (let t = logits, node = index.producer.get(t); node && node.output[0] !== unembed.output[0]; t = index.dynamicInputs(node)[0], node = index.producer.get(t)) {
-    if (node.op_type === 'Add' && node.input.some((i) => i && !index.dynamic.has(i))) return true;
+  return gemmBias || pathToLogits(index, unembed, logits).some((n) => n.op_type === 'Add' && n.input.some((i) => i && !index.dynamic.has(i)));
+}
+
+/** The nodes from the unembedding (exclusive) to the logits, in order, along the product's path. */
+function pathToLogits(index: GraphIndex, unembed: Node, logits: string): Node[] {
+  const path: Node[] = [];
+  for (let t = logits, node = index.producer.get(t); node && node.output[0] !== unembed.output[0]; t = index.dynamicInputs(node)[0], node = index.producer.get(t)) path.unshift(node);
+  return path;
+}
+
+const shown = (v: number) => String(Number(v.toPrecision(4)));
+
+/** A scalar float constant: a one-element initializer or Constant node output; undefined otherwise. */
+function scalarConstant(index: GraphIndex, name: string): number | undefined {
+  const constant = index.producer.get(name);
+  const tensor: Tensor | undefined = constant?.op_type === 'Constant'
+    ? constant.attribute.find((a) => a.name === 'value')?.t
+    : index.graph.initializer.find((t) => t.name === name);
+  if (!tensor || tensor.dims.reduce((n, d) => n * Number(d), 1) !== 1) return constant?.attribute.find((a) => a.name === 'value_float')?.f;
+  if (tensor.float_data?.length) return tensor.float_data[0];
+  if (tensor.double_data?.length) return tensor.double_data[0];
+  const raw = tensor.raw_data;
+  if (!raw) return undefined;
+  const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  if (tensor.data_type === DataType.FLOAT && raw.byteLength === 4) return view.getFloat32(0, true);
+  if (tensor.data_type === DataType.DOUBLE && raw.byteLength === 8) return view.getFloat64(0, true);
+  return undefined;
+}
+
+/** The node's constant scalar operand (the one input not computed from the graph's inputs), if any. */
+function constantOperand(index: GraphIndex, node: Node | undefined): number | undefined {
+  const constant = node?.input.filter((i) => i && !index.dynamic.has(i)) ?? [];
+  return constant.length === 1 ? scalarConstant(index, constant[0]) : undefined;
+}
+
+/** GraphDescription.afterHead: the ops between the unembedding and the logits, by what they compute. */
+function afterHead(index: GraphIndex, unembed: Node, logits: string): string[] {
+  const path = pathToLogits(index, unembed, logits).filter((n) => !PASS_THROUGH_OPS.has(n.op_type));
+  const steps: string[] = [];
+  for (let k = 0; k < path.length; k++) {
+    const node = path[k], c = constantOperand(index, node);
+    const cap = node.op_type === 'Div' && path[k + 1]?.op_type === 'Tanh' && path[k + 2]?.op_type === 'Mul' ? constantOperand(index, path[k + 2]) : undefined;
+    if (c !== undefined && cap === c) {
+      steps.push(`softcap ${shown(c)}`);
+      k += 2;
+    } else if (c !== undefined && (node.op_type === 'Div' || node.op_type === 'Mul')) {
+      steps.push(`${node.op_type === 'Div' ? '÷' : '×'} ${shown(c)}`);
+    } else if (node.op_type === 'Add' && node.input.some((i) => i && !index.dynamic.has(i))) {
+      steps.push('+ bias');
+    } else {
+      steps.push(node.op_type);
+    }
   }
-  return false;
+  return steps;
 }

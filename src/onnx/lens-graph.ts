@@ -38,8 +38,8 @@ export const LENS_IO = {
 } as const;
 
 const MATMUL_OPS = new Set(['MatMul', 'Gemm', 'MatMulInteger', 'MatMulNBits', 'MatMulBnb4', 'FusedMatMul', 'QLinearMatMul']);
-// Ops that move or re-type the head's input without computing on it.
-const PASS_THROUGH_OPS = new Set(['Reshape', 'Flatten', 'Identity', 'Cast', 'Squeeze', 'Unsqueeze', 'DynamicQuantizeLinear', 'QuantizeLinear', 'DequantizeLinear']);
+/** Ops that move or re-type a tensor without computing on it. */
+export const PASS_THROUGH_OPS = new Set(['Reshape', 'Flatten', 'Identity', 'Cast', 'Squeeze', 'Unsqueeze', 'DynamicQuantizeLinear', 'QuantizeLinear', 'DequantizeLinear']);
 
 // Ops whose result for one row depends on the other rows of the tensor (one scale per tensor).
 const PER_TENSOR_OPS = new Set(['DynamicQuantizeLinear']);
@@ -202,12 +202,22 @@ function throughCasts(index: GraphIndex, name: string): string {
   return name;
 }
 
-/** For a residual Add (r + f(r)), the input r; undefined if neither input feeds the other. */
+/**
+ * For a residual Add (r + f(r)), the input r; undefined if neither input feeds the other. For
+ * parallel branches added one after the other, (r + attn(n(r))) + mlp(n(r)) (Cohere), the outer
+ * Add's inputs don't feed each other: its r is the inner Add's, which the other branch also reads,
+ * and the inner sum is no residual of its own.
+ */
 function previousResidual(index: GraphIndex, add: Node): string | undefined {
   const [a, b] = add.input;
   if (!index.dynamic.has(a) || !index.dynamic.has(b) || a === b) return undefined;
   if (index.dependsOn(b, a)) return a;
   if (index.dependsOn(a, b)) return b;
+  for (const [sum, branch] of [[a, b], [b, a]]) {
+    const inner = index.producer.get(sum);
+    const r = inner?.op_type === 'Add' ? previousResidual(index, inner) : undefined;
+    if (r !== undefined && index.dependsOn(branch, r)) return r;
+  }
   return undefined;
 }
 

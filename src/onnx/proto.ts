@@ -88,7 +88,7 @@ const root = protobuf.parse(SCHEMA, { keepCase: true }).root;
 const ModelType = root.lookupType('onnx.ModelProto');
 
 /** ONNX TensorProto.DataType codes used here. */
-export const DataType = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7, BOOL: 9, FLOAT16: 10 } as const;
+export const DataType = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7, BOOL: 9, FLOAT16: 10, DOUBLE: 11 } as const;
 /** ONNX AttributeProto.AttributeType codes used here. */
 export const AttrType = { FLOAT: 1, INT: 2, STRING: 3, TENSOR: 4, GRAPH: 5, FLOATS: 6, INTS: 7 } as const;
 

@@ -9,9 +9,11 @@ import { assertClose } from '../helpers.js';
  * Runs the lens in both modes and checks every site's hidden state and lens row at `positions`
  * against `ref` (within tol) — the blocks, and for sequential blocks also every site with
  * --sublayers (the residual between attention and MLP) —, and the last layer against `own`, the
- * model's own logits [T, V]. Parallel blocks must have no mid-block site.
+ * model's own logits [T, V]. Parallel blocks must have no mid-block site. Returns the largest
+ * difference met (hidden states, lens values, last layer vs own logits).
  */
-export async function assertLensMatches(model: LensModel, ids: number[], positions: number[], ref: ReferenceResult, own: Float32Array, d: number, tol: number): Promise<void> {
+export async function assertLensMatches(model: LensModel, ids: number[], positions: number[], ref: ReferenceResult, own: Float32Array, d: number, tol: number): Promise<number> {
+  let worst = 0;
   const P = positions.length, V = model.vocabSize;
   assert.equal(referenceSites(ref, false).length, model.layers + 1);
   assert.equal(model.midSites, ref.mid.length === model.layers, 'mid-block sites found exactly where the reference has them');
@@ -27,16 +29,17 @@ export async function assertLensMatches(model: LensModel, ids: number[], positio
         sites.forEach(({ site, at }, s) => {
           const row = s * P + p;
           const what = `${mode} ${site.site} L${site.layer} pos ${pos}`;
-          assertClose(run.hidden.subarray(row * d, (row + 1) * d), at(pos), tol, `hidden ${what}`);
-          assertClose(run.logits.subarray(row * V, (row + 1) * V), expected[s], tol, `lens ${what}`);
+          worst = Math.max(worst, assertClose(run.hidden.subarray(row * d, (row + 1) * d), at(pos), tol, `hidden ${what}`));
+          worst = Math.max(worst, assertClose(run.logits.subarray(row * V, (row + 1) * V), expected[s], tol, `lens ${what}`));
         });
         // The last lens layer is the model's own output (a pruned head gives it at the last position only).
         const last = ((sites.length - 1) * P + p) * V;
         const ownRow = own.length === V ? (pos === ids.length - 1 ? own : undefined) : own.subarray(pos * V, (pos + 1) * V);
-        if (ownRow) assertClose(run.logits.subarray(last, last + V), ownRow, tol, `${mode} last layer vs model logits, pos ${pos}`);
+        if (ownRow) worst = Math.max(worst, assertClose(run.logits.subarray(last, last + V), ownRow, tol, `${mode} last layer vs model logits, pos ${pos}`));
       });
     }
   }
+  return worst;
 }
 
 /**

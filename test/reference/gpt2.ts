@@ -36,7 +36,10 @@ export interface ReferenceResult {
   mid: Vec[][];
   /** ln_f applied to a residual vector. */
   finalNorm: (x: Vec) => Vec;
-  /** W_U · x (+ the head's bias) over the whole vocabulary, [V]; W_U is the fixture's own head, wte when tied. */
+  /**
+   * The head after the final norm: W_U · x (+ its bias) over the whole vocabulary, then whatever
+   * the model does to its logits (a scale, a softcap), [V]; W_U is the fixture's own head, wte when tied.
+   */
   unembed: (x: Vec) => Vec;
   /** attnOut[l-1][t], mlpOut[l-1][t]: what block l's attention and MLP add into the residual, [L][T][d]. */
   attnOut: Vec[][];

@@ -1,9 +1,13 @@
 // An independent forward pass (float64) of the Llama family and its kin, written from the
-// architectures (Hugging Face's LlamaForCausalLM, Qwen2ForCausalLM, GemmaForCausalLM,
-// GPTNeoXForCausalLM, GPTNeoForCausalLM), not from any graph: RMSNorm (and Gemma's x·(1 + w) with √d-scaled
-// embeddings), LayerNorm, rotary embeddings over all or part of each head (rotate_half
-// convention), grouped-query attention, SwiGLU / GeGLU / GELU MLPs, sequential or parallel
-// residual, and GPT-Neo's learned positions, unscaled scores and local attention windows.
+// architectures (Hugging Face's LlamaForCausalLM, Qwen2/Qwen3, Mistral, SmolLM3, Granite, Phi-3,
+// StableLM, Gemma/Gemma 2/Gemma 3, OLMo2, Cohere, GPTNeoXForCausalLM, GPTNeoForCausalLM), not from
+// any graph: RMSNorm (and Gemma's x·(1 + w) with √d-scaled embeddings), LayerNorm (Cohere's
+// without bias), rotary embeddings over all or part of each head (rotate_half convention, or
+// Cohere's neighbouring pairs; SmolLM3's layers without), q/k norms per head or over the whole
+// projection, grouped-query attention, score scales and softcaps, SwiGLU / GeGLU / GELU MLPs,
+// sequential blocks with pre-, sandwich or output-only norms, parallel blocks, Granite's
+// multipliers, GPT-Neo's learned positions, unscaled scores and local attention windows, and
+// what the model does to its logits (÷ logits_scaling, × logit_scale, softcap).
 // Used only by the tests.
 import { headDim, isLocalLayer, rotaryDim, type DecoderWeights, type Linear, type Norm } from '../fixtures/llama.js';
 import { frozenNormOf, type ReferenceResult } from './gpt2.js';
@@ -17,14 +21,14 @@ function rmsNorm(x: Vec, gamma: Float32Array, eps: number, onePlus: boolean): Ve
   return x.map((v, i) => v * inv * (onePlus ? 1 + gamma[i] : gamma[i]));
 }
 
-function layerNorm(x: Vec, gamma: Float32Array, beta: Float32Array, eps: number): Vec {
+function layerNorm(x: Vec, gamma: Float32Array, beta: Float32Array | undefined, eps: number): Vec {
   let mean = 0;
   for (const v of x) mean += v;
   mean /= x.length;
   let variance = 0;
   for (const v of x) variance += (v - mean) ** 2;
   const inv = 1 / Math.sqrt(variance / x.length + eps);
-  return x.map((v, i) => (v - mean) * inv * gamma[i] + beta[i]);
+  return x.map((v, i) => (v - mean) * inv * gamma[i] + (beta ? beta[i] : 0));
 }
 
 /** y = W x + b with W in torch's [out, in] layout. */
@@ -50,15 +54,19 @@ function erf(x: number): number {
 }
 const geluErf = (v: number) => 0.5 * v * (1 + erf(v / Math.SQRT2));
 
-/** Rotates the first `rot` dims of a head vector at position `pos` (pairs i and i + rot/2). */
-function rotary(x: Vec, pos: number, rot: number, theta: number): Vec {
+/**
+ * Rotates the first `rot` dims of a head vector at position `pos`: pair i (frequency
+ * θ^(−2i/rot)) is dims i and i + rot/2, or with `interleaved` (Cohere) dims 2i and 2i + 1.
+ */
+function rotary(x: Vec, pos: number, rot: number, theta: number, interleaved = false): Vec {
   const out = x.slice();
   const half = rot / 2;
   for (let i = 0; i < half; i++) {
     const angle = pos / theta ** ((2 * i) / rot);
     const c = Math.cos(angle), s = Math.sin(angle);
-    out[i] = x[i] * c - x[i + half] * s;
-    out[i + half] = x[i + half] * c + x[i] * s;
+    const [a, b] = interleaved ? [2 * i, 2 * i + 1] : [i, i + half];
+    out[a] = x[a] * c - x[b] * s;
+    out[b] = x[b] * c + x[a] * s;
   }
   return out;
 }
@@ -78,6 +86,8 @@ export function floatArithmetic(w: DecoderWeights): DecoderArithmetic {
   return { embedRow: (id) => Float64Array.from(w.embed.subarray(id * d, (id + 1) * d)), linear: (lin, xs) => xs.map((x) => apply(lin, x)) };
 }
 
+const softcap = (v: number, cap: number) => Math.tanh(v / cap) * cap;
+
 /** Runs the decoder on one sequence of token ids (positions 0..T-1). */
 export function referenceDecoderForward(w: DecoderWeights, ids: number[], arithmetic: DecoderArithmetic = floatArithmetic(w)): ReferenceResult {
   const { embedRow, linear } = arithmetic;
@@ -85,12 +95,17 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[], arithm
   const { d, heads, kvHeads, vocab } = c;
   const hd = headDim(c), rot = rotaryDim(c, t);
   const T = ids.length;
-  const norm = (x: Vec, n: Norm) => (t.norm === 'layernorm' ? layerNorm(x, n.g, n.b!, t.eps) : rmsNorm(x, n.g, t.eps, t.norm === 'rms-1p'));
+  const norm = (x: Vec, n: Norm) => (t.norm.startsWith('layernorm') ? layerNorm(x, n.g, n.b, t.eps) : rmsNorm(x, n.g, t.eps, t.norm === 'rms-1p'));
+  const preNorms = t.blockNorms !== 'post';
+  const outputNorms = t.blockNorms === 'sandwich' || t.blockNorms === 'post';
+  // Granite scales each branch before adding it to the residual.
+  const toResidual = (branch: Vec) => (t.residualMultiplier === undefined ? branch : branch.map((v) => v * t.residualMultiplier!));
   let x: Vec[] = ids.map((id, pos) => {
     const v = embedRow(id);
     if (w.positions) for (let i = 0; i < d; i++) v[i] += w.positions[pos * d + i];
     // Gemma multiplies by √d rounded to the activations' dtype (float32 here).
-    return t.embedScale ? v.map((e) => e * Math.fround(Math.sqrt(d))) : v;
+    if (t.embedScale) return v.map((e) => e * Math.fround(Math.sqrt(d)));
+    return t.embeddingMultiplier === undefined ? v : v.map((e) => e * t.embeddingMultiplier!);
   });
   const residual: Vec[][] = [x.map((v) => v.slice())];
   // Sequential blocks only: block l's residual after its attention (parallel blocks have none).
@@ -99,12 +114,23 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[], arithm
   for (const [layer, b] of w.blocks.entries()) {
     // GPT-Neo's local layers see keys fewer than `window` positions back.
     const first = (i: number) => (isLocalLayer(t, layer) ? Math.max(0, i - t.localWindow! + 1) : 0);
-    const scale = t.unscaledScores ? 1 : 1 / Math.sqrt(hd);
-    const h1 = x.map((v) => norm(v, b.ln1));
+    const scale = t.unscaledScores ? 1 : t.attentionMultiplier ?? 1 / Math.sqrt(t.queryPreAttnScalar ?? hd);
+    const h1 = preNorms ? x.map((v) => norm(v, b.ln1)) : x;
     const head = (vec: Vec, h: number) => vec.subarray(h * hd, (h + 1) * hd);
-    const rotate = rot > 0 && !w.positions;
-    const q = linear(b.q, h1).map((y, pos) => { if (rotate) for (let h = 0; h < heads; h++) y.set(rotary(head(y, h), pos, rot, c.ropeTheta), h * hd); return y; });
-    const k = linear(b.k, h1).map((y, pos) => { if (rotate) for (let h = 0; h < kvHeads; h++) y.set(rotary(head(y, h), pos, rot, c.ropeTheta), h * hd); return y; });
+    const rotate = rot > 0 && !w.positions && (t.ropeLayers?.[layer] ?? 1) === 1;
+    // Gemma 3: local layers rotate with the config's base, global ones with their own.
+    const theta = t.globalRopeTheta !== undefined && !isLocalLayer(t, layer) ? t.globalRopeTheta : c.ropeTheta;
+    /** q or k at every position: projected, normed (whole, or per head), rotated per head. */
+    const project = (lin: Linear, qkNorm: Norm | undefined, count: number) => linear(lin, h1).map((projected, pos) => {
+      const y = t.qkNorm === 'whole' ? norm(projected, qkNorm!) : projected;
+      for (let h = 0; h < count; h++) {
+        if (t.qkNorm === 'head') y.set(norm(head(y, h), qkNorm!), h * hd);
+        if (rotate) y.set(rotary(head(y, h), pos, rot, theta, t.interleavedRotary), h * hd);
+      }
+      return y;
+    });
+    const q = project(b.q, b.qNorm, heads);
+    const k = project(b.k, b.kNorm, kvHeads);
     const vv = linear(b.v, h1);
     const ctx = Array.from({ length: T }, () => new Float64Array(heads * hd));
     for (let h = 0; h < heads; h++) {
@@ -114,7 +140,7 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[], arithm
         for (let j = first(i); j <= i; j++) {
           let dot = 0;
           for (let e = 0; e < hd; e++) dot += q[i][h * hd + e] * k[j][kv * hd + e];
-          scores.push(dot * scale);
+          scores.push(t.attnSoftcap === undefined ? dot * scale : softcap(dot * scale, t.attnSoftcap));
         }
         const max = Math.max(...scores);
         const ex = scores.map((s) => Math.exp(s - max));
@@ -122,7 +148,8 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[], arithm
         for (let j = first(i); j <= i; j++) for (let e = 0; e < hd; e++) ctx[i][h * hd + e] += (ex[j - first(i)] / z) * vv[j][kv * hd + e];
       }
     }
-    const attn = linear(b.o, ctx);
+    // What the attention branch adds: after any post-attention norm and residual multiplier.
+    const attn = linear(b.o, ctx).map((y) => toResidual(outputNorms ? norm(y, b.postAttn!) : y));
     /** The MLP on every position at once, [T][d]. */
     const mlp = (vs: Vec[]) => {
       if (t.mlp === 'gelu-erf') return linear(b.down, linear(b.up, vs).map((u) => u.map(geluErf)));
@@ -140,13 +167,14 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[], arithm
     })));
     attnBias.push(b.o.b ? Float64Array.from(b.o.b) : new Float64Array(d));
     if (t.parallel) {
-      const m = mlp(x.map((v) => norm(v, b.ln2)));
+      const m = mlp(x.map((v) => norm(v, t.sharedNorm ? b.ln1 : b.ln2)));
       mlpOut.push(m);
       x = x.map((v, i) => v.map((r, e) => r + attn[i][e] + m[i][e]));
     } else {
       const midBlock = x.map((v, i) => v.map((r, e) => r + attn[i][e]));
       mids.push(midBlock.map((v) => v.slice()));
-      const m = mlp(midBlock.map((v) => norm(v, b.ln2)));
+      // What the MLP branch adds: after any post-feedforward norm and residual multiplier.
+      const m = mlp(preNorms ? midBlock.map((v) => norm(v, b.ln2)) : midBlock).map((y) => toResidual(outputNorms ? norm(y, b.postMlp!) : y));
       mlpOut.push(m);
       x = midBlock.map((v, i) => v.map((r, e) => r + m[i][e]));
     }
@@ -158,7 +186,7 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[], arithm
     residual,
     mid: mids,
     attnOut, mlpOut, headOut, attnBias,
-    frozenNorm: (v, at) => frozenNormOf(v, at, finalGain, t.eps, t.norm === 'layernorm'),
+    frozenNorm: (v, at) => frozenNormOf(v, at, finalGain, t.eps, t.norm.startsWith('layernorm')),
     normBias: w.finalNorm.b ? Float64Array.from(w.finalNorm.b) : new Float64Array(d),
     finalNorm: (v) => norm(v, w.finalNorm),
     unembed: (v) => {
@@ -166,7 +194,9 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[], arithm
       for (let tok = 0; tok < vocab; tok++) {
         let s = 0;
         for (let i = 0; i < d; i++) s += head[tok * d + i] * v[i];
-        out[tok] = s;
+        if (t.logitsScaling !== undefined) s /= t.logitsScaling;
+        if (t.logitScale !== undefined) s *= t.logitScale;
+        out[tok] = t.finalSoftcap === undefined ? s : softcap(s, t.finalSoftcap);
       }
       return out;
     },
