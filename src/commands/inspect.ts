@@ -22,6 +22,8 @@ export function renderInspection(r: Inspection): string {
     ['head', `${head}, node ${r.head.node} (${r.head.op})`],
     ['residual', r.residual === 'parallel' ? 'parallel: h + attn(ln1 h) + mlp(ln2 h)' : 'sequential: attention, then MLP'],
     ...(r.embeddingScale ? [['embeddings', `scaled by ${r.embeddingScale} before block 1 (r0 is after the scaling)`] as [string, string]] : []),
+    ...(r.embeddingNorm ? [['embeddings', `${r.embeddingNorm} before block 1 (r0 is after the norm)`] as [string, string]] : []),
+    ...(r.stateInputs.length ? [['state inputs', `${r.stateInputs.join(', ')} (beside the KV cache; zeros at a prompt's start)`] as [string, string]] : []),
     ...(forms.length ? [['graph', forms.join('; ')] as [string, string]] : []),
     ['cache', `${r.cache.entry} (${r.cache.ready ? 'ready' : 'built on the first run'})`],
   ];

@@ -5,10 +5,13 @@ import { UserError } from '../errors.js';
 import { describeDecoder, type GraphDescription } from '../onnx/describe.js';
 import { ExternalDataReader } from '../onnx/external-data.js';
 import { GraphStructureError } from '../onnx/lens-graph.js';
+import { DataType } from '../onnx/proto.js';
 import { readArchitecture, readConfigFile } from './architecture.js';
 import { resolveModel, type ResolveOptions } from './hub.js';
 import { onnxFileFor, type Dtype } from './paths.js';
 import { cacheEntryFor, readModel, transposeCheck } from './prepare.js';
+
+const FLOAT_TYPES = new Set<number>([DataType.FLOAT, DataType.FLOAT16]);
 
 export interface Inspection {
   model: string;
@@ -29,6 +32,10 @@ export interface Inspection {
   head: GraphDescription['head'] & { tied: boolean };
   residual: GraphDescription['residual'];
   embeddingScale?: string;
+  /** A norm on the embeddings before block 1 (BLOOM's word_embeddings_layernorm). */
+  embeddingNorm?: string;
+  /** Float inputs beside the key/value cache (LFM2's past_conv.N), which a prompt starts with at zero. */
+  stateInputs: string[];
   graph: { merged: boolean; fusedNorms: boolean; fusedAttention: string[] };
   cache: { entry: string; ready: boolean };
 }
@@ -62,6 +69,8 @@ export async function inspectModel(spec: string, options: ResolveOptions): Promi
     head: { ...found.head, tied: found.head.tiedTo !== undefined },
     residual: found.residual,
     embeddingScale: arch.family?.embeddingScale,
+    embeddingNorm: arch.family?.embeddingNorm,
+    stateInputs: model.graph.input.filter((i) => FLOAT_TYPES.has(i.type?.tensor_type?.elem_type ?? 0) && !i.name.startsWith('past_key_values.')).map((i) => i.name),
     graph: { merged: found.merged, fusedNorms: found.fusedNorms, fusedAttention: found.fusedAttention },
     cache: { entry: cache.dir, ready: cache.ready },
   };

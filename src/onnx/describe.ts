@@ -69,7 +69,8 @@ function nodeName(node: Node): string {
 function headHasBias(index: GraphIndex, unembed: Node, logits: string): boolean {
   const gemmBias = unembed.op_type === 'Gemm' && !!unembed.input[2];
   if (gemmBias) return true;
-  for (let t = logits, node = index.producer.get(t); node && node !== unembed; t = index.dynamicInputs(node)[0], node = index.producer.get(t)) {
+  // By output name: a merged decoder's unembedding comes from another inlining of the branch than `index`'s nodes.
+  for (let t = logits, node = index.producer.get(t); node && node.output[0] !== unembed.output[0]; t = index.dynamicInputs(node)[0], node = index.producer.get(t)) {
     if (node.op_type === 'Add' && node.input.some((i) => i && !index.dynamic.has(i))) return true;
   }
   return false;
