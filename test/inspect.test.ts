@@ -134,7 +134,7 @@ for (const [name, build, want] of AROUND_BLOCKS) {
     assert.equal(json.code, 0, json.stderr);
     const r = JSON.parse(json.stdout);
     assert.deepEqual({ afterHead: r.afterHead, atEmbedding: r.atEmbedding, prunedHead: r.prunedHead, bias: r.head.bias }, want);
-    assert.deepEqual(r.graph.stateInputs, []);
+    assert.deepEqual(r.stateInputs, []);
     const text = (await runCli(['inspect', '-m', dir], { env })).stdout;
     if (want.afterHead.length) assert.match(text, new RegExp(`^after head +${want.afterHead.join(', ').replace(/[+×÷]/g, '\\$&')} \\(the lens applies them to every layer\\)$`, 'm'));
     else assert.doesNotMatch(text, /^after head/m);

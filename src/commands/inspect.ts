@@ -22,9 +22,11 @@ export function renderInspection(r: Inspection): string {
     ['head', `${head}, node ${r.head.node} (${r.head.op})${r.prunedHead ? '; the model scores its last position only, the lens every position it reads' : ''}`],
     ...(r.afterHead.length ? [['after head', `${r.afterHead.join(', ')} (the lens applies them to every layer)`] as [string, string]] : []),
     ...(r.atEmbedding.length ? [['at embedding', `${r.atEmbedding.join(', ')} (layer 0 is after them)`] as [string, string]] : []),
-    ...(r.graph.stateInputs.length ? [['state inputs', `${r.graph.stateInputs.join(', ')} (fed zeros at a prompt's start)`] as [string, string]] : []),
+    ...(r.stateInputs.length ? [['state inputs', `${r.stateInputs.join(', ')} (fed zeros at a prompt's start)`] as [string, string]] : []),
     ['residual', r.residual === 'parallel' ? 'parallel: h + attn(ln1 h) + mlp(ln2 h)' : 'sequential: attention, then MLP'],
     ...(r.embeddingScale ? [['embeddings', `scaled by ${r.embeddingScale} before block 1 (r0 is after the scaling)`] as [string, string]] : []),
+    ...(r.embeddingNorm ? [['embeddings', `${r.embeddingNorm} before block 1 (r0 is after the norm)`] as [string, string]] : []),
+    ...(r.stateInputs.length ? [['state inputs', `${r.stateInputs.join(', ')} (beside the KV cache; zeros at a prompt's start)`] as [string, string]] : []),
     ...(forms.length ? [['graph', forms.join('; ')] as [string, string]] : []),
     ['cache', `${r.cache.entry} (${r.cache.ready ? 'ready' : 'built on the first run'})`],
   ];

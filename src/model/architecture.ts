@@ -17,6 +17,12 @@ export interface FamilyInfo {
   residual: Topology;
   /** Gemma multiplies the embeddings by √d before block 1 (r₀ is after the scaling). */
   embeddingScale?: 'sqrt(d)';
+  /** BLOOM normalizes the embeddings before block 1 (r₀ is after the norm). */
+  embeddingNorm?: 'LayerNorm';
+  /** OPT-350m-style: the embeddings are projected up before block 1 and the final norm's output down before the head (project_in/project_out, when word_embed_proj_dim ≠ hidden_size). */
+  projections?: 'project_in/project_out';
+  /** Hybrid caches: inputs beside the key/value cache that a prompt starts with at zero. */
+  stateInputs?: string;
 }
 
 const LLAMA_LIKE = (name: string, tiedByDefault: boolean): FamilyInfo => ({ name, norm: 'RMSNorm', head: { module: 'lm_head', tiedByDefault, bias: false }, residual: 'sequential' });
@@ -42,6 +48,10 @@ export const FAMILIES: Readonly<Record<string, FamilyInfo>> = {
   gemma: GEMMA_LIKE('GemmaForCausalLM'),
   gemma2: GEMMA_LIKE('Gemma2ForCausalLM'),
   gemma3_text: GEMMA_LIKE('Gemma3ForCausalLM'),
+  phi: { name: 'PhiForCausalLM', norm: 'LayerNorm', head: { module: 'lm_head', tiedByDefault: false, bias: true }, residual: 'parallel' },
+  opt: { name: 'OPTForCausalLM', norm: 'LayerNorm', head: { module: 'lm_head', tiedByDefault: true, bias: false }, residual: 'sequential', projections: 'project_in/project_out' },
+  bloom: { name: 'BloomForCausalLM', norm: 'LayerNorm', head: { module: 'lm_head', tiedByDefault: true, bias: false }, residual: 'sequential', embeddingNorm: 'LayerNorm' },
+  lfm2: { ...LLAMA_LIKE('Lfm2ForCausalLM', true), stateInputs: 'past_conv.N (short-convolution layers)' },
 };
 
 // Field names per quantity, first found wins: GPT-2's, GPT-Neo's, then the common ones.
@@ -95,6 +105,9 @@ export function readArchitecture(config: Record<string, unknown>, where: string)
   }
   if (POST_NORM.has(modelType) || (modelType === 'opt' && config.do_layer_norm_before === false)) {
     throw new UserError(`${where} describes a post-norm decoder (${modelType}), which has no final norm to read the residual stream through: ${looked}`);
+  }
+  if (modelType === 'bloom' && config.apply_residual_connection_post_layernorm === true) {
+    throw new UserError(`${where} describes a BLOOM whose blocks add each branch to its normed input (apply_residual_connection_post_layernorm), so no residual stream runs through its blocks unnormalized: ${looked}`);
   }
   if (architectures.length > 0 && !withHead) {
     throw new UserError(`${where} describes a model without an LM head (${architectures.join(', ')}): ${looked}`);

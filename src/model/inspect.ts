@@ -5,10 +5,13 @@ import { UserError } from '../errors.js';
 import { describeDecoder, type GraphDescription } from '../onnx/describe.js';
 import { ExternalDataReader } from '../onnx/external-data.js';
 import { GraphStructureError } from '../onnx/lens-graph.js';
+import { DataType } from '../onnx/proto.js';
 import { readArchitecture, readConfigFile } from './architecture.js';
 import { resolveModel, type ResolveOptions } from './hub.js';
 import { onnxFileFor, type Dtype } from './paths.js';
 import { cacheEntryFor, readModel, transposeCheck } from './prepare.js';
+
+const FLOAT_TYPES = new Set<number>([DataType.FLOAT, DataType.FLOAT16]);
 
 export interface Inspection {
   model: string;
@@ -30,10 +33,14 @@ export interface Inspection {
   afterHead: GraphDescription['afterHead'];
   residual: GraphDescription['residual'];
   embeddingScale?: string;
-  graph: { merged: boolean; fusedNorms: boolean; fusedAttention: string[]; stateInputs: string[] };
   /** Whether the model's head scores the last position only; what it applies to the embedding (the lens's layer 0 is after it). */
   prunedHead: boolean;
   atEmbedding: string[];
+  /** A norm on the embeddings before block 1 (BLOOM's word_embeddings_layernorm). */
+  embeddingNorm?: string;
+  /** Float inputs beside the key/value cache (LFM2's past_conv.N), which a prompt starts with at zero. */
+  stateInputs: string[];
+  graph: { merged: boolean; fusedNorms: boolean; fusedAttention: string[] };
   cache: { entry: string; ready: boolean };
 }
 
@@ -67,8 +74,10 @@ export async function inspectModel(spec: string, options: ResolveOptions): Promi
     afterHead: found.afterHead,
     residual: found.residual,
     embeddingScale: arch.family?.embeddingScale,
-    graph: { merged: found.merged, fusedNorms: found.fusedNorms, fusedAttention: found.fusedAttention, stateInputs: found.stateInputs },
     prunedHead: found.prunedHead, atEmbedding: found.atEmbedding,
+    embeddingNorm: arch.family?.embeddingNorm,
+    stateInputs: model.graph.input.filter((i) => FLOAT_TYPES.has(i.type?.tensor_type?.elem_type ?? 0) && !i.name.startsWith('past_key_values.')).map((i) => i.name),
+    graph: { merged: found.merged, fusedNorms: found.fusedNorms, fusedAttention: found.fusedAttention },
     cache: { entry: cache.dir, ready: cache.ready },
   };
 }

@@ -27,8 +27,6 @@ export interface GraphDescription {
   prunedHead: boolean;
   /** What the model does to the token embedding before block 1 ("+ positions", "× 5.657", "LayerNorm", …). */
   atEmbedding: string[];
-  /** Graph inputs besides the ids, mask, positions and key/value cache (state a prompt starts at zero). */
-  stateInputs: string[];
   logits: string;
 }
 
@@ -72,11 +70,9 @@ export function describeDecoder(model: Model, layers: number, vocabSize: number,
     fusedNorms, merged, fusedAttention, logits,
     prunedHead: structure.positionSelects.length > 0 && structure.positionSelects.some((n) => n.op_type === 'Gather'),
     atEmbedding: opsAtEmbedding(index, residuals[0]),
-    stateInputs: graph.input.map((v) => v.name).filter((name) => index.dynamic.has(name) && !STANDARD_INPUTS.test(name)),
   };
 }
 
-const STANDARD_INPUTS = /^(input_ids|attention_mask|position_ids|use_cache_branch|past_key_values\.\d+\.(key|value)|past_key_values\.\d+|past\.\d+\.(key|value)|cache_position|num_logits_to_keep|logits_to_keep)$/;
 
 /** The steps between the token embedding's lookup and the residual stream r_0, in graph order. */
 function opsAtEmbedding(index: GraphIndex, r0: string): string[] {

@@ -65,7 +65,13 @@ export interface DecoderStructure {
    */
   mids?: string[];
   noMidReason?: string;
-  /** The final norm's output, the unembedding's input. */
+  /**
+   * The residuals and mids (of `residuals`, `mids`) the walk reached through a Reshape: a block that
+   * runs its MLP on the flattened [B·T, d] tokens (OPT) adds 2-D tensors into the stream, read as
+   * [B, T, d] by reshaping them to r_0's shape.
+   */
+  flattened: Set<string>;
+  /** The final norm's output: the input of the first matrix product by a weight after it (the unembedding, or OPT's project_out). */
   finalNormOutput: string;
   /** The node that multiplies by the unembedding matrix. */
   unembed: Node;
@@ -113,9 +119,12 @@ export function findDecoderStructure(graph: Graph, layers: number, index = new G
   let finalNormOutput = index.dynamicInputs(unembed)[0];
   if (!finalNormOutput) throw new GraphStructureError('the unembedding has no activation input');
   const positionSelects: Node[] = [];
+  // Between the final norm and the unembedding: moves, casts, position picks (a head pruned to the
+  // last position), and products by a weight (OPT's project_out).
+  const byWeight = (n: Node) => MATMUL_OPS.has(n.op_type) && index.dynamicInputs(n).length === 1;
   for (let node = index.producer.get(finalNormOutput); node; node = index.producer.get(finalNormOutput)) {
     if (selectsPositions(index, node)) positionSelects.push(node);
-    else if (!PASS_THROUGH_OPS.has(node.op_type)) break;
+    else if (!PASS_THROUGH_OPS.has(node.op_type) && !byWeight(node)) break;
     finalNormOutput = index.dynamicInputs(node)[0];
   }
 
@@ -123,10 +132,17 @@ export function findDecoderStructure(graph: Graph, layers: number, index = new G
   const residualAdd = (n: Node) => n.op_type === 'Add' && previousResidual(index, n) !== undefined;
   const lastAdd = breadthFirstBack(index, finalNormOutput, residualAdd);
   if (!lastAdd) throw new GraphStructureError('no residual addition feeds the final norm');
-  const chain = [lastAdd.output[0]];
-  for (let node: Node | undefined = lastAdd; node && node.op_type === 'Add'; node = index.producer.get(throughCasts(index, chain[0]))) {
+  // The last residual as the final norm reads it: back in [B, T, d] where the block flattened it.
+  const flattened = new Set<string>();
+  const normInputs = index.ancestors([finalNormOutput]);
+  let last = lastAdd.output[0];
+  for (let next = reshapeOf(index, last, normInputs); next; next = reshapeOf(index, last, normInputs)) last = next;
+  if (last !== lastAdd.output[0]) flattened.add(last);
+  const chain = [last];
+  for (let node: Node | undefined = lastAdd; node && node.op_type === 'Add'; node = index.producer.get(throughMoves(index, chain[0]))) {
     const prev = previousResidual(index, node);
     if (prev === undefined) break;
+    if (throughMoves(index, prev) !== throughCasts(index, prev)) flattened.add(prev);
     chain.unshift(prev);
   }
   const adds = chain.length - 1;
@@ -135,7 +151,8 @@ export function findDecoderStructure(graph: Graph, layers: number, index = new G
   }
   const perBlock = adds / layers;
   const residuals = Array.from({ length: layers + 1 }, (_, l) => chain[l * perBlock]);
-  return { residuals, ...findMids(chain, layers), finalNormOutput, unembed, logits, positionSelects };
+  if (flattened.has(residuals[0])) throw new GraphStructureError('the embeddings reach the first block flattened to [tokens, width]');
+  return { residuals, ...findMids(chain, layers), flattened, finalNormOutput, unembed, logits, positionSelects };
 }
 
 /** A constant initializer or Constant node's integer values; undefined for anything computed. */
@@ -200,6 +217,19 @@ function throughCasts(index: GraphIndex, name: string): string {
     name = index.dynamicInputs(node)[0];
   }
   return name;
+}
+
+/** The tensor a chain of Casts and Reshapes starts from (a residual Add's input, back to the previous Add's sum). */
+function throughMoves(index: GraphIndex, name: string): string {
+  for (let node = index.producer.get(name); node && ['Cast', 'Identity', 'Reshape'].includes(node.op_type); node = index.producer.get(name)) {
+    name = index.dynamicInputs(node)[0];
+  }
+  return name;
+}
+
+/** The output of a Reshape of `name` that leads to one of `toward`, if any. */
+function reshapeOf(index: GraphIndex, name: string, toward: Set<string>): string | undefined {
+  return index.consumers.get(name)?.find((n) => n.op_type === 'Reshape' && n.input[0] === name && toward.has(n.output[0]))?.output[0];
 }
 
 /**
@@ -330,9 +360,11 @@ export function addLensOutputs(model: Model, layers: number, isTransposeOf?: Tra
 
   // Sites in computation order; the mid-block ones gather at their own positions, none unless asked.
   const mids = structure.mids ?? [];
+  const tokenShape = structure.flattened.size > 0 ? node('Shape', [residuals[0]], 'lens/token_shape') : '';
+  const unflattened = (name: string, label: string) => (structure.flattened.has(name) ? node('Reshape', [name, tokenShape], `lens/unflattened_${label}`) : name);
   const gathered = residuals.flatMap((r, l) => [
-    ...(l > 0 && mids.length > 0 ? [node('Gather', [mids[l - 1], LENS_IO.midPositions], `lens/mid_residual_${l}`, axis(1))] : []),
-    node('Gather', [r, LENS_IO.positions], `lens/residual_${l}`, axis(1)),
+    ...(l > 0 && mids.length > 0 ? [node('Gather', [unflattened(mids[l - 1], `mid_${l}`), LENS_IO.midPositions], `lens/mid_residual_${l}`, axis(1))] : []),
+    node('Gather', [unflattened(r, `${l}`), LENS_IO.positions], `lens/residual_${l}`, axis(1)),
   ]);
   const stack = node('Concat', gathered, 'lens/stack', axis(1));
   // The residual is float16 in an fp16 export; the hidden output is float either way.
@@ -345,8 +377,14 @@ export function addLensOutputs(model: Model, layers: number, isTransposeOf?: Tra
   // Clone the head (final norm and unembedding, with their shape bookkeeping) onto the stack;
   // with a tied embedding, only the norm, and the unembedding is done as E · hᵀ below.
   const embedding = tiedEmbedding(index, structure.unembed, logits, isTransposeOf);
+  // With a tied embedding the head is cloned up to the unembedding's input (the norm, and any
+  // projection after it), before the reshapes that feed a Gemm its 2-D input.
+  let unembedInput = index.dynamicInputs(structure.unembed)[0];
+  for (let n = index.producer.get(unembedInput); n && PASS_THROUGH_OPS.has(n.op_type) && n.output[0] !== finalNormOutput; n = index.producer.get(unembedInput)) {
+    unembedInput = index.dynamicInputs(n)[0];
+  }
   const region = index.descendants(rLast);
-  const needed = index.ancestors([embedding ? finalNormOutput : logits]);
+  const needed = index.ancestors([embedding ? unembedInput : logits]);
   const head = topologicalOrder(graph.node).filter((n) => !n.output.includes(rLast) && n.output.some((o) => region.has(o) && needed.has(o)));
   const headInput = addTranslators(node, stack, residualType(index, head));
   /** Clones the head onto `input`; rows where `mask` is false skip the norm (the --raw lens on r_0..r_{L-1}). */
@@ -408,7 +446,7 @@ export function addLensOutputs(model: Model, layers: number, isTransposeOf?: Tra
       // Streaming E [V, d] against the few stacked rows is one pass over the matrix, and needs
       // no packed copy of it (packing W_U [d, V] is what makes a plain MatMul slow here).
       const perm = [{ name: 'perm', type: AttrType.INTS, ints: [0, 2, 1] }];
-      const rowsT = node('Transpose', [substitute.get(finalNormOutput)!], 'lens/head_input_t', perm);
+      const rowsT = node('Transpose', [substitute.get(unembedInput)!], 'lens/head_input_t', perm);
       const logitsT = node('MatMul', [embedding, rowsT], 'lens/logits_t');
       node('Transpose', [logitsT], LENS_IO.logits, perm);
     } else {

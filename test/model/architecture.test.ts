@@ -19,6 +19,15 @@ test('each family is read through its own config field names', () => {
   assert.equal(gemma.family?.norm, 'RMSNorm (1 + w)');
   assert.equal(gemma.family?.embeddingScale, 'sqrt(d)');
   assert.equal(gemma.contextLength, Infinity);
+  const bloom = readArchitecture({ model_type: 'bloom', architectures: ['BloomForCausalLM'], n_layer: 24, hidden_size: 1024, n_head: 16, vocab_size: 250880 }, 'c');
+  assert.deepEqual([bloom.layers, bloom.width, bloom.heads, bloom.tiedInConfig, bloom.family?.embeddingNorm], [24, 1024, 16, true, 'LayerNorm']);
+  const opt = readArchitecture({ model_type: 'opt', architectures: ['OPTForCausalLM'], num_hidden_layers: 12, hidden_size: 768, ffn_dim: 3072, num_attention_heads: 12, max_position_embeddings: 2048, do_layer_norm_before: true, word_embed_proj_dim: 768, vocab_size: 50272 }, 'c');
+  assert.deepEqual([opt.layers, opt.width, opt.heads, opt.contextLength, opt.tiedInConfig, opt.family?.residual], [12, 768, 12, 2048, true, 'sequential']);
+  const phi = readArchitecture({ model_type: 'phi', architectures: ['PhiForCausalLM'], num_hidden_layers: 32, hidden_size: 2560, num_attention_heads: 32, partial_rotary_factor: 0.4, vocab_size: 51200, tie_word_embeddings: false }, 'c');
+  assert.deepEqual([phi.family?.residual, phi.family?.head.bias, phi.tiedInConfig], ['parallel', true, false]);
+  const lfm2 = readArchitecture({ model_type: 'lfm2', architectures: ['Lfm2ForCausalLM'], num_hidden_layers: 16, hidden_size: 1024, num_attention_heads: 16, num_key_value_heads: 8, vocab_size: 65536 }, 'c');
+  assert.deepEqual([lfm2.layers, lfm2.kvHeads, lfm2.family?.norm], [16, 8, 'RMSNorm']);
+  assert.match(lfm2.family?.stateInputs ?? '', /past_conv/);
   // A family lens does not list is still read through the common names (its graph decides).
   const other = readArchitecture({ model_type: 'newfamily', num_hidden_layers: 4, vocab_size: 100 }, 'c');
   assert.equal(other.family, undefined);
@@ -33,6 +42,7 @@ test('what is not a pre-norm decoder is refused in one line naming what it is', 
   refused({ model_type: 't5', is_encoder_decoder: true, num_layers: 6, vocab_size: 32128 }, /encoder-decoder \(t5\)/);
   refused({ model_type: 'openai-gpt', n_layer: 12, vocab_size: 40478 }, /post-norm decoder/);
   refused({ model_type: 'opt', do_layer_norm_before: false, num_hidden_layers: 24, vocab_size: 50272 }, /post-norm decoder \(opt\)/);
+  refused({ model_type: 'bloom', apply_residual_connection_post_layernorm: true, n_layer: 2, vocab_size: 10 }, /BLOOM whose blocks add each branch to its normed input/);
   refused({ model_type: 'gpt2', architectures: ['GPT2Model'], n_layer: 2, vocab_size: 10 }, /without an LM head \(GPT2Model\)/);
   refused({ model_type: 'gpt2' }, /number of layers/);
 });

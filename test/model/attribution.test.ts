@@ -14,7 +14,7 @@ import type { Dtype } from '../../src/model/paths.js';
 import { DataType, decodeModel, encodeModel, type Node, type Tensor } from '../../src/onnx/proto.js';
 import { FORMS as GPT2_FORMS } from '../fixtures/gpt2.js';
 import { formsOf, tinyConfigFor, writeDecoderFixture, type Family } from '../fixtures/llama.js';
-import { referenceForward, type ReferenceResult } from '../reference/gpt2.js';
+import { referenceForward, type AttributionReference as ReferenceResult } from '../reference/gpt2.js';
 import { referenceDecoderForward } from '../reference/llama.js';
 import { assertOneLineError, cleanEnv, fixture, runCli, scratchDir } from '../helpers.js';
 

@@ -9,12 +9,16 @@ import { assertClose } from '../helpers.js';
  * Runs the lens in both modes and checks every site's hidden state and lens row at `positions`
  * against `ref` (within tol) — the blocks, and for sequential blocks also every site with
  * --sublayers (the residual between attention and MLP) —, and the last layer against `own`, the
- * model's own logits [T, V]. Parallel blocks must have no mid-block site. Returns the largest
- * difference met (hidden states, lens values, last layer vs own logits).
+ * model's own logits [T, V] ([V]: the last position's only). Parallel blocks must have no mid-block site. Resolves to the largest
+ * difference met (hidden states and logits).
  */
 export async function assertLensMatches(model: LensModel, ids: number[], positions: number[], ref: ReferenceResult, own: Float32Array, d: number, tol: number): Promise<number> {
-  let worst = 0;
   const P = positions.length, V = model.vocabSize;
+  let worst = 0;
+  const check = (actual: Float32Array, expected: ArrayLike<number>, what: string) => {
+    assertClose(actual, expected, tol, what);
+    for (let i = 0; i < actual.length; i++) worst = Math.max(worst, Math.abs(actual[i] - expected[i]));
+  };
   assert.equal(referenceSites(ref, false).length, model.layers + 1);
   assert.equal(model.midSites, ref.mid.length === model.layers, 'mid-block sites found exactly where the reference has them');
   for (const sublayers of model.midSites ? [false, true] : [false]) {
@@ -29,13 +33,13 @@ export async function assertLensMatches(model: LensModel, ids: number[], positio
         sites.forEach(({ site, at }, s) => {
           const row = s * P + p;
           const what = `${mode} ${site.site} L${site.layer} pos ${pos}`;
-          worst = Math.max(worst, assertClose(run.hidden.subarray(row * d, (row + 1) * d), at(pos), tol, `hidden ${what}`));
-          worst = Math.max(worst, assertClose(run.logits.subarray(row * V, (row + 1) * V), expected[s], tol, `lens ${what}`));
+          check(run.hidden.subarray(row * d, (row + 1) * d), at(pos), `hidden ${what}`);
+          check(run.logits.subarray(row * V, (row + 1) * V), expected[s], `lens ${what}`);
         });
         // The last lens layer is the model's own output (a pruned head gives it at the last position only).
         const last = ((sites.length - 1) * P + p) * V;
         const ownRow = own.length === V ? (pos === ids.length - 1 ? own : undefined) : own.subarray(pos * V, (pos + 1) * V);
-        if (ownRow) worst = Math.max(worst, assertClose(run.logits.subarray(last, last + V), ownRow, tol, `${mode} last layer vs model logits, pos ${pos}`));
+        if (ownRow) check(run.logits.subarray(last, last + V), ownRow, `${mode} last layer vs model logits, pos ${pos}`);
       });
     }
   }
@@ -44,9 +48,11 @@ export async function assertLensMatches(model: LensModel, ids: number[], positio
 
 /**
  * A model file's own logits for `ids` through onnxruntime, [kept, V] (kept = T unless the model computes
- * the last positions only; [V] for a head pruned to the last position); empty past of [kvHeads, headSize] per head.
+ * the last positions only; [V] for a head pruned to the last position); empty past of [kvHeads, headSize]
+ * per head, or without it every cache input (KV, conv state) zeros of its declared shape with batch 1
+ * and length 0 for the other named dims, as transformers.js starts a prompt.
  */
-export async function ownLogits(onnxPath: string, ids: number[], [kvHeads, headSize]: [number, number], kept = ids.length): Promise<Float32Array> {
+export async function ownLogits(onnxPath: string, ids: number[], kvShape?: [number, number], kept = ids.length): Promise<Float32Array> {
   const session = await ort.InferenceSession.create(onnxPath);
   const T = ids.length;
   const feeds: Record<string, ort.Tensor> = {
@@ -54,10 +60,19 @@ export async function ownLogits(onnxPath: string, ids: number[], [kvHeads, headS
     attention_mask: new ort.Tensor('int64', new BigInt64Array(T).fill(1n), [1, T]),
     position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: T }, (_, i) => BigInt(i)), [1, T]),
   };
-  for (const name of session.inputNames) {
-    if (name.startsWith('past_key_values')) feeds[name] = new ort.Tensor('float32', new Float32Array(0), [1, kvHeads, 0, headSize]);
+  for (const meta of session.inputMetadata) {
+    const name = meta.name;
     if (name === 'use_cache_branch') feeds[name] = new ort.Tensor('bool', [false], [1]);
+    if (name in feeds || !meta.isTensor) continue;
+    if (kvShape && name.startsWith('past_key_values')) {
+      feeds[name] = new ort.Tensor('float32', new Float32Array(0), [1, kvShape[0], 0, kvShape[1]]);
+    } else if (!kvShape) {
+      const dims = meta.shape.map((dim) => (typeof dim === 'number' ? dim : dim === 'batch_size' ? 1 : 0));
+      feeds[name] = new ort.Tensor('float32', new Float32Array(dims.reduce((a, b) => a * b, 1)), dims);
+    }
   }
+  // Families without position_ids (OPT, BLOOM) compute positions from the mask.
+  for (const name of Object.keys(feeds)) if (!session.inputNames.includes(name)) delete feeds[name];
   const out = await session.run(feeds);
   await session.release();
   // The logits are the first output, whatever they are called (the scrambled-names test renames them).

@@ -41,6 +41,10 @@ export interface ReferenceResult {
    * the model does to its logits (a scale, a softcap), [V]; W_U is the fixture's own head, wte when tied.
    */
   unembed: (x: Vec) => Vec;
+}
+
+/** A reference forward that also records what each component writes, for direct logit attribution. */
+export interface AttributionReference extends ReferenceResult {
   /** attnOut[l-1][t], mlpOut[l-1][t]: what block l's attention and MLP add into the residual, [L][T][d]. */
   attnOut: Vec[][];
   mlpOut: Vec[][];
@@ -68,7 +72,7 @@ export function frozenNormOf(x: Vec, at: Vec, gain: ArrayLike<number>, eps: numb
 }
 
 /** Runs GPT-2 on one sequence of token ids. */
-export function referenceForward(w: Gpt2Weights, ids: number[]): ReferenceResult {
+export function referenceForward(w: Gpt2Weights, ids: number[]): AttributionReference {
   const { d, heads } = w.config;
   const hd = d / heads;
   const T = ids.length;

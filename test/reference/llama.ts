@@ -10,18 +10,20 @@
 // what the model does to its logits (÷ logits_scaling, × logit_scale, softcap).
 // Used only by the tests.
 import { headDim, isLocalLayer, rotaryDim, type DecoderWeights, type Linear, type Norm } from '../fixtures/llama.js';
-import { frozenNormOf, type ReferenceResult } from './gpt2.js';
+import { frozenNormOf, type AttributionReference } from './gpt2.js';
 
 type Vec = Float64Array;
 
-function rmsNorm(x: Vec, gamma: Float32Array, eps: number, onePlus: boolean): Vec {
+/** x / rms(x) · w (Gemma: · (1 + w)), [d]. */
+export function rmsNorm(x: Vec, gamma: Float32Array, eps: number, onePlus: boolean): Vec {
   let ms = 0;
   for (const v of x) ms += v * v;
   const inv = 1 / Math.sqrt(ms / x.length + eps);
   return x.map((v, i) => v * inv * (onePlus ? 1 + gamma[i] : gamma[i]));
 }
 
-function layerNorm(x: Vec, gamma: Float32Array, beta: Float32Array | undefined, eps: number): Vec {
+/** (x − mean) / std · γ + β (no β: 0), [d]. */
+export function layerNorm(x: Vec, gamma: Float32Array, beta: Float32Array | undefined, eps: number): Vec {
   let mean = 0;
   for (const v of x) mean += v;
   mean /= x.length;
@@ -32,7 +34,7 @@ function layerNorm(x: Vec, gamma: Float32Array, beta: Float32Array | undefined, 
 }
 
 /** y = W x + b with W in torch's [out, in] layout. */
-function apply(lin: Linear, x: Vec): Vec {
+export function apply(lin: Linear, x: Vec): Vec {
   const y = new Float64Array(lin.out);
   for (let o = 0; o < lin.out; o++) {
     let s = lin.b ? lin.b[o] : 0;
@@ -42,8 +44,10 @@ function apply(lin: Linear, x: Vec): Vec {
   return y;
 }
 
-const silu = (v: number) => v / (1 + Math.exp(-v));
-const geluTanh = (v: number) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
+/** x·σ(x). */
+export const silu = (v: number) => v / (1 + Math.exp(-v));
+/** GELU, tanh approximation (gelu_new). */
+export const geluTanh = (v: number) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
 function erf(x: number): number {
   // Maclaurin series: exact to ~1e-9 below |x| = 4 in float64; beyond, 1 - erf(|x|) < 2e-8.
   const t = Math.abs(x);
@@ -52,13 +56,14 @@ function erf(x: number): number {
   for (let n = 1; n < 120; n++) { term *= (-t * t) / n; sum += term / (2 * n + 1); }
   return Math.sign(x) * (2 / Math.sqrt(Math.PI)) * sum;
 }
-const geluErf = (v: number) => 0.5 * v * (1 + erf(v / Math.SQRT2));
+/** GELU, exact (erf). */
+export const geluErf = (v: number) => 0.5 * v * (1 + erf(v / Math.SQRT2));
 
 /**
  * Rotates the first `rot` dims of a head vector at position `pos`: pair i (frequency
  * θ^(−2i/rot)) is dims i and i + rot/2, or with `interleaved` (Cohere) dims 2i and 2i + 1.
  */
-function rotary(x: Vec, pos: number, rot: number, theta: number, interleaved = false): Vec {
+export function rotary(x: Vec, pos: number, rot: number, theta: number, interleaved = false): Vec {
   const out = x.slice();
   const half = rot / 2;
   for (let i = 0; i < half; i++) {
@@ -89,7 +94,7 @@ export function floatArithmetic(w: DecoderWeights): DecoderArithmetic {
 const softcap = (v: number, cap: number) => Math.tanh(v / cap) * cap;
 
 /** Runs the decoder on one sequence of token ids (positions 0..T-1). */
-export function referenceDecoderForward(w: DecoderWeights, ids: number[], arithmetic: DecoderArithmetic = floatArithmetic(w)): ReferenceResult {
+export function referenceDecoderForward(w: DecoderWeights, ids: number[], arithmetic: DecoderArithmetic = floatArithmetic(w)): AttributionReference {
   const { embedRow, linear } = arithmetic;
   const c = w.config, t = w.traits;
   const { d, heads, kvHeads, vocab } = c;

@@ -1,0 +1,230 @@
+// An independent forward pass (float64) of the LayerNorm and hybrid families, written from the
+// architectures (Hugging Face's PhiForCausalLM, OPTForCausalLM, BloomForCausalLM,
+// GPTNeoXForCausalLM, Lfm2ForCausalLM) and reading the hub's state-dict names, not any graph:
+// Phi-2's parallel block off one LayerNorm with partial rotary and a biased head; OPT's learned
+// positions (offset 2), ReLU MLP and project_in/out; BLOOM's embedding LayerNorm, ALiBi and
+// per-head fused q/k/v; GPT-NeoX's parallel residual; LFM2's causal short convolutions, per-head
+// q/k RMSNorm and final `embedding_norm`. Used only by the tests.
+import type { HubModel } from '../fixtures/ln-families.js';
+import type { ReferenceResult } from './gpt2.js';
+import { apply, geluErf, geluTanh, layerNorm, rmsNorm, rotary, silu } from './llama.js';
+
+type Vec = Float64Array;
+
+/**
+ * Causal softmax attention over T positions: q [T][heads·hd], k and v [T][kvHeads·hd] (query
+ * head h reads KV head h / (heads / kvHeads)); `bias(h, i, j)` is added to each score. [T][heads·hd].
+ */
+function attention(q: Vec[], k: Vec[], v: Vec[], heads: number, kvHeads: number, hd: number, bias: (h: number, i: number, j: number) => number = () => 0): Vec[] {
+  const T = q.length;
+  const ctx = Array.from({ length: T }, () => new Float64Array(heads * hd));
+  for (let h = 0; h < heads; h++) {
+    const kv = Math.floor(h / (heads / kvHeads));
+    for (let i = 0; i < T; i++) {
+      const scores: number[] = [];
+      for (let j = 0; j <= i; j++) {
+        let dot = 0;
+        for (let e = 0; e < hd; e++) dot += q[i][h * hd + e] * k[j][kv * hd + e];
+        scores.push(dot / Math.sqrt(hd) + bias(h, i, j));
+      }
+      const max = Math.max(...scores);
+      const ex = scores.map((s) => Math.exp(s - max));
+      const z = ex.reduce((a, s) => a + s, 0);
+      for (let j = 0; j <= i; j++) for (let e = 0; e < hd; e++) ctx[i][h * hd + e] += (ex[j] / z) * v[j][kv * hd + e];
+    }
+  }
+  return ctx;
+}
+
+/** Applies `f` to each head's [hd] slice of a [heads·hd] vector. */
+function perHead(x: Vec, hd: number, f: (head: Vec) => Vec): Vec {
+  const out = new Float64Array(x.length);
+  for (let h = 0; h < x.length / hd; h++) out.set(f(x.subarray(h * hd, (h + 1) * hd)), h * hd);
+  return out;
+}
+
+/** Part `which` (0: q, 1: k, 2: v) of a fused projection laid out [heads, 3, hd], as [heads·hd]. */
+function headInterleaved(qkv: Vec, hd: number, which: number): Vec {
+  const out = new Float64Array(qkv.length / 3);
+  for (let e = 0; e < out.length; e++) out[e] = qkv[Math.floor(e / hd) * 3 * hd + which * hd + (e % hd)];
+  return out;
+}
+
+/** ALiBi slopes of modeling_bloom: a geometric series for the largest power of two ≤ heads, then every other term of the next. */
+export function alibiSlopes(heads: number): number[] {
+  const closest = 2 ** Math.floor(Math.log2(heads));
+  const base = 2 ** -(2 ** -(Math.log2(closest) - 3));
+  const slopes = Array.from({ length: closest }, (_, i) => base ** (i + 1));
+  const extraBase = 2 ** -(2 ** -(Math.log2(2 * closest) - 3));
+  for (let i = 0; i < Math.min(closest, heads - closest); i++) slopes.push(extraBase ** (2 * i + 1));
+  return slopes;
+}
+
+/** Runs a family's tiny model on one sequence of token ids (positions 0..T-1). Throws for a family it does not know. */
+export function referenceLnForward(model: HubModel, ids: number[]): ReferenceResult {
+  const c = model.config;
+  const num = (name: string) => Number(c[name]);
+  const get = (name: string) => {
+    const t = model.tensors.get(name);
+    if (!t) throw new Error(`no tensor ${name}`);
+    return t.data;
+  };
+  const has = (name: string) => model.tensors.has(name);
+  const lin = (name: string, x: Vec) => {
+    const [out, inDim] = model.tensors.get(`${name}.weight`)!.shape;
+    return apply({ w: get(`${name}.weight`), b: has(`${name}.bias`) ? get(`${name}.bias`) : undefined, out, in: inDim }, x);
+  };
+  const ln = (name: string, eps: number) => (x: Vec) => layerNorm(x, get(`${name}.weight`), get(`${name}.bias`), eps);
+  const rms = (name: string, eps: number) => (x: Vec) => rmsNorm(x, get(`${name}.weight`), eps, false);
+  const rows = (table: string, id: number, width: number) => Float64Array.from(get(table).subarray(id * width, (id + 1) * width));
+  const head = (weight: string, bias?: string) => (x: Vec) => {
+    const w = get(weight), b = bias ? get(bias) : undefined;
+    const V = num('vocab_size'), d = x.length;
+    const out = new Float64Array(V);
+    for (let tok = 0; tok < V; tok++) {
+      let s = b ? b[tok] : 0;
+      for (let i = 0; i < d; i++) s += w[tok * d + i] * x[i];
+      out[tok] = s;
+    }
+    return out;
+  };
+  const add = (...vs: Vec[]) => vs[0].map((_, e) => vs.reduce((s, v) => s + v[e], 0));
+  const d = num('hidden_size');
+  const residual: Vec[][] = [];
+  const mid: Vec[][] = [];
+  let x: Vec[];
+  let finalNorm: (v: Vec) => Vec;
+  let unembed: (v: Vec) => Vec;
+
+  switch (c.model_type) {
+    case 'phi': {
+      const heads = num('num_attention_heads'), hd = d / heads, rot = Math.floor(hd * num('partial_rotary_factor')), eps = num('layer_norm_eps');
+      x = ids.map((id) => rows('model.embed_tokens.weight', id, d));
+      residual.push(x);
+      for (let l = 0; l < num('num_hidden_layers'); l++) {
+        const p = `model.layers.${l}`;
+        const h = x.map(ln(`${p}.input_layernorm`, eps));
+        const rotate = (v: Vec, pos: number) => perHead(v, hd, (hv) => rotary(hv, pos, rot, num('rope_theta')));
+        const q = h.map((v, pos) => rotate(lin(`${p}.self_attn.q_proj`, v), pos));
+        const k = h.map((v, pos) => rotate(lin(`${p}.self_attn.k_proj`, v), pos));
+        const vv = h.map((v) => lin(`${p}.self_attn.v_proj`, v));
+        const attn = attention(q, k, vv, heads, heads, hd).map((v) => lin(`${p}.self_attn.dense`, v));
+        x = x.map((r, i) => add(r, attn[i], lin(`${p}.mlp.fc2`, lin(`${p}.mlp.fc1`, h[i]).map(geluTanh))));
+        residual.push(x);
+      }
+      finalNorm = ln('model.final_layernorm', eps);
+      unembed = head('lm_head.weight', 'lm_head.bias');
+      break;
+    }
+    case 'opt': {
+      const heads = num('num_attention_heads'), hd = d / heads, proj = num('word_embed_proj_dim'), eps = 1e-5;
+      const projected = proj !== d;
+      // Learned positions start at row 2 (OPT's offset).
+      x = ids.map((id, pos) => {
+        const e = rows('model.decoder.embed_tokens.weight', id, proj);
+        return add(projected ? lin('model.decoder.project_in', e) : e, rows('model.decoder.embed_positions.weight', pos + 2, d));
+      });
+      residual.push(x);
+      for (let l = 0; l < num('num_hidden_layers'); l++) {
+        const p = `model.decoder.layers.${l}`;
+        const h = x.map(ln(`${p}.self_attn_layer_norm`, eps));
+        const ctx = attention(h.map((v) => lin(`${p}.self_attn.q_proj`, v)), h.map((v) => lin(`${p}.self_attn.k_proj`, v)), h.map((v) => lin(`${p}.self_attn.v_proj`, v)), heads, heads, hd);
+        const m = x.map((r, i) => add(r, lin(`${p}.self_attn.out_proj`, ctx[i])));
+        mid.push(m);
+        x = m.map((r) => add(r, lin(`${p}.fc2`, lin(`${p}.fc1`, ln(`${p}.final_layer_norm`, eps)(r)).map((v) => Math.max(0, v)))));
+        residual.push(x);
+      }
+      finalNorm = ln('model.decoder.final_layer_norm', eps);
+      const tied = head('model.decoder.embed_tokens.weight');
+      unembed = projected ? (v) => tied(lin('model.decoder.project_out', v)) : tied;
+      break;
+    }
+    case 'bloom': {
+      const heads = num('n_head'), hd = d / heads, eps = num('layer_norm_epsilon');
+      const slopes = alibiSlopes(heads);
+      // BLOOM's residual stream starts after the embedding LayerNorm.
+      x = ids.map((id) => ln('transformer.word_embeddings_layernorm', eps)(rows('transformer.word_embeddings.weight', id, d)));
+      residual.push(x);
+      for (let l = 0; l < num('n_layer'); l++) {
+        const p = `transformer.h.${l}`;
+        // query_key_value's output is laid out [heads, (q, k, v), hd].
+        const qkv = x.map((v) => lin(`${p}.self_attention.query_key_value`, ln(`${p}.input_layernorm`, eps)(v)));
+        const part = (which: number) => qkv.map((v) => headInterleaved(v, hd, which));
+        const ctx = attention(part(0), part(1), part(2), heads, heads, hd, (h, _i, j) => slopes[h] * j);
+        const m = x.map((r, i) => add(r, lin(`${p}.self_attention.dense`, ctx[i])));
+        mid.push(m);
+        const gelu = (v: number) => v * 0.5 * (1 + Math.tanh(0.79788456 * v * (1 + 0.044715 * v * v)));
+        x = m.map((r) => add(r, lin(`${p}.mlp.dense_4h_to_h`, lin(`${p}.mlp.dense_h_to_4h`, ln(`${p}.post_attention_layernorm`, eps)(r)).map(gelu))));
+        residual.push(x);
+      }
+      finalNorm = ln('transformer.ln_f', eps);
+      unembed = head('transformer.word_embeddings.weight');
+      break;
+    }
+    case 'gpt_neox': {
+      const heads = num('num_attention_heads'), hd = d / heads, rot = Math.floor(hd * num('rotary_pct')), eps = num('layer_norm_eps');
+      x = ids.map((id) => rows('gpt_neox.embed_in.weight', id, d));
+      residual.push(x);
+      for (let l = 0; l < num('num_hidden_layers'); l++) {
+        const p = `gpt_neox.layers.${l}`;
+        // query_key_value's output is laid out [heads, (q, k, v) · hd].
+        const qkv = x.map((v) => lin(`${p}.attention.query_key_value`, ln(`${p}.input_layernorm`, eps)(v)));
+        const rotate = (v: Vec, pos: number) => perHead(v, hd, (hv) => rotary(hv, pos, rot, num('rotary_emb_base')));
+        const q = qkv.map((v, pos) => rotate(headInterleaved(v, hd, 0), pos));
+        const k = qkv.map((v, pos) => rotate(headInterleaved(v, hd, 1), pos));
+        const vv = qkv.map((v) => headInterleaved(v, hd, 2));
+        const attn = attention(q, k, vv, heads, heads, hd).map((v) => lin(`${p}.attention.dense`, v));
+        x = x.map((r, i) => add(r, attn[i], lin(`${p}.mlp.dense_4h_to_h`, lin(`${p}.mlp.dense_h_to_4h`, ln(`${p}.post_attention_layernorm`, eps)(r)).map(geluErf))));
+        residual.push(x);
+      }
+      finalNorm = ln('gpt_neox.final_layer_norm', eps);
+      unembed = head('embed_out.weight');
+      break;
+    }
+    case 'lfm2': {
+      const heads = num('num_attention_heads'), kvHeads = num('num_key_value_heads'), hd = d / heads, eps = num('norm_eps'), L = num('conv_L_cache');
+      x = ids.map((id) => rows('model.embed_tokens.weight', id, d));
+      residual.push(x);
+      (c.layer_types as string[]).forEach((kind, l) => {
+        const p = `model.layers.${l}`;
+        const h = x.map(rms(`${p}.operator_norm`, eps));
+        let out: Vec[];
+        if (kind === 'full_attention') {
+          const rotate = (v: Vec, pos: number, norm: string) => perHead(v, hd, (hv) => rotary(rms(norm, eps)(hv), pos, hd, num('rope_theta')));
+          const q = h.map((v, pos) => rotate(lin(`${p}.self_attn.q_proj`, v), pos, `${p}.self_attn.q_layernorm`));
+          const k = h.map((v, pos) => rotate(lin(`${p}.self_attn.k_proj`, v), pos, `${p}.self_attn.k_layernorm`));
+          const vv = h.map((v) => lin(`${p}.self_attn.v_proj`, v));
+          out = attention(q, k, vv, heads, kvHeads, hd).map((v) => lin(`${p}.self_attn.out_proj`, v));
+        } else {
+          // The gated short convolution: B ⊙ x, a causal depthwise convolution over the last L positions, then C ⊙ ·.
+          const bcx = h.map((v) => lin(`${p}.conv.in_proj`, v));
+          const bx = bcx.map((v) => v.subarray(0, d).map((b, e) => b * v[2 * d + e]));
+          const w = get(`${p}.conv.conv.weight`);
+          out = bcx.map((v, t) => {
+            const y = new Float64Array(d);
+            for (let e = 0; e < d; e++) {
+              let s = 0;
+              for (let j = 0; j < L; j++) { const src = t - (L - 1) + j; if (src >= 0) s += w[e * L + j] * bx[src][e]; }
+              y[e] = v[d + e] * s;
+            }
+            return lin(`${p}.conv.out_proj`, y);
+          });
+        }
+        const m = x.map((r, i) => add(r, out[i]));
+        mid.push(m);
+        x = m.map((r) => {
+          const n = rms(`${p}.ffn_norm`, eps)(r);
+          const gate = lin(`${p}.feed_forward.w1`, n), up = lin(`${p}.feed_forward.w3`, n);
+          return add(r, lin(`${p}.feed_forward.w2`, gate.map((g, e) => silu(g) * up[e])));
+        });
+        residual.push(x);
+      });
+      finalNorm = rms('model.embedding_norm', eps);
+      unembed = head('model.embed_tokens.weight');
+      break;
+    }
+    default:
+      throw new Error(`no reference for ${String(c.model_type)}`);
+  }
+  return { residual, mid, finalNorm, unembed };
+}
