@@ -18,6 +18,8 @@ export const ATTRIBUTION_IO = {
   headBias: 'lens_head_bias',
   /** float [1]: the factor the head multiplies W_U·x by before the logits (alpha, logit scales); 1 if none. */
   headScale: 'lens_head_scale',
+  /** float [1]: a softcapped head's cap c (logits = c·tanh(u)), whose scale and bias then give c·u; 0 without one. */
+  headSoftcap: 'lens_head_softcap',
   /** float [d]: the final norm's gain as it multiplies (Gemma's 1 + w included). */
   normGain: 'lens_norm_gain',
   /** float [d]: the final norm's bias; absent from graphs whose final norm has none. */
@@ -126,7 +128,7 @@ function readFinalNorm(index: GraphIndex, structure: DecoderStructure): FinalNor
   return { gain, bias, epsilon: [...epsilons][0], centred };
 }
 
-interface Head { weight: string; vocabAxis: 0 | 1; bias?: string; biasAxis: number; biasFactor: number; scale: number }
+interface Head { weight: string; vocabAxis: 0 | 1; bias?: string; biasAxis: number; biasFactor: number; scale: number; softcap?: number }
 
 /** The unembedding's weight, orientation, bias and scaling, from the unembedding to the logits. Throws Refusal. */
 function readHead(index: GraphIndex, structure: DecoderStructure): Head {
@@ -153,11 +155,21 @@ function readHead(index: GraphIndex, structure: DecoderStructure): Head {
     if (!node) throw new Refusal('the logits do not come from the head');
     chain.unshift(node);
   }
+  let tanh = false;
   for (const node of chain) {
     if (PASS_THROUGH.has(node.op_type)) continue;
     const constant = constantInput(index, node);
     const scalar = constant ? scalarConstant(index, constant) : undefined;
-    if (node.op_type === 'Add' && constant && !head.bias) {
+    if (head.softcap !== undefined) throw new Refusal(`the head applies ${node.op_type} after its softcap`);
+    if (tanh) {
+      // A softcap c·tanh(u): what is attributed is c·u, the logit before the cap (Gemma 2's W·x).
+      if (node.op_type !== 'Mul' || scalar === undefined) throw new Refusal(`the head's tanh is followed by ${node.op_type}, not a softcap's Mul`);
+      head.softcap = scalar;
+      head.scale *= scalar;
+      head.biasFactor *= scalar;
+    } else if (node.op_type === 'Tanh') {
+      tanh = true;
+    } else if (node.op_type === 'Add' && constant && !head.bias) {
       head.bias = constant;
       head.biasFactor = 1;
     } else if ((node.op_type === 'Mul' || node.op_type === 'Div') && scalar !== undefined && (node.op_type === 'Mul' || node.input[1] === constant)) {
@@ -165,9 +177,10 @@ function readHead(index: GraphIndex, structure: DecoderStructure): Head {
       head.scale *= factor;
       head.biasFactor *= factor;
     } else {
-      throw new Refusal(`the head applies ${node.op_type} after the unembedding, which is not a bias or a scale (a softcap?)`);
+      throw new Refusal(`the head applies ${node.op_type} after the unembedding, which is not a bias, a scale or a softcap`);
     }
   }
+  if (tanh && head.softcap === undefined) throw new Refusal('the head ends in a tanh without a softcap\'s Mul');
   return head;
 }
 
@@ -299,12 +312,13 @@ export function attributionOutputs(index: GraphIndex, structure: DecoderStructur
     node('Mul', [toFloat(ids, 'lens/attribution/ids_float'), floats('lens/attribution/zero', [0])], ATTRIBUTION_IO.headBias);
   }
   node('Identity', [floats('lens/attribution/head_scale', [head.scale])], ATTRIBUTION_IO.headScale);
+  node('Identity', [floats('lens/attribution/head_softcap', [head.softcap ?? 0])], ATTRIBUTION_IO.headSoftcap);
   toFloat(norm.gain, ATTRIBUTION_IO.normGain);
   if (norm.bias) toFloat(norm.bias, ATTRIBUTION_IO.normBias);
   node('Identity', [floats('lens/attribution/norm_shape', [norm.epsilon, norm.centred ? 1 : 0])], ATTRIBUTION_IO.normShape);
 
   const inputs: ValueInfo[] = [{ name: ids, type: { tensor_type: { elem_type: DataType.INT64, shape: { dim: [{ dim_param: 'lens_targets' }] } } } }];
-  const outputNames: string[] = [ATTRIBUTION_IO.unembedRows, ATTRIBUTION_IO.headBias, ATTRIBUTION_IO.headScale, ATTRIBUTION_IO.normGain, ...(norm.bias ? [ATTRIBUTION_IO.normBias] : []), ATTRIBUTION_IO.normShape];
+  const outputNames: string[] = [ATTRIBUTION_IO.unembedRows, ATTRIBUTION_IO.headBias, ATTRIBUTION_IO.headScale, ATTRIBUTION_IO.headSoftcap, ATTRIBUTION_IO.normGain, ...(norm.bias ? [ATTRIBUTION_IO.normBias] : []), ATTRIBUTION_IO.normShape];
   if (branches.length > 0) {
     const positions = ATTRIBUTION_IO.branchPositions;
     inputs.push({ name: positions, type: { tensor_type: { elem_type: DataType.INT64, shape: { dim: [{ dim_param: 'lens_branch_positions' }] } } } });

@@ -189,10 +189,21 @@ test('a head scaled after the unembedding (Granite divides by logits_scaling): e
   record.parts.forEach((p, i) => assert.ok(within(p.value, unscaled.parts[i].value / 4, 1e-6, 1e-6), `${p.name} L${p.layer}`));
 });
 
-test('a softcapped head (tanh after the unembedding) is refused in one line', async () => {
+test('a softcapped head (Gemma 2\'s c·tanh(u / c)): the parts explain the logit before the cap, and the record says so', async () => {
   const { dir } = withHeadTail('softcap-head', (from, to) => ({
     nodes: [op('Div', [from, 'cap'], 'capped_in'), op('Tanh', ['capped_in'], 'capped'), op('Mul', ['capped', 'cap'], to)],
-    initializers: [scalar('cap', 30)],
+    initializers: [scalar('cap', 8)],
   }));
+  const [record] = await attributionRecords(dir, [{ id: 4346 }, { id: 262 }], '-1');
+  const [plain] = await attributionRecords(fixture('opset14-flat').dir, [{ id: 4346 }, { id: 262 }], '-1');
+  assert.equal(record.softcap, 8);
+  assert.equal('softcap' in plain, false);
+  // The same weights without the cap: its logits are the capped model's before the cap.
+  assert.ok(within(record.value, plain.value, 1e-4, 1e-4), `value ${record.value} vs ${plain.value}`);
+  record.parts.forEach((p, i) => assert.ok(within(p.value, plain.parts[i].value, 1e-5, 1e-5), `${p.name} L${p.layer}`));
+});
+
+test('a head with another op after the unembedding (a tanh without its cap) is refused in one line', async () => {
+  const { dir } = withHeadTail('tanh-head', (from, to) => ({ nodes: [op('Tanh', [from], to)], initializers: [] }));
   assertOneLineError(await runCli(['attribute', '-m', dir, '--offline', PROMPT], { env }), 1, /cannot read the final norm and head/);
 });
