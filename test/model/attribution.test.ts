@@ -13,7 +13,8 @@ import { parseIndexSpec } from '../../src/lens/spec.js';
 import type { Dtype } from '../../src/model/paths.js';
 import { DataType, decodeModel, encodeModel, type Node, type Tensor } from '../../src/onnx/proto.js';
 import { FORMS as GPT2_FORMS } from '../fixtures/gpt2.js';
-import { formsOf, tinyConfigFor, writeDecoderFixture, type Family } from '../fixtures/llama.js';
+import { formsOf, tinyConfig, tinyConfigFor, writeDecoderFixture, type Family } from '../fixtures/llama.js';
+import { TORCH_FORMS, torchAvailable, writeTorchFixture } from '../fixtures/torch-export.js';
 import { referenceForward, type ReferenceResult } from '../reference/gpt2.js';
 import { referenceDecoderForward } from '../reference/llama.js';
 import { assertOneLineError, cleanEnv, fixture, runCli, scratchDir } from '../helpers.js';
@@ -123,6 +124,21 @@ for (const family of FAMILIES) {
       assertMatchesReference(single, ref, `${family} ${form}`);
       const [heads] = await attributionRecords(dir, [{ id: 7 }, { id: 11 }], '-1', 'fp32', true);
       assertMatchesReference(heads, ref, `${family} ${form} --heads`);
+    });
+  }
+}
+
+// Exports torch.onnx wrote itself (skipped without python3-torch, except under CI, as in parity-torch).
+const torchMissing = torchAvailable();
+const skipTorch = torchMissing !== undefined && process.env.CI !== 'true' ? torchMissing : false;
+for (const family of ['llama', 'qwen2', 'gemma'] as Family[]) {
+  for (const form of TORCH_FORMS) {
+    test(`attribute matches the float64 reference on a torch.onnx export: ${family} ${form}`, { skip: skipTorch }, async () => {
+      assert.equal(torchMissing, undefined, torchMissing);
+      const dir = join(root, `torch-${family}-${form}`);
+      const weights = writeTorchFixture(dir, tinyConfig(family), form);
+      const [record] = await attributionRecords(dir, [{ id: 7 }, { id: 11 }], '-1', 'fp32', true);
+      assertMatchesReference(record, referenceDecoderForward(weights, record.tokens.map((tok) => tok.id)), `torch ${family} ${form} --heads`);
     });
   }
 }
