@@ -128,7 +128,7 @@ function readFinalNorm(index: GraphIndex, structure: DecoderStructure): FinalNor
   return { gain, bias, epsilon: [...epsilons][0], centred };
 }
 
-interface Head { weight: string; vocabAxis: 0 | 1; bias?: string; biasAxis: number; biasFactor: number; scale: number; softcap?: number }
+interface Head { weight: string; vocabAxis: 0 | 1; bias?: string; biasFactor: number; scale: number; softcap?: number }
 
 /** The unembedding's weight, orientation, bias and scaling, from the unembedding to the logits. Throws Refusal. */
 function readHead(index: GraphIndex, structure: DecoderStructure): Head {
@@ -139,13 +139,13 @@ function readHead(index: GraphIndex, structure: DecoderStructure): Head {
   }
   let head: Head;
   if (unembed.op_type === 'MatMul') {
-    head = { weight, vocabAxis: 1, biasAxis: -1, biasFactor: 1, scale: 1 };
+    head = { weight, vocabAxis: 1, biasFactor: 1, scale: 1 };
   } else if (unembed.op_type === 'Gemm') {
     const int = (name: string) => Number(unembed.attribute.find((a) => a.name === name)?.i ?? 0);
     const float = (name: string) => Number(unembed.attribute.find((a) => a.name === name)?.f ?? 1);
     if (int('transA') !== 0) throw new Refusal('the head Gemm transposes its input');
     const alpha = float('alpha');
-    head = { weight, vocabAxis: int('transB') === 1 ? 0 : 1, bias: unembed.input[2] || undefined, biasAxis: -1, biasFactor: float('beta'), scale: alpha };
+    head = { weight, vocabAxis: int('transB') === 1 ? 0 : 1, bias: unembed.input[2] || undefined, biasFactor: float('beta'), scale: alpha };
   } else {
     throw new Refusal(`the head is a ${unembed.op_type}, not a float MatMul or Gemm (quantized weights)`);
   }
