@@ -189,10 +189,10 @@ function readBranches(index: GraphIndex, structure: DecoderStructure): string[][
   const { residuals } = structure;
   return residuals.slice(1).map((r, l) => {
     const previous = residuals[l];
-    const add = index.producer.get(r);
+    const add = index.producer.get(throughPassThrough(index, r));
     if (add?.op_type !== 'Add') throw new Refusal(`block ${l + 1}'s residual is not an Add`);
     // The residual may be read through Casts (a traced norm's float32 cast); the other input is the branches' sum.
-    const branchSum = add.input.find((i) => throughPassThrough(index, i) !== previous);
+    const branchSum = add.input.find((i) => !sameTensor(index, i, previous));
     let sumNode = branchSum ? index.producer.get(branchSum) : undefined;
     while (sumNode && PASS_THROUGH.has(sumNode.op_type)) sumNode = index.producer.get(index.dynamicInputs(sumNode)[0]);
     if (sumNode?.op_type !== 'Add' || index.dynamicInputs(sumNode).length !== 2) throw new Refusal(`block ${l + 1} does not add its attention and MLP before the residual`);
@@ -207,6 +207,11 @@ function readBranches(index: GraphIndex, structure: DecoderStructure): string[][
 function throughPassThrough(index: GraphIndex, name: string): string {
   for (let n = index.producer.get(name); n && PASS_THROUGH.has(n.op_type); n = index.producer.get(name)) name = index.dynamicInputs(n)[0];
   return name;
+}
+
+/** Whether two tensors are the same up to pass-through ops (the residual walk may name either side of a Cast). */
+function sameTensor(index: GraphIndex, a: string, b: string): boolean {
+  return a === b || throughPassThrough(index, a) === throughPassThrough(index, b);
 }
 
 /** Whether some node matching `match` lies on a path from `stop` (excluded) back from `from`. */
@@ -261,8 +266,10 @@ function readOutProjections(index: GraphIndex, attention: string[]): OutProjecti
 function attentionWrites(index: GraphIndex, structure: DecoderStructure, branches: string[][]): string[] {
   if (branches.length > 0) return branches.map(([attention]) => attention);
   return (structure.mids ?? []).map((mid, l) => {
-    const add = index.producer.get(mid)!;
-    const other = add.input.find((i) => throughPassThrough(index, i) !== structure.residuals[l]);
+    // The residual walk may name a traced norm's Cast of the sum: the Add is behind it.
+    const add = index.producer.get(throughPassThrough(index, mid));
+    if (add?.op_type !== 'Add') throw new Refusal(`block ${l + 1}'s mid-block residual is not an Add`);
+    const other = add.input.find((i) => !sameTensor(index, i, structure.residuals[l]));
     if (!other) throw new Refusal(`block ${l + 1}'s attention output is not an input of its residual Add`);
     return other;
   });
