@@ -1,7 +1,7 @@
 // lens attribute: the direct logit attribution of a target's final logit (or of a difference of
 // two) to the embeddings, each block's attention and MLP, and the biases, at each position read.
 import { usageError, UserError } from '../errors.js';
-import { attributeWrites, componentWrites, subtractParts, withHeadWrites, type AttributionRecord } from '../lens/attribution.js';
+import { attributeWrites, beforeSoftcap, componentWrites, subtractParts, withHeadWrites, type AttributionRecord } from '../lens/attribution.js';
 import type { IndexSpec } from '../lens/spec.js';
 import type { Dtype } from '../model/paths.js';
 import { renderAttribution } from '../render/attribution.js';
@@ -31,7 +31,7 @@ export async function* attribute(prompts: AsyncIterable<string> | Iterable<strin
   const model = await loadLensModel(options.model, options);
   try {
     if (!model.attributable) {
-      throw new UserError(`attribute cannot read the final norm and head of ${model.id} as float weights (quantized head, or a head with a softcap)`, 'try --dtype fp32');
+      throw new UserError(`attribute cannot read the final norm and head of ${model.id} as float weights (a quantized head, or ops after the head other than a bias, a scale or a softcap)`, 'try --dtype fp32');
     }
     if (options.heads && (!model.headSites || !model.attentionHeads)) {
       throw new UserError(`--heads: lens finds no output projection by float weights after each attention of ${model.id} (or its config does not give the number of heads)`, 'try --dtype fp32, or leave out --heads');
@@ -62,7 +62,7 @@ export async function* attribute(prompts: AsyncIterable<string> | Iterable<strin
         const blockWrites = componentWrites(run.hidden, run.sites, P, p, d, head.branches);
         const writes = head.heads ? withHeadWrites(blockWrites, head.heads, P, p, d) : blockWrites;
         const finalResidual = run.hidden.subarray(((S - 1) * P + p) * d, ((S - 1) * P + p + 1) * d);
-        const ownLogit = (id: number) => run.logits[((S - 1) * P + p) * V + id];
+        const ownLogit = (id: number) => beforeSoftcap(run.logits[((S - 1) * P + p) * V + id], head.softcap);
         const partsFor = (id: number) => attributeWrites(writes, finalResidual, head, targetIds.indexOf(id));
         const target = defaults ? defaults[p] : given[0].id;
         const versus = defaults ? undefined : given[1]?.id;
@@ -72,6 +72,7 @@ export async function* attribute(prompts: AsyncIterable<string> | Iterable<strin
           target: { id: target, text: model.tokenText(target) },
           versus: versus === undefined ? null : { id: versus, text: model.tokenText(versus) },
           value: ownLogit(target) - (versus === undefined ? 0 : ownLogit(versus)),
+          ...(head.softcap ? { softcap: head.softcap } : {}),
           parts,
         };
       });

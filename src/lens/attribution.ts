@@ -11,6 +11,8 @@ export interface FinalHead {
   headBias: ArrayLike<number>;
   /** The factor the head multiplies W_U·x by (1 for most heads). */
   headScale: number;
+  /** A softcapped head's cap c (logit = c·tanh(u)): the scale and bias then give c·u, the logit before the cap. */
+  softcap?: number;
   /** The final norm's gain [d] (Gemma's 1 + w included) and bias [d] (zeros without one). */
   gain: ArrayLike<number>;
   bias: ArrayLike<number>;
@@ -150,9 +152,16 @@ export interface AttributionRecord {
   position: number;
   target: { id: number; text: string };
   versus: { id: number; text: string } | null;
-  /** The model's own final logit of the target (minus the versus token's). */
+  /** The model's own final logit of the target (minus the versus token's); before the softcap when there is one. */
   value: number;
+  /** Present only for a softcapped head: its cap; `value` and the parts are then the logits before it. */
+  softcap?: number;
   parts: Part[];
+}
+
+/** The logit before a softcap c (logit = c·tanh(u / c)): c·atanh(logit / c); the logit itself without one. */
+export function beforeSoftcap(logit: number, softcap: number | undefined): number {
+  return softcap ? softcap * Math.atanh(logit / softcap) : logit;
 }
 
 /** Σ of the parts' values (the `head` and `attn_bias` parts are already in their `attn`). */

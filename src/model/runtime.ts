@@ -3,6 +3,7 @@
 import { join } from 'node:path';
 import { AutoModelForCausalLM, AutoTokenizer, env as hfEnv, Tensor, type PreTrainedModel, type PreTrainedTokenizer } from '@huggingface/transformers';
 import { UserError } from '../errors.js';
+import type { FinalHead, HeadInputs } from '../lens/attribution.js';
 import { ATTRIBUTION_IO } from '../onnx/attribution-graph.js';
 import { LENS_IO } from '../onnx/lens-graph.js';
 import { halfToFloat } from '../onnx/proto.js';
@@ -28,23 +29,16 @@ export interface LensRun {
   attribution?: AttributionRun;
 }
 
-/** The final norm and head as attribution reads them, for the targets of one run. */
-export interface AttributionRun {
-  /** W_U[t] for each target, [T, d] flattened. */
+/** The final norm and head as attribution reads them, for the targets of one run (FinalHead's arrays as read). */
+export interface AttributionRun extends FinalHead {
   unembedRows: Float32Array;
-  /** The head's bias for each target as it reaches the logits, [T]. */
   headBias: Float32Array;
-  /** The factor the head multiplies W_U·x by. */
-  headScale: number;
-  /** The final norm's gain [d] and bias [d] (zeros when it has none), epsilon, and whether it subtracts the mean. */
   gain: Float32Array;
   bias: Float32Array;
-  epsilon: number;
-  centred: boolean;
   /** Parallel blocks: attn_1, mlp_1, …, attn_L, mlp_L at each position, [2L, positions, d] flattened. */
   branches?: Float32Array;
   /** With `heads`: each layer's attention output before its output projection [L, positions, K], the projections [L, K, d] and their biases [L, d]. */
-  heads?: { inputs: Float32Array; weights: Float32Array; biases: Float32Array; count: number };
+  heads?: HeadInputs;
 }
 
 export interface RunOptions {
@@ -229,20 +223,21 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
       if (attribution) {
         const [epsilon, centred] = toFloat32(outputs[ATTRIBUTION_IO.normShape]);
         const gain = toFloat32(outputs[ATTRIBUTION_IO.normGain]);
-        run.attribution = {
+        const read: AttributionRun = {
           unembedRows: toFloat32(outputs[ATTRIBUTION_IO.unembedRows]), headBias: toFloat32(outputs[ATTRIBUTION_IO.headBias]),
-          headScale: toFloat32(outputs[ATTRIBUTION_IO.headScale])[0], gain,
+          headScale: toFloat32(outputs[ATTRIBUTION_IO.headScale])[0], softcap: toFloat32(outputs[ATTRIBUTION_IO.headSoftcap])[0] || undefined, gain,
           bias: outputs[ATTRIBUTION_IO.normBias] ? toFloat32(outputs[ATTRIBUTION_IO.normBias]) : new Float32Array(gain.length),
           epsilon, centred: centred === 1,
           branches: outputs[ATTRIBUTION_IO.branches] ? toFloat32(outputs[ATTRIBUTION_IO.branches]) : undefined,
         };
         if (attribution.heads) {
           if (!headSites || !arch.heads) throw new Error('this model exposes no attention heads to attribute');
-          run.attribution.heads = {
+          read.heads = {
             inputs: toFloat32(outputs[ATTRIBUTION_IO.headInputs]), weights: toFloat32(outputs[ATTRIBUTION_IO.headWeights]),
             biases: toFloat32(outputs[ATTRIBUTION_IO.headBiases]), count: arch.heads,
           };
         }
+        run.attribution = read;
       }
       return run;
     },

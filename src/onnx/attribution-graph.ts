@@ -18,6 +18,8 @@ export const ATTRIBUTION_IO = {
   headBias: 'lens_head_bias',
   /** float [1]: the factor the head multiplies W_U·x by before the logits (alpha, logit scales); 1 if none. */
   headScale: 'lens_head_scale',
+  /** float [1]: a softcapped head's cap c (logits = c·tanh(u)), whose scale and bias then give c·u; 0 without one. */
+  headSoftcap: 'lens_head_softcap',
   /** float [d]: the final norm's gain as it multiplies (Gemma's 1 + w included). */
   normGain: 'lens_norm_gain',
   /** float [d]: the final norm's bias; absent from graphs whose final norm has none. */
@@ -126,7 +128,7 @@ function readFinalNorm(index: GraphIndex, structure: DecoderStructure): FinalNor
   return { gain, bias, epsilon: [...epsilons][0], centred };
 }
 
-interface Head { weight: string; vocabAxis: 0 | 1; bias?: string; biasAxis: number; biasFactor: number; scale: number }
+interface Head { weight: string; vocabAxis: 0 | 1; bias?: string; biasFactor: number; scale: number; softcap?: number }
 
 /** The unembedding's weight, orientation, bias and scaling, from the unembedding to the logits. Throws Refusal. */
 function readHead(index: GraphIndex, structure: DecoderStructure): Head {
@@ -137,13 +139,13 @@ function readHead(index: GraphIndex, structure: DecoderStructure): Head {
   }
   let head: Head;
   if (unembed.op_type === 'MatMul') {
-    head = { weight, vocabAxis: 1, biasAxis: -1, biasFactor: 1, scale: 1 };
+    head = { weight, vocabAxis: 1, biasFactor: 1, scale: 1 };
   } else if (unembed.op_type === 'Gemm') {
     const int = (name: string) => Number(unembed.attribute.find((a) => a.name === name)?.i ?? 0);
     const float = (name: string) => Number(unembed.attribute.find((a) => a.name === name)?.f ?? 1);
     if (int('transA') !== 0) throw new Refusal('the head Gemm transposes its input');
     const alpha = float('alpha');
-    head = { weight, vocabAxis: int('transB') === 1 ? 0 : 1, bias: unembed.input[2] || undefined, biasAxis: -1, biasFactor: float('beta'), scale: alpha };
+    head = { weight, vocabAxis: int('transB') === 1 ? 0 : 1, bias: unembed.input[2] || undefined, biasFactor: float('beta'), scale: alpha };
   } else {
     throw new Refusal(`the head is a ${unembed.op_type}, not a float MatMul or Gemm (quantized weights)`);
   }
@@ -153,11 +155,21 @@ function readHead(index: GraphIndex, structure: DecoderStructure): Head {
     if (!node) throw new Refusal('the logits do not come from the head');
     chain.unshift(node);
   }
+  let tanh = false;
   for (const node of chain) {
     if (PASS_THROUGH.has(node.op_type)) continue;
     const constant = constantInput(index, node);
     const scalar = constant ? scalarConstant(index, constant) : undefined;
-    if (node.op_type === 'Add' && constant && !head.bias) {
+    if (head.softcap !== undefined) throw new Refusal(`the head applies ${node.op_type} after its softcap`);
+    if (tanh) {
+      // A softcap c·tanh(u): what is attributed is c·u, the logit before the cap (Gemma 2's W·x).
+      if (node.op_type !== 'Mul' || scalar === undefined) throw new Refusal(`the head's tanh is followed by ${node.op_type}, not a softcap's Mul`);
+      head.softcap = scalar;
+      head.scale *= scalar;
+      head.biasFactor *= scalar;
+    } else if (node.op_type === 'Tanh') {
+      tanh = true;
+    } else if (node.op_type === 'Add' && constant && !head.bias) {
       head.bias = constant;
       head.biasFactor = 1;
     } else if ((node.op_type === 'Mul' || node.op_type === 'Div') && scalar !== undefined && (node.op_type === 'Mul' || node.input[1] === constant)) {
@@ -165,9 +177,10 @@ function readHead(index: GraphIndex, structure: DecoderStructure): Head {
       head.scale *= factor;
       head.biasFactor *= factor;
     } else {
-      throw new Refusal(`the head applies ${node.op_type} after the unembedding, which is not a bias or a scale (a softcap?)`);
+      throw new Refusal(`the head applies ${node.op_type} after the unembedding, which is not a bias, a scale or a softcap`);
     }
   }
+  if (tanh && head.softcap === undefined) throw new Refusal('the head ends in a tanh without a softcap\'s Mul');
   return head;
 }
 
@@ -176,10 +189,10 @@ function readBranches(index: GraphIndex, structure: DecoderStructure): string[][
   const { residuals } = structure;
   return residuals.slice(1).map((r, l) => {
     const previous = residuals[l];
-    const add = index.producer.get(r);
+    const add = index.producer.get(throughPassThrough(index, r));
     if (add?.op_type !== 'Add') throw new Refusal(`block ${l + 1}'s residual is not an Add`);
     // The residual may be read through Casts (a traced norm's float32 cast); the other input is the branches' sum.
-    const branchSum = add.input.find((i) => throughPassThrough(index, i) !== previous);
+    const branchSum = add.input.find((i) => !sameTensor(index, i, previous));
     let sumNode = branchSum ? index.producer.get(branchSum) : undefined;
     while (sumNode && PASS_THROUGH.has(sumNode.op_type)) sumNode = index.producer.get(index.dynamicInputs(sumNode)[0]);
     if (sumNode?.op_type !== 'Add' || index.dynamicInputs(sumNode).length !== 2) throw new Refusal(`block ${l + 1} does not add its attention and MLP before the residual`);
@@ -194,6 +207,11 @@ function readBranches(index: GraphIndex, structure: DecoderStructure): string[][
 function throughPassThrough(index: GraphIndex, name: string): string {
   for (let n = index.producer.get(name); n && PASS_THROUGH.has(n.op_type); n = index.producer.get(name)) name = index.dynamicInputs(n)[0];
   return name;
+}
+
+/** Whether two tensors are the same up to pass-through ops (the residual walk may name either side of a Cast). */
+function sameTensor(index: GraphIndex, a: string, b: string): boolean {
+  return a === b || throughPassThrough(index, a) === throughPassThrough(index, b);
 }
 
 /** Whether some node matching `match` lies on a path from `stop` (excluded) back from `from`. */
@@ -248,8 +266,10 @@ function readOutProjections(index: GraphIndex, attention: string[]): OutProjecti
 function attentionWrites(index: GraphIndex, structure: DecoderStructure, branches: string[][]): string[] {
   if (branches.length > 0) return branches.map(([attention]) => attention);
   return (structure.mids ?? []).map((mid, l) => {
-    const add = index.producer.get(mid)!;
-    const other = add.input.find((i) => throughPassThrough(index, i) !== structure.residuals[l]);
+    // The residual walk may name a traced norm's Cast of the sum: the Add is behind it.
+    const add = index.producer.get(throughPassThrough(index, mid));
+    if (add?.op_type !== 'Add') throw new Refusal(`block ${l + 1}'s mid-block residual is not an Add`);
+    const other = add.input.find((i) => !sameTensor(index, i, structure.residuals[l]));
     if (!other) throw new Refusal(`block ${l + 1}'s attention output is not an input of its residual Add`);
     return other;
   });
@@ -299,12 +319,13 @@ export function attributionOutputs(index: GraphIndex, structure: DecoderStructur
     node('Mul', [toFloat(ids, 'lens/attribution/ids_float'), floats('lens/attribution/zero', [0])], ATTRIBUTION_IO.headBias);
   }
   node('Identity', [floats('lens/attribution/head_scale', [head.scale])], ATTRIBUTION_IO.headScale);
+  node('Identity', [floats('lens/attribution/head_softcap', [head.softcap ?? 0])], ATTRIBUTION_IO.headSoftcap);
   toFloat(norm.gain, ATTRIBUTION_IO.normGain);
   if (norm.bias) toFloat(norm.bias, ATTRIBUTION_IO.normBias);
   node('Identity', [floats('lens/attribution/norm_shape', [norm.epsilon, norm.centred ? 1 : 0])], ATTRIBUTION_IO.normShape);
 
   const inputs: ValueInfo[] = [{ name: ids, type: { tensor_type: { elem_type: DataType.INT64, shape: { dim: [{ dim_param: 'lens_targets' }] } } } }];
-  const outputNames: string[] = [ATTRIBUTION_IO.unembedRows, ATTRIBUTION_IO.headBias, ATTRIBUTION_IO.headScale, ATTRIBUTION_IO.normGain, ...(norm.bias ? [ATTRIBUTION_IO.normBias] : []), ATTRIBUTION_IO.normShape];
+  const outputNames: string[] = [ATTRIBUTION_IO.unembedRows, ATTRIBUTION_IO.headBias, ATTRIBUTION_IO.headScale, ATTRIBUTION_IO.headSoftcap, ATTRIBUTION_IO.normGain, ...(norm.bias ? [ATTRIBUTION_IO.normBias] : []), ATTRIBUTION_IO.normShape];
   if (branches.length > 0) {
     const positions = ATTRIBUTION_IO.branchPositions;
     inputs.push({ name: positions, type: { tensor_type: { elem_type: DataType.INT64, shape: { dim: [{ dim_param: 'lens_branch_positions' }] } } } });

@@ -37,7 +37,8 @@ export function renderAttribution(record: AttributionRecord, view: AttributionVi
   const what = record.versus
     ? `logit(${quoteToken(record.target.text)}) − logit(${quoteToken(record.versus.text)})`
     : `logit(${quoteToken(record.target.text)})`;
-  const explained = `${what} = ${signed(record.value)} (the model's own) · sum of the parts ${signed(partsSum(record.parts))}`;
+  const capped = record.softcap ? ` before the softcap ${record.softcap}` : '';
+  const explained = `${what}${capped} = ${signed(record.value)} (the model's own) · sum of the parts ${signed(partsSum(record.parts))}`;
   const parts = record.parts.filter((p) => !isHeadPart(p));
   const finalLayer = Math.max(...parts.map((p) => p.layer ?? 0));
   const labels = parts.map((p) => partLabel(p, finalLayer));

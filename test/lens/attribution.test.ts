@@ -1,7 +1,7 @@
 // Direct logit attribution's arithmetic on hand-computed cases.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { attributeWrites, componentWrites, normScale, runningTotals, subtractParts, type FinalHead, type PartVector } from '../../src/lens/attribution.js';
+import { attributeWrites, beforeSoftcap, componentWrites, normScale, partsSum, runningTotals, subtractParts, withHeadWrites, type FinalHead, type PartVector } from '../../src/lens/attribution.js';
 import { assertClose } from '../helpers.js';
 
 // r_L = [2, −2, 2, −2]: mean 0, variance 4, so σ = 2 (ε = 0) for LayerNorm and rms = 2 for RMSNorm.
@@ -59,4 +59,27 @@ test('component writes: differences of consecutive residual sites for sequential
   const parallel = componentWrites(Float32Array.from([0, 0, 1, 2, 0, 0, 9, 9]), [sites[0], sites[2]], 2, 1, 2, Float32Array.from([0, 0, 3, 4, 0, 0, 5, 6]));
   assert.deepEqual(parallel.map((w) => [w.name, w.layer, Array.from(w.vector)]), [['embed', 0, [1, 2]], ['attn', 1, [3, 4]], ['mlp', 1, [5, 6]]]);
   assert.throws(() => componentWrites(hidden, [sites[0], sites[2]], 1, 0, 2), RangeError);
+});
+
+test('head writes: z_h times its rows of W_O, then the projection\'s bias, after each attn', () => {
+  // d = 2, one layer, one position, two heads of size 1: z = [2, 3], W_O = [[1, 4], [5, 1]], bias [0.5, −1].
+  const heads = { inputs: Float32Array.of(2, 3), weights: Float32Array.of(1, 4, 5, 1), biases: Float32Array.of(0.5, -1), count: 2 };
+  const writes: PartVector[] = [{ name: 'embed', layer: 0, vector: [0, 0] }, { name: 'attn', layer: 1, vector: [17.5, 10] }, { name: 'mlp', layer: 1, vector: [1, 1] }];
+  const split = withHeadWrites(writes, heads, 1, 0, 2);
+  assert.deepEqual(split.map((w) => [w.name, w.layer, w.head, Array.from(w.vector)]), [
+    ['embed', 0, undefined, [0, 0]], ['attn', 1, undefined, [17.5, 10]],
+    ['head', 1, 0, [2, 8]], ['head', 1, 1, [15, 3]], ['attn_bias', 1, undefined, [0.5, -1]],
+    ['mlp', 1, undefined, [1, 1]],
+  ]);
+  // Their parts: heads and attn_bias are not counted again in the sum or the running totals.
+  const parts = attributeWrites(split, [1, -1], { unembedRows: [1, 0], headBias: [0], headScale: 1, gain: [1, 1], bias: [0, 0], epsilon: 0, centred: false }, 0);
+  assert.deepEqual(Object.keys(parts[2]), ['name', 'layer', 'head', 'value']);
+  assertClose(partsSum(parts), 0 + 17.5 + 1, 1e-12);
+  assertClose(runningTotals(parts).at(-1)!.total, 18.5, 1e-12);
+  assert.throws(() => withHeadWrites(writes, { ...heads, count: 3 }, 1, 0, 2), RangeError);
+});
+
+test('the logit before a softcap c: c·atanh(logit / c)', () => {
+  assertClose(beforeSoftcap(8 * Math.tanh(12 / 8), 8), 12, 1e-12);
+  assert.equal(beforeSoftcap(3, undefined), 3);
 });

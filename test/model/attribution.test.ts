@@ -13,7 +13,8 @@ import { parseIndexSpec } from '../../src/lens/spec.js';
 import type { Dtype } from '../../src/model/paths.js';
 import { DataType, decodeModel, encodeModel, type Node, type Tensor } from '../../src/onnx/proto.js';
 import { FORMS as GPT2_FORMS } from '../fixtures/gpt2.js';
-import { formsOf, tinyConfigFor, writeDecoderFixture, type Family } from '../fixtures/llama.js';
+import { formsOf, tinyConfig, tinyConfigFor, writeDecoderFixture, type Family } from '../fixtures/llama.js';
+import { TORCH_FORMS, torchAvailable, writeTorchFixture } from '../fixtures/torch-export.js';
 import { referenceForward, type AttributionReference as ReferenceResult } from '../reference/gpt2.js';
 import { referenceDecoderForward } from '../reference/llama.js';
 import { assertOneLineError, cleanEnv, fixture, runCli, scratchDir } from '../helpers.js';
@@ -127,6 +128,21 @@ for (const family of FAMILIES) {
   }
 }
 
+// Exports torch.onnx wrote itself (skipped without python3-torch, except under CI, as in parity-torch).
+const torchMissing = torchAvailable();
+const skipTorch = torchMissing !== undefined && process.env.CI !== 'true' ? torchMissing : false;
+for (const family of ['llama', 'qwen2', 'gemma'] as Family[]) {
+  for (const form of TORCH_FORMS) {
+    test(`attribute matches the float64 reference on a torch.onnx export: ${family} ${form}`, { skip: skipTorch }, async () => {
+      assert.equal(torchMissing, undefined, torchMissing);
+      const dir = join(root, `torch-${family}-${form}`);
+      const weights = writeTorchFixture(dir, tinyConfig(family), form);
+      const [record] = await attributionRecords(dir, [{ id: 7 }, { id: 11 }], '-1', 'fp32', true);
+      assertMatchesReference(record, referenceDecoderForward(weights, record.tokens.map((tok) => tok.id)), `torch ${family} ${form} --heads`);
+    });
+  }
+}
+
 test('a pair is the difference of its two single-target records, through the CLI', async () => {
   const { dir } = fixture('untied-head');
   const run = async (...targets: string[]) => {
@@ -189,10 +205,21 @@ test('a head scaled after the unembedding (Granite divides by logits_scaling): e
   record.parts.forEach((p, i) => assert.ok(within(p.value, unscaled.parts[i].value / 4, 1e-6, 1e-6), `${p.name} L${p.layer}`));
 });
 
-test('a softcapped head (tanh after the unembedding) is refused in one line', async () => {
+test('a softcapped head (Gemma 2\'s c·tanh(u / c)): the parts explain the logit before the cap, and the record says so', async () => {
   const { dir } = withHeadTail('softcap-head', (from, to) => ({
     nodes: [op('Div', [from, 'cap'], 'capped_in'), op('Tanh', ['capped_in'], 'capped'), op('Mul', ['capped', 'cap'], to)],
-    initializers: [scalar('cap', 30)],
+    initializers: [scalar('cap', 8)],
   }));
+  const [record] = await attributionRecords(dir, [{ id: 4346 }, { id: 262 }], '-1');
+  const [plain] = await attributionRecords(fixture('opset14-flat').dir, [{ id: 4346 }, { id: 262 }], '-1');
+  assert.equal(record.softcap, 8);
+  assert.equal('softcap' in plain, false);
+  // The same weights without the cap: its logits are the capped model's before the cap.
+  assert.ok(within(record.value, plain.value, 1e-4, 1e-4), `value ${record.value} vs ${plain.value}`);
+  record.parts.forEach((p, i) => assert.ok(within(p.value, plain.parts[i].value, 1e-5, 1e-5), `${p.name} L${p.layer}`));
+});
+
+test('a head with another op after the unembedding (a tanh without its cap) is refused in one line', async () => {
+  const { dir } = withHeadTail('tanh-head', (from, to) => ({ nodes: [op('Tanh', [from], to)], initializers: [] }));
   assertOneLineError(await runCli(['attribute', '-m', dir, '--offline', PROMPT], { env }), 1, /cannot read the final norm and head/);
 });

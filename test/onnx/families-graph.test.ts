@@ -8,8 +8,10 @@ import { decodeModel, encodeModel } from '../../src/onnx/proto.js';
 import { buildDecoderModel, DECODER_FORMS, formsOf, makeDecoderWeights, tinyConfig, tinyConfigFor, type Family } from '../fixtures/llama.js';
 import { ownLogits } from '../model/lens-check.js';
 import { assertClose, scratchDir } from '../helpers.js';
+import { ATTRIBUTION_IO } from '../../src/onnx/attribution-graph.js';
 
 const FAMILIES: Family[] = ['llama', 'qwen2', 'gemma', 'gpt_neox', 'gpt_neo'];
+const FAMILIES_WITH_NORM_BIAS: Family[] = ['gpt_neox', 'gpt_neo'];
 
 for (const family of FAMILIES) for (const name of formsOf(family)) {
   const form = DECODER_FORMS[name];
@@ -20,7 +22,13 @@ for (const family of FAMILIES) for (const name of formsOf(family)) {
     const structure = findDecoderStructure(graph, 3);
     assert.equal(new Set(structure.residuals).size, 4);
     const { model: rewritten } = addLensOutputs(model, 3);
-    assert.deepEqual(rewritten.graph.output.map((o) => o.name), [LENS_IO.logits, LENS_IO.hidden]);
+    const outputs = rewritten.graph.output.map((o) => o.name);
+    assert.deepEqual(outputs.slice(0, 2), [LENS_IO.logits, LENS_IO.hidden]);
+    // Every float form also exposes what attribute reads: the head and norm, each attention's
+    // output projection, and for parallel blocks the branches.
+    const attribution = [ATTRIBUTION_IO.unembedRows, ATTRIBUTION_IO.headBias, ATTRIBUTION_IO.normGain, ATTRIBUTION_IO.normShape, ATTRIBUTION_IO.headInputs, ATTRIBUTION_IO.headWeights];
+    for (const name of [...attribution, ...(family === 'gpt_neox' ? [ATTRIBUTION_IO.branches] : [])]) assert.ok(outputs.includes(name), `${name} among the outputs`);
+    assert.equal(outputs.includes(ATTRIBUTION_IO.normBias), FAMILIES_WITH_NORM_BIAS.includes(family), 'a norm bias exactly for LayerNorm families');
     // A flat export keeps its past inputs (its attention concatenates them); transformers.js feeds
     // them empty, sized from the fixed KV-head and head-size dims.
     for (const input of rewritten.graph.input.filter((i) => i.name.startsWith('past_key_values'))) {

@@ -1,3 +1,4 @@
+import { ATTRIBUTION_IO } from '../../src/onnx/attribution-graph.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { addLensOutputs, findDecoderStructure, GraphStructureError, inlineNoPastBranch, LENS_IO } from '../../src/onnx/lens-graph.js';
@@ -20,7 +21,9 @@ for (const [name, form] of Object.entries(FORMS)) {
     assert.equal(structure.residuals.length, 3);
     assert.equal(new Set(structure.residuals).size, 3);
     const { model: rewritten } = addLensOutputs(renamed, 2);
-    assert.deepEqual(rewritten.graph.output.map((o) => o.name), [LENS_IO.logits, LENS_IO.hidden]);
+    const outputs = rewritten.graph.output.map((o) => o.name);
+    assert.deepEqual(outputs.slice(0, 2), [LENS_IO.logits, LENS_IO.hidden]);
+    for (const name of [ATTRIBUTION_IO.unembedRows, ATTRIBUTION_IO.normGain, ATTRIBUTION_IO.normBias, ATTRIBUTION_IO.headInputs]) assert.ok(outputs.includes(name), `${name} among the outputs`);
     assert.ok(rewritten.graph.input.some((i) => i.name === LENS_IO.positions));
     assert.ok(!rewritten.graph.node.some((n) => n.op_type === 'If'), 'merged decoders are flattened');
   });
