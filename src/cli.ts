@@ -8,6 +8,7 @@ import type { AnalyzeOptions, Command as LensCommand, TargetSpec } from './comma
 import type { FigureCommand } from './commands/figures.js';
 import type { LensRecord } from './lens/record.js';
 import { parseIndexSpec, type IndexSpec } from './lens/spec.js';
+import { checkTargetCount, COMMAND_RUNS } from './commands/runs.js';
 import { cacheRoot, DTYPE_SUFFIX, offlineFromEnv, type Dtype } from './model/paths.js';
 import { HEAT_BY, type HeatBy } from './render/grid.js';
 import { colorEnabled } from './render/style.js';
@@ -119,9 +120,7 @@ async function execute(load: () => Promise<LensCommand>, positional: string[], o
     ...opts.target.map((text) => ({ text })), ...(opts.gold ?? []).map((text) => ({ text })),
     ...opts.targetId.map((id) => ({ id })), ...(opts.goldId ?? []).map((id) => ({ id })),
   ];
-  if (defaults.targetCount !== undefined && targets.length > 0 && targets.length !== defaults.targetCount) {
-    throw usageError(`${targets.length} target${targets.length === 1 ? '' : 's'} given; this command compares exactly ${defaults.targetCount}`, 'give --target A --target B, or none');
-  }
+  checkTargetCount(targets.length, defaults.targetCount);
   const promptGiven = positional.length > 0 || opts.file !== undefined;
   let targetOrigin: 'given' | 'seed' = 'given';
   if (targets.length === 0 && !promptGiven && defaults.seedTargets) {
@@ -209,23 +208,23 @@ export function buildProgram(): Command {
     .description('top-k tokens of every layer'))
     .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/topk.js')).topk, prompts, opts, { name: 'topk', prompts: NOTEBOOK_PROMPTS }));
 
-  const chartDefaults = { prompts: CHART_PROMPTS, seedTargets: [CHART_TARGET], lensTargets: 'top1' as const };
+  const chartDefaults = { prompts: CHART_PROMPTS, seedTargets: [CHART_TARGET] };
   withSvg(addCommonOptions(program.command('prob').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
     .description(`P(target) per layer as a chart (default: the lens's own top-1 tokens; ${JSON.stringify(CHART_TARGET)} without a prompt)`)))
-    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/prob.js')).prob, prompts, opts, { ...chartDefaults, name: 'prob' }));
+    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/prob.js')).prob, prompts, opts, { ...chartDefaults, ...COMMAND_RUNS.prob, name: 'prob' }));
 
   withSvg(addCommonOptions(program.command('rank').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
     .description(`rank of the gold token per layer as a chart (default: the lens's own top-1 tokens; ${JSON.stringify(CHART_TARGET)} without a prompt)`))
     .option('--gold <text>', 'gold token text (same as --target); repeatable', collect(String), [])
     .option('--gold-id <n>', 'gold token id (same as --target-id); repeatable', collect(integer(0, '--gold-id')), []))
-    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/rank.js')).rank, prompts, opts, { ...chartDefaults, name: 'rank' }));
+    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/rank.js')).rank, prompts, opts, { ...chartDefaults, ...COMMAND_RUNS.rank, name: 'rank' }));
 
   withSvg(addCommonOptions(program.command('diff').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
     .description(`logit(A) − logit(B) per layer for exactly two targets (default: the final layer's top 2; ${DIFF_TARGETS.map((t) => JSON.stringify(t)).join(' and ')} without a prompt)`)))
-    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/diff.js')).diff, prompts, opts, { name: 'diff', prompts: CHART_PROMPTS, seedTargets: DIFF_TARGETS, lensTargets: 'top2', targetCount: 2 }));
+    .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/diff.js')).diff, prompts, opts, { ...COMMAND_RUNS.diff, name: 'diff', prompts: CHART_PROMPTS, seedTargets: DIFF_TARGETS }));
 
   withSvg(addCommonOptions(program.command('heatmap').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
-    .description('top-1 token of every layer at every position, as a coloured grid (default --position :)'), ':'))
+    .description('top-1 token of every layer at every position, as a coloured grid (default --position :)'), COMMAND_RUNS.heatmap.position))
     .addOption(new Option('--by <what>', 'what the colour shows: prob (the top-1 probability), entropy, or kl (KL to the final layer)').choices(HEAT_BY).default('prob'))
     .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/heatmap.js')).heatmapCommand({ by: opts.by ?? 'prob', width: terminalWidth() }), prompts, opts, { name: 'heatmap', prompts: CHART_PROMPTS }));
 

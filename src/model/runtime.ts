@@ -5,7 +5,7 @@ import { AutoModelForCausalLM, AutoTokenizer, env as hfEnv, Tensor, type PreTrai
 import { UserError } from '../errors.js';
 import { LENS_IO } from '../onnx/lens-graph.js';
 import { loaderModelType, readArchitecture, readConfigFile } from './architecture.js';
-import { byteLevelText, isSentencePieceVocab, sentencePieceText } from '../render/tokens.js';
+import { byteLevelText, isSentencePieceVocab, sentencePieceText } from '../lens/tokens.js';
 import { resolveModel, type ResolveOptions } from './hub.js';
 import { cacheRoot, type Dtype } from './paths.js';
 import { discardEntry, prepareLensModel, type PreparedModel } from './prepare.js';
