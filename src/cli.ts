@@ -228,6 +228,39 @@ export function buildProgram(): Command {
     .addOption(new Option('--by <what>', 'what the colour shows: prob (the top-1 probability), entropy, or kl (KL to the final layer)').choices(HEAT_BY).default('prob'))
     .action((prompts: string[], opts: RawOptions) => execute(async () => (await import('./commands/heatmap.js')).heatmapCommand({ by: opts.by ?? 'prob', width: terminalWidth() }), prompts, opts, { name: 'heatmap', prompts: CHART_PROMPTS }));
 
+  program.command('serve')
+    .description('serve a page and a JSON API (POST /api/run) to explore prompts in the browser, the models loaded once')
+    .option('-m, --model <id|dir>', `model to load; repeatable, the first is the default (default: ${DEFAULT_MODEL})`, collect(String), [])
+    .option('--revision <rev>', 'hub revision of a repo id: branch, tag or commit', 'main')
+    .addOption(new Option('--dtype <dtype>', 'weights variant').choices(Object.keys(DTYPE_SUFFIX)).default('fp32'))
+    .option('--host <address>', 'address to listen on; other than 127.0.0.1 exposes the models to the network', '127.0.0.1')
+    .option('--port <n>', 'port to listen on (0: a free one)', integer(0, '--port'), 8080)
+    .option('--queue <n>', 'requests that may wait behind the running one before more are refused (503)', integer(0, '--queue'), 16)
+    .option('--offline', 'never touch the network (also HF_HUB_OFFLINE=1)')
+    .option('--verbose', 'show stack traces of internal errors')
+    .action(async (opts: { model: string[]; revision: string; dtype: Dtype; host: string; port: number; queue: number; offline?: boolean }) => {
+      if (opts.port > 65535) throw usageError(`--port ${opts.port} is not a port (0..65535)`);
+      const env = process.env;
+      const [{ serve, isLoopback }, { LensError }] = await Promise.all([import('./server/server.js'), import('./index.js')]);
+      if (!isLoopback(opts.host)) process.stderr.write(`lens: warning: listening on ${opts.host}: anyone who can reach this address can run the models\n`);
+      const models = opts.model.length > 0 ? opts.model : [DEFAULT_MODEL];
+      const showProgress = process.stderr.isTTY === true;
+      const bar = showProgress ? progressBar() : undefined;
+      let served;
+      try {
+        served = await serve({
+          models, dtype: opts.dtype, revision: opts.revision, offline: !!opts.offline || offlineFromEnv(env), env, host: opts.host, port: opts.port, queue: opts.queue, batch: true,
+          onProgress: (p) => { if (p.phase === 'download') bar?.(p.done, p.total, p.file); else if (showProgress) process.stderr.write('lens: preparing the model for the lens (once per model)…\n'); },
+        });
+      } catch (error) {
+        if (error instanceof LensError && error.code !== 'E_INTERNAL') throw new UserError(error.message, undefined, error.code === 'E_USAGE' ? 2 : 1);
+        throw error;
+      }
+      process.stderr.write(`lens: serving ${served.origin}/\n`);
+      // Serves until interrupted (SIGINT exits 130) or terminated.
+      await new Promise<void>((resolve) => process.once('SIGTERM', () => { void served.close().then(resolve); }));
+    });
+
   program.command('inspect')
     .description('what lens finds in a model: family, layers, final norm, head, residual, cache entry')
     .option('-m, --model <id|dir>', 'hub repo id or local model directory', DEFAULT_MODEL)

@@ -93,6 +93,11 @@ export interface RunOptions {
 export interface Lens {
   /** The model as named when opened. */
   readonly model: string;
+  /** Its number of blocks L: records have layers 0 … L. */
+  readonly layers: number;
+  /** The longest prompt it reads, in tokens. */
+  readonly contextLength: number;
+  readonly vocabSize: number;
   /** One record per prompt and position, prompts in order (the records `--json` prints). Rejects with LensError. */
   run(prompts: string | string[], options?: RunOptions): Promise<LensRecord[]>;
   /** What `lens inspect --json` shows for the model. Rejects with LensError. */
@@ -184,7 +189,7 @@ export async function openLens(options: OpenOptions = {}): Promise<Lens> {
   };
 
   return {
-    model,
+    model, layers: analyzer.model.layers, contextLength: analyzer.model.contextLength, vocabSize: analyzer.model.vocabSize,
     run(prompts, runOptions = {}) {
       try {
         const command = runOptions.command === undefined ? undefined : COMMAND_RUNS[runOptions.command];
