@@ -321,6 +321,7 @@ export function renderLivePage(options: { models: LiveModel[]; nonce: string }):
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>lens serve</title>
+<link rel="icon" href="data:,">
 <style>${STYLE}</style>
 </head>
 <body>
