@@ -94,7 +94,8 @@ test('lens serve\'s page in headless chromium', (t) => inBrowser(t, async (conte
     assert.equal(url.searchParams.get('pin'), String(pinned.id));
     assert.equal(url.searchParams.get('cell'), '2,3');
     assert.equal(url.searchParams.get('stride'), '2');
-    await page.screenshot({ path: join(scratchDir('serve-shot'), 'serve.png') });
+    // LENS_SCREENSHOT_DIR keeps the shot (the README's comes from here)
+    await page.screenshot({ path: join(process.env.LENS_SCREENSHOT_DIR ?? scratchDir('serve-shot'), 'serve.png'), fullPage: true });
     const again = await openPage(context, url.href);
     await again.page.waitForFunction(`document.querySelectorAll('#pin-chart svg polyline').length === 2 && document.querySelectorAll('[role=gridcell]').length === 12`);
     assert.equal(await again.page.getByLabel('Prompt', { exact: true }).inputValue(), P);
