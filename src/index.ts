@@ -192,8 +192,11 @@ export async function openLens(options: OpenOptions = {}): Promise<Lens> {
     model, layers: analyzer.model.layers, contextLength: analyzer.model.contextLength, vocabSize: analyzer.model.vocabSize,
     run(prompts, runOptions = {}) {
       try {
-        const command = runOptions.command === undefined ? undefined : COMMAND_RUNS[runOptions.command];
-        if (runOptions.command !== undefined && !command) throw usage(`not a command: ${JSON.stringify(runOptions.command)} (one of ${Object.keys(COMMAND_RUNS).join(', ')})`);
+        const name = runOptions.command;
+        if (name !== undefined && !Object.hasOwn(COMMAND_RUNS, name)) throw usage(`not a command: ${JSON.stringify(name)} (one of ${Object.keys(COMMAND_RUNS).join(', ')})`);
+        const command = name === undefined ? undefined : COMMAND_RUNS[name];
+        if (runOptions.targets !== undefined && !Array.isArray(runOptions.targets)) throw usage('targets: give an array of texts or token ids');
+        if (runOptions.lensTargets !== undefined && runOptions.lensTargets !== 'top1' && runOptions.lensTargets !== 'top2') throw usage('lensTargets: "top1" or "top2"');
         const list = typeof prompts === 'string' ? [prompts] : prompts;
         if (!Array.isArray(list) || !list.every((p) => typeof p === 'string')) throw usage('give a prompt or an array of prompts (strings)');
         const k = runOptions.k ?? 5;

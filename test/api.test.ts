@@ -157,7 +157,7 @@ test('close() waits for the calls under way, then refuses new ones', async () =>
 
 test('bad run options are E_USAGE, not exceptions thrown synchronously', async () => {
   const lens = await shared();
-  for (const options of [{ k: 0 }, { positions: 'x' }, { targets: [{}] }, { command: 'nope' }, { layers: '9' }] as RunOptions[]) {
+  for (const options of [{ k: 0 }, { positions: 'x' }, { positions: [] }, { targets: [{}] }, { targets: ' a' }, { command: 'nope' }, { command: 'constructor' }, { lensTargets: 'top3' }, { layers: '9' }] as RunOptions[]) {
     await assert.rejects(lens.run(P1, options), (e: unknown) => e instanceof LensError && e.code === 'E_USAGE', JSON.stringify(options));
   }
 });

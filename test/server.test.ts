@@ -65,7 +65,7 @@ test('bad requests are 400 with the CLI\'s message; the server keeps serving', a
   assert.equal(tooLong.status, 400);
   assert.equal(`lens: ${JSON.parse(tooLong.body).error}\n`, cli.stderr);
   assert.equal(JSON.parse(tooLong.body).code, 'E_USAGE');
-  for (const body of ['{bad json', '[]', '"x"', '{}', '{"prompt": 3}', '{"prompt": "a", "model": "/etc"}', '{"prompt": "a", "path": "/etc"}', '{"prompt": "a", "k": 0}', '{"prompt": "a", "positions": "9"}']) {
+  for (const body of ['{bad json', '[]', '"x"', '{}', '{"prompt": 3}', '{"prompt": "a", "model": "/etc"}', '{"prompt": "a", "path": "/etc"}', '{"prompt": "a", "k": 0}', '{"prompt": "a", "positions": "9"}', '{"prompt": "a", "targets": "x"}', '{"prompt": "a", "command": "__proto__"}']) {
     const answer = await call(served, '/api/run', { body });
     assert.equal(answer.status, 400, `${body}: ${answer.body}`);
     assert.equal(typeof JSON.parse(answer.body).error, 'string');
