@@ -8,6 +8,7 @@ import type { AnalyzeOptions, Command as LensCommand, TargetSpec } from './comma
 import type { FigureCommand } from './commands/figures.js';
 import type { LensRecord } from './lens/record.js';
 import { parseIndexSpec, type IndexSpec } from './lens/spec.js';
+import { checkTargetCount, COMMAND_RUNS } from './commands/runs.js';
 import { cacheRoot, DTYPE_SUFFIX, offlineFromEnv, type Dtype } from './model/paths.js';
 import { HEAT_BY, type HeatBy } from './render/grid.js';
 import { formatDownloadProgress } from './render/progress.js';
@@ -137,9 +138,7 @@ async function execute(load: () => Promise<LensCommand>, positional: string[], o
     ...opts.target.map((text) => ({ text })), ...(opts.gold ?? []).map((text) => ({ text })),
     ...opts.targetId.map((id) => ({ id })), ...(opts.goldId ?? []).map((id) => ({ id })),
   ];
-  if (defaults.targetCount !== undefined && targets.length > 0 && targets.length !== defaults.targetCount) {
-    throw usageError(`${targets.length} target${targets.length === 1 ? '' : 's'} given; this command compares exactly ${defaults.targetCount}`, 'give --target A --target B, or none');
-  }
+  checkTargetCount(targets.length, defaults.targetCount);
   const promptGiven = positional.length > 0 || opts.file !== undefined;
   let targetOrigin: 'given' | 'seed' = 'given';
   if (targets.length === 0 && !promptGiven && defaults.seedTargets) {
@@ -231,23 +230,23 @@ export function buildProgram(): Command {
     .description('top-k tokens of every layer'))
     .action((prompts: string[], opts: RawOptions, cmd: Command) => execute(async () => (await import('./commands/topk.js')).topk, prompts, opts, { name: 'topk', prompts: NOTEBOOK_PROMPTS }, lensGiven(cmd)));
 
-  const chartDefaults = { prompts: CHART_PROMPTS, seedTargets: [CHART_TARGET], lensTargets: 'top1' as const };
+  const chartDefaults = { prompts: CHART_PROMPTS, seedTargets: [CHART_TARGET] };
   withSvg(addCommonOptions(program.command('prob').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
     .description(`P(target) per layer as a chart (default: the lens's own top-1 tokens; ${JSON.stringify(CHART_TARGET)} without a prompt)`)))
-    .action((prompts: string[], opts: RawOptions, cmd: Command) => execute(async () => (await import('./commands/prob.js')).prob, prompts, opts, { ...chartDefaults, name: 'prob' }, lensGiven(cmd)));
+    .action((prompts: string[], opts: RawOptions, cmd: Command) => execute(async () => (await import('./commands/prob.js')).prob, prompts, opts, { ...chartDefaults, ...COMMAND_RUNS.prob, name: 'prob' }, lensGiven(cmd)));
 
   withSvg(addCommonOptions(program.command('rank').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
     .description(`rank of the gold token per layer as a chart (default: the lens's own top-1 tokens; ${JSON.stringify(CHART_TARGET)} without a prompt)`))
     .option('--gold <text>', 'gold token text (same as --target); repeatable', collect(String), [])
     .option('--gold-id <n>', 'gold token id (same as --target-id); repeatable', collect(integer(0, '--gold-id')), []))
-    .action((prompts: string[], opts: RawOptions, cmd: Command) => execute(async () => (await import('./commands/rank.js')).rank, prompts, opts, { ...chartDefaults, name: 'rank' }, lensGiven(cmd)));
+    .action((prompts: string[], opts: RawOptions, cmd: Command) => execute(async () => (await import('./commands/rank.js')).rank, prompts, opts, { ...chartDefaults, ...COMMAND_RUNS.rank, name: 'rank' }, lensGiven(cmd)));
 
   withSvg(addCommonOptions(program.command('diff').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
     .description(`logit(A) − logit(B) per layer for exactly two targets (default: the final layer's top 2; ${DIFF_TARGETS.map((t) => JSON.stringify(t)).join(' and ')} without a prompt)`)))
-    .action((prompts: string[], opts: RawOptions, cmd: Command) => execute(async () => (await import('./commands/diff.js')).diff, prompts, opts, { name: 'diff', prompts: CHART_PROMPTS, seedTargets: DIFF_TARGETS, lensTargets: 'top2', targetCount: 2 }, lensGiven(cmd)));
+    .action((prompts: string[], opts: RawOptions, cmd: Command) => execute(async () => (await import('./commands/diff.js')).diff, prompts, opts, { ...COMMAND_RUNS.diff, name: 'diff', prompts: CHART_PROMPTS, seedTargets: DIFF_TARGETS }, lensGiven(cmd)));
 
   withSvg(addCommonOptions(program.command('heatmap').argument('[prompts...]', `prompts (default: ${JSON.stringify(CHART_PROMPTS[0])})`)
-    .description('top-1 token of every layer at every position, as a coloured grid (default --position :)'), ':'))
+    .description('top-1 token of every layer at every position, as a coloured grid (default --position :)'), COMMAND_RUNS.heatmap.position))
     .addOption(new Option('--by <what>', 'what the colour shows: prob (the top-1 probability), entropy, or kl (KL to the final layer)').choices(HEAT_BY).default('prob'))
     .action((prompts: string[], opts: RawOptions, cmd: Command) => execute(async () => (await import('./commands/heatmap.js')).heatmapCommand({ by: opts.by ?? 'prob', width: terminalWidth() }), prompts, opts, { name: 'heatmap', prompts: CHART_PROMPTS }, lensGiven(cmd)));
 
@@ -275,6 +274,39 @@ export function buildProgram(): Command {
         if (opts.json) { for (const record of records) process.stdout.write(`${JSON.stringify(record)}\n`); }
         else { process.stdout.write(`${first ? '' : '\n'}${text}\n`); first = false; }
       }
+    });
+
+  program.command('serve')
+    .description('serve a page and a JSON API (POST /api/run) to explore prompts in the browser, the models loaded once')
+    .option('-m, --model <id|dir>', `model to load; repeatable, the first is the default (default: ${DEFAULT_MODEL})`, collect(String), [])
+    .option('--revision <rev>', 'hub revision of a repo id: branch, tag or commit', 'main')
+    .addOption(new Option('--dtype <dtype>', 'weights variant').choices(Object.keys(DTYPE_SUFFIX)).default('fp32'))
+    .option('--host <address>', 'address to listen on; other than 127.0.0.1 exposes the models to the network', '127.0.0.1')
+    .option('--port <n>', 'port to listen on (0: a free one)', integer(0, '--port'), 8080)
+    .option('--queue <n>', 'requests that may wait behind the running one before more are refused (503)', integer(0, '--queue'), 16)
+    .option('--offline', 'never touch the network (also HF_HUB_OFFLINE=1)')
+    .option('--verbose', 'show stack traces of internal errors')
+    .action(async (opts: { model: string[]; revision: string; dtype: Dtype; host: string; port: number; queue: number; offline?: boolean }) => {
+      if (opts.port > 65535) throw usageError(`--port ${opts.port} is not a port (0..65535)`);
+      const env = process.env;
+      const [{ serve, isLoopback }, { LensError }] = await Promise.all([import('./server/server.js'), import('./index.js')]);
+      if (!isLoopback(opts.host)) process.stderr.write(`lens: warning: listening on ${opts.host}: anyone who can reach this address can run the models\n`);
+      const models = opts.model.length > 0 ? opts.model : [DEFAULT_MODEL];
+      const showProgress = process.stderr.isTTY === true;
+      const bar = showProgress ? progressBar() : undefined;
+      let served;
+      try {
+        served = await serve({
+          models, dtype: opts.dtype, revision: opts.revision, offline: !!opts.offline || offlineFromEnv(env), env, host: opts.host, port: opts.port, queue: opts.queue, batch: true,
+          onProgress: (p) => { if (p.phase === 'download') bar?.(p.done, p.total, p.file); else if (showProgress) process.stderr.write('lens: preparing the model for the lens (once per model)…\n'); },
+        });
+      } catch (error) {
+        if (error instanceof LensError && error.code !== 'E_INTERNAL') throw new UserError(error.message, undefined, error.code === 'E_USAGE' ? 2 : 1);
+        throw error;
+      }
+      process.stderr.write(`lens: serving ${served.origin}/\n`);
+      // Serves until interrupted (SIGINT exits 130) or terminated.
+      await new Promise<void>((resolve) => process.once('SIGTERM', () => { void served.close().then(resolve); }));
     });
 
   program.command('inspect')

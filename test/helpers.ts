@@ -98,3 +98,15 @@ export function assertOneLineError(result: CliResult, code: number, pattern?: Re
   if (pattern) assert.match(lines[0], pattern);
   assert.equal(result.stdout, '', 'nothing on stdout');
 }
+
+/** Runs `node script args` in `cwd` with the test environment (offline); resolves with its stdout, failing on a non-zero exit. */
+export function runScript(script: string, args: string[], cwd = ROOT): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [script, ...args], { cwd, env: cleanEnv({ HF_HUB_OFFLINE: '1' }), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '', stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(stdout) : reject(new Error(`${script} exited ${code}: ${stderr}`))));
+  });
+}

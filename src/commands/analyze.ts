@@ -73,8 +73,23 @@ export function resolvePositions(spec: IndexSpec, length: number): number[] {
   }
 }
 
-/** Runs the lens on each prompt in turn, yielding each prompt's records. Throws UserError on bad input. */
-export async function* analyzePrompts(prompts: AsyncIterable<string> | Iterable<string>, options: AnalyzeOptions): AsyncGenerator<PromptResult> {
+/** What one run reads from a loaded model: the per-prompt part of AnalyzeOptions. */
+export type RunRequest = Pick<AnalyzeOptions, 'raw' | 'positions' | 'k' | 'targets' | 'targetOrigin' | 'lensTargets' | 'sublayers' | 'logitsBudget'>;
+
+/** A loaded model and the one way records are made from it, shared by the commands and the library. */
+export interface Analyzer {
+  model: LensModel;
+  /**
+   * Checks `request` against the model (targets resolved, sub-layer sites present) and returns the
+   * function that analyzes one prompt; `checkpoint` runs before each forward (to stop a cancelled run).
+   * Throws UserError on bad input, here or from the returned function.
+   */
+  plan(request: RunRequest, checkpoint?: () => void): (prompt: string) => Promise<PromptResult>;
+  dispose(): Promise<void>;
+}
+
+/** Loads the model of `options` (downloading and preparing it as needed). Throws UserError. */
+export async function openAnalyzer(options: Omit<AnalyzeOptions, keyof RunRequest>): Promise<Analyzer> {
   // The runtime pulls in transformers.js and onnxruntime: load it only when a command runs.
   const { loadLensModel } = await import('../model/runtime.js');
   // The lens's files are read before the model loads, so that a bad file fails fast.
@@ -82,73 +97,92 @@ export async function* analyzePrompts(prompts: AsyncIterable<string> | Iterable<
   const model = await loadLensModel(options.model, options);
   try {
     if (tuned) (await import('../tuned/lens-dir.js')).checkLensFits(tuned, model);
-    if (options.sublayers && !model.midSites) {
-      throw usageError(`--sublayers: ${model.id} has no residual between attention and MLP in its blocks (attention and MLP run in parallel, as in GPT-J and GPT-NeoX)`);
-    }
-    const given = options.targets.map((spec) => resolveTarget(spec, model));
-    const mode = tuned ? 'tuned' : options.raw ? 'raw' : 'norm';
-    const runOptions = { sublayers: options.sublayers === true, translators: tuned?.translators };
-    const V = model.vocabSize;
-    for await (const prompt of prompts) {
-      const ids = encodePrompt(prompt, model);
-      const positions = resolvePositions(options.positions, ids.length);
-      const multi = given.filter((t) => t.ids.length > 1);
-      if (multi.length > 0) {
-        const t = multi[0];
-        if (positions.length !== 1 || positions[0] !== ids.length - 1) {
-          throw usageError(`target ${JSON.stringify(t.text)} is ${t.ids.length} tokens: several-token targets are read at the prompt's last position only`, 'use --position -1, or a single-token target');
-        }
-        const longest = Math.max(...multi.map((m) => m.ids.length));
-        if (ids.length + longest - 1 > model.contextLength) {
-          throw usageError(`prompt and target are ${ids.length + longest - 1} tokens; ${model.id} reads at most ${model.contextLength}`, 'shorten the prompt or the target');
-        }
-      }
-      // A several-token target: one forward over the prompt and its first m−1 tokens, read at p … p+m−1.
-      // Causal attention leaves position p as it is for the prompt alone, so the first such run also
-      // gives the record's own statistics (p is then the only position).
-      const forced = new Map<Target, LensRun>();
-      for (const t of multi) {
-        const p = ids.length - 1;
-        forced.set(t, await model.run([...ids, ...t.ids.slice(0, -1)], t.ids.map((_, i) => p + i), mode, runOptions));
-      }
-      const rowsAt = (r: LensRun, P: number, pi: number) => r.sites.map((_, s) => r.logits.subarray((s * P + pi) * V, (s * P + pi + 1) * V));
-      const tokens = ids.map((id) => ({ id, text: model.tokenText(id) }));
-      const record = (run: LensRun, P: number, pi: number, position: number) => {
-        const siteLogits = rowsAt(run, P, pi);
-        const stats = siteStats(siteLogits, options.k);
-        let targets: TargetInput[] = given.map((t) => {
-          const r = forced.get(t);
-          return r ? { ...t, pieceLogits: t.ids.map((_, i) => rowsAt(r, t.ids.length, i)) } : t;
-        });
-        if (given.length === 0 && options.lensTargets) targets = surfacedTargets(stats.map((s) => s.top), options.lensTargets, model.tokenText);
-        return buildRecord({ model: model.id, mode, prompt, tokens, position, sites: run.sites, siteLogits, stats, k: options.k, targets, tokenText: model.tokenText });
-      };
-      const records: LensRecord[] = [];
-      if (multi.length > 0) {
-        records.push(record(forced.get(multi[0])!, multi[0].ids.length, 0, positions[0]));
-      } else {
-        // All positions in one forward, unless their logits would pass the budget: then in chunks.
-        const sites = options.sublayers ? 2 * model.layers + 1 : model.layers + 1;
-        const chunk = Math.max(1, Math.floor((options.logitsBudget ?? LOGITS_BUDGET) / (sites * V)));
-        for (let start = 0; start < positions.length; start += chunk) {
-          const part = positions.slice(start, start + chunk);
-          const run = await model.run(ids, part, mode, runOptions);
-          part.forEach((position, pi) => records.push(record(run, part.length, pi, position)));
-        }
-      }
-      const targetOrigin: TargetOrigin | undefined = given.length > 0 ? options.targetOrigin ?? 'given'
-        : options.lensTargets ? (options.lensTargets === 'top1' ? 'lens-top1' : 'lens-top2') : undefined;
-      yield { prompt, records, targetOrigin };
-    }
-  } finally {
+  } catch (error) {
     await model.dispose();
+    throw error;
+  }
+  return { model, plan: (request, checkpoint) => planRuns(model, tuned, request, checkpoint), dispose: () => model.dispose() };
+}
+
+type TunedLensValues = Awaited<ReturnType<typeof loadTunedLens>>;
+
+function planRuns(model: LensModel, tuned: TunedLensValues | undefined, options: RunRequest, checkpoint: () => void = () => {}): (prompt: string) => Promise<PromptResult> {
+  if (tuned && options.raw) throw usageError('--raw and --lens tuned do not go together', 'the tuned lens always ends with the final norm');
+  if (tuned && options.sublayers) throw usageError('--sublayers and --lens tuned do not go together', 'a tuned lens has translators for the block outputs only');
+  if (options.sublayers && !model.midSites) {
+    throw usageError(`--sublayers: ${model.id} has no residual between attention and MLP in its blocks (attention and MLP run in parallel, as in GPT-J and GPT-NeoX)`);
+  }
+  const given = options.targets.map((spec) => resolveTarget(spec, model));
+  const mode = tuned ? 'tuned' : options.raw ? 'raw' : 'norm';
+  const runOptions = { sublayers: options.sublayers === true, translators: tuned?.translators };
+  const V = model.vocabSize;
+  const forward = (ids: number[], positions: number[]) => { checkpoint(); return model.run(ids, positions, mode, runOptions); };
+  return async (prompt) => {
+    const ids = encodePrompt(prompt, model);
+    const positions = resolvePositions(options.positions, ids.length);
+    const multi = given.filter((t) => t.ids.length > 1);
+    if (multi.length > 0) {
+      const t = multi[0];
+      if (positions.length !== 1 || positions[0] !== ids.length - 1) {
+        throw usageError(`target ${JSON.stringify(t.text)} is ${t.ids.length} tokens: several-token targets are read at the prompt's last position only`, 'use --position -1, or a single-token target');
+      }
+      const longest = Math.max(...multi.map((m) => m.ids.length));
+      if (ids.length + longest - 1 > model.contextLength) {
+        throw usageError(`prompt and target are ${ids.length + longest - 1} tokens; ${model.id} reads at most ${model.contextLength}`, 'shorten the prompt or the target');
+      }
+    }
+    // A several-token target: one forward over the prompt and its first m−1 tokens, read at p … p+m−1.
+    // Causal attention leaves position p as it is for the prompt alone, so the first such run also
+    // gives the record's own statistics (p is then the only position).
+    const forced = new Map<Target, LensRun>();
+    for (const t of multi) {
+      const p = ids.length - 1;
+      forced.set(t, await forward([...ids, ...t.ids.slice(0, -1)], t.ids.map((_, i) => p + i)));
+    }
+    const rowsAt = (r: LensRun, P: number, pi: number) => r.sites.map((_, s) => r.logits.subarray((s * P + pi) * V, (s * P + pi + 1) * V));
+    const tokens = ids.map((id) => ({ id, text: model.tokenText(id) }));
+    const record = (run: LensRun, P: number, pi: number, position: number) => {
+      const siteLogits = rowsAt(run, P, pi);
+      const stats = siteStats(siteLogits, options.k);
+      let targets: TargetInput[] = given.map((t) => {
+        const r = forced.get(t);
+        return r ? { ...t, pieceLogits: t.ids.map((_, i) => rowsAt(r, t.ids.length, i)) } : t;
+      });
+      if (given.length === 0 && options.lensTargets) targets = surfacedTargets(stats.map((s) => s.top), options.lensTargets, model.tokenText);
+      return buildRecord({ model: model.id, mode, prompt, tokens, position, sites: run.sites, siteLogits, stats, k: options.k, targets, tokenText: model.tokenText });
+    };
+    const records: LensRecord[] = [];
+    if (multi.length > 0) {
+      records.push(record(forced.get(multi[0])!, multi[0].ids.length, 0, positions[0]));
+    } else {
+      // All positions in one forward, unless their logits would pass the budget: then in chunks.
+      const sites = options.sublayers ? 2 * model.layers + 1 : model.layers + 1;
+      const chunk = Math.max(1, Math.floor((options.logitsBudget ?? LOGITS_BUDGET) / (sites * V)));
+      for (let start = 0; start < positions.length; start += chunk) {
+        const part = positions.slice(start, start + chunk);
+        const run = await forward(ids, part);
+        part.forEach((position, pi) => records.push(record(run, part.length, pi, position)));
+      }
+    }
+    const targetOrigin: TargetOrigin | undefined = given.length > 0 ? options.targetOrigin ?? 'given'
+      : options.lensTargets ? (options.lensTargets === 'top1' ? 'lens-top1' : 'lens-top2') : undefined;
+    return { prompt, records, targetOrigin };
+  };
+}
+
+/** Runs the lens on each prompt in turn, yielding each prompt's records. Throws UserError on bad input. */
+export async function* analyzePrompts(prompts: AsyncIterable<string> | Iterable<string>, options: AnalyzeOptions): AsyncGenerator<PromptResult> {
+  const analyzer = await openAnalyzer(options);
+  try {
+    const analyzeOne = analyzer.plan(options);
+    for await (const prompt of prompts) yield await analyzeOne(prompt);
+  } finally {
+    await analyzer.dispose();
   }
 }
 
-/** The tuned lens `options` name, checked against the other options. Throws UserError. */
-async function loadTunedLens(options: AnalyzeOptions) {
-  if (options.raw) throw usageError('--raw and --lens tuned do not go together', 'the tuned lens always ends with the final norm');
-  if (options.sublayers) throw usageError('--sublayers and --lens tuned do not go together', 'a tuned lens has translators for the block outputs only');
+/** The tuned lens `options` name. Throws UserError. */
+async function loadTunedLens(options: Omit<AnalyzeOptions, keyof RunRequest>) {
   if (options.tunedLens === undefined) throw usageError('--lens tuned needs --tuned-lens DIR|NAME', 'a directory with the lens\'s config.json and params.pt, or a lens name in the tuned-lens Space such as gpt2');
   return (await import('../model/tuned-hub.js')).loadTunedLens(options.tunedLens, options);
 }

@@ -8,7 +8,7 @@ import { ATTRIBUTION_IO } from '../onnx/attribution-graph.js';
 import { LENS_IO } from '../onnx/lens-graph.js';
 import { halfToFloat } from '../onnx/proto.js';
 import { loaderModelType, readArchitecture, readConfigFile } from './architecture.js';
-import { byteLevelText, isSentencePieceVocab, sentencePieceText } from '../render/tokens.js';
+import { byteLevelText, isSentencePieceVocab, sentencePieceText } from '../lens/tokens.js';
 import { resolveModel, type ResolveOptions } from './hub.js';
 import { cacheRoot, type Dtype } from './paths.js';
 import { discardEntry, prepareLensModel, type PreparedModel } from './prepare.js';

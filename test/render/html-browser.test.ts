@@ -2,79 +2,14 @@
 // browser download). Missing browser or driver: skipped on a workstation, a failure under CI=true.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { renderHtml } from '../../src/render/html.js';
 import type { LensRecord } from '../../src/lens/record.js';
 import { fixture, runCli, scratchDir } from '../helpers.js';
 import { sampleViews } from './records.js';
-
-export const CHROMIUM = '/usr/bin/chromium';
-export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-
-/** The part of playwright-core's API these tests use. */
-interface Page {
-  on(event: 'console', f: (m: { type(): string; text(): string }) => void): void;
-  on(event: 'pageerror', f: (e: Error) => void): void;
-  on(event: 'request', f: (r: { url(): string }) => void): void;
-  goto(url: string): Promise<unknown>;
-  locator(selector: string): Locator;
-  screenshot(options: { path: string; fullPage?: boolean }): Promise<unknown>;
-  mouse: { move(x: number, y: number): Promise<void> };
-}
-interface Locator {
-  hover(): Promise<void>; tap(): Promise<void>; innerText(): Promise<string>; count(): Promise<number>;
-  waitFor(options: { state: 'visible' | 'hidden' }): Promise<void>;
-}
-interface Context { pages(): Page[]; newPage(): Promise<Page>; close(): Promise<void> }
-interface Playwright { chromium: { launchPersistentContext(dir: string, options: Record<string, unknown>): Promise<Context> } }
-
-/**
- * A fresh headless chromium context (its own user-data dir), or why there is none. Under CI=true a
- * missing browser or driver throws, so the test fails rather than skips.
- */
-export async function launchBrowser(): Promise<{ context: Context } | { missing: string }> {
-  let playwright: Playwright | undefined;
-  try {
-    // required by name (CommonJS), so that NODE_PATH can point at a copy outside the project
-    playwright = createRequire(import.meta.url)('playwright-core') as Playwright;
-  } catch { /* reported below */ }
-  const missing = !existsSync(CHROMIUM) ? `${CHROMIUM} is missing (apt-get install -y chromium)`
-    : !playwright ? 'the playwright-core package is missing' : undefined;
-  if (missing) {
-    if (process.env.CI === 'true') throw new Error(`browser test cannot run under CI: ${missing}`);
-    return { missing };
-  }
-  const context = await playwright!.chromium.launchPersistentContext(scratchDir('chromium-profile'), {
-    executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, hasTouch: true, viewport: { width: 1000, height: 700 },
-  });
-  return { context };
-}
-
-/** Loads `file` and collects console errors, page errors and every request the page makes. */
-export async function openPage(context: Context, file: string): Promise<{ page: Page; errors: string[]; requests: string[] }> {
-  const page = context.pages()[0] ?? await context.newPage();
-  const errors: string[] = [], requests: string[] = [];
-  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
-  page.on('pageerror', (e) => errors.push(String(e)));
-  page.on('request', (r) => requests.push(r.url()));
-  await page.goto(pathToFileURL(file).href);
-  return { page, errors, requests };
-}
-
-/** Runs `body` with a fresh browser context, closed afterwards; skips (fails under CI) without a browser. */
-async function inBrowser(t: { skip(message: string): void }, body: (context: Context) => Promise<void>): Promise<void> {
-  const launched = await launchBrowser();
-  if ('missing' in launched) { t.skip(launched.missing); return; }
-  try {
-    await body(launched.context);
-  } finally {
-    await launched.context.close();
-  }
-}
+import { inBrowser, openPage } from '../browser.js';
 
 /** A probability as the page prints it ("12.3%", "100%", "2e-5") back to the interval it stands for. */
 function probRange(text: string): [number, number] {
@@ -90,7 +25,7 @@ test('HTML page in headless chromium: no console errors, nothing fetched, hover 
   const dir = scratchDir('html-browser');
   const file = join(dir, 'page.html');
   writeFileSync(file, renderHtml('heatmap', sampleViews()));
-  const { page, errors, requests } = await openPage(context, file);
+  const { page, errors, requests } = await openPage(context, pathToFileURL(file).href);
   const tip = page.locator('#lens-tip');
   assert.equal(await page.locator('td.cell').count(), 9);
   await page.locator('td.cell[data-row="L01"][data-position="2"]').hover();
@@ -120,7 +55,7 @@ test('lens heatmap --html in headless chromium: a hovered cell shows the JSON re
     { env: { LENS_CACHE: scratchDir('html-cli-cache'), NO_COLOR: '1' } });
   assert.equal(r.code, 0, r.stderr);
   const records = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as LensRecord);
-  const { page, errors, requests } = await openPage(context, file);
+  const { page, errors, requests } = await openPage(context, pathToFileURL(file).href);
   assert.equal(await page.locator('td.cell').count(), 4 * records.length);
   const record = records[2];
   const layer = record.layers[1];

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { byteLevelText, isSentencePieceVocab, quoteToken, sentencePieceText } from '../../src/render/tokens.js';
+import { byteLevelText, isSentencePieceVocab, sentencePieceText } from '../../src/lens/tokens.js';
+import { quoteToken } from '../../src/render/tokens.js';
 
 test('SentencePiece pieces read as text: ▁ is a space, ASCII byte pieces are their character', () => {
   assert.equal(sentencePieceText('▁The'), ' The');
