@@ -158,7 +158,7 @@ for (const [family, residual, afterHead] of AFTER_HEAD) {
     const r = JSON.parse((await runCli(['inspect', '-m', dir, '--json'], { env })).stdout);
     assert.deepEqual({ residual: r.residual, afterHead: r.afterHead }, { residual, afterHead });
     const text = await runCli(['inspect', '-m', dir], { env });
-    if (afterHead.length) assert.match(text.stdout, new RegExp(`^after head +${afterHead.join(', ')} \\(on every lens row too\\)$`, 'm'));
+    if (afterHead.length) assert.match(text.stdout, new RegExp(`^after head +${afterHead.join(', ')} \\(the lens applies them to every layer\\)$`, 'm'));
     else assert.doesNotMatch(text.stdout, /^after head/m);
   });
 }
