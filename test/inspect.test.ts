@@ -5,7 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildDecoderModel, DECODER_FORMS, makeDecoderWeights, tinyConfig, tinyConfigFor, writeDecoderFixture, type Family } from './fixtures/llama.js';
 import { SP_VOCAB_SIZE } from './fixtures/sentencepiece.js';
-import { torchAvailable, writeTorchFixture } from './fixtures/torch-export.js';
+import { writeTorchFixture, torchSkip } from './fixtures/torch-export.js';
 import { assertOneLineError, fixture, runCli, scratchDir } from './helpers.js';
 
 const root = scratchDir('inspect');
@@ -149,10 +149,9 @@ const AFTER_HEAD: [Family, string, string[]][] = [
   ['gemma2', 'sequential', ['softcap 30']],
   ['cohere', 'parallel', ['× 0.25']],
 ];
-const torchMissing = torchAvailable();
 
 for (const [family, residual, afterHead] of AFTER_HEAD) {
-  test(`inspect names the ops after the head: ${family}`, { skip: torchMissing !== undefined && process.env.CI !== 'true' ? torchMissing : false }, async () => {
+  test(`inspect names the ops after the head: ${family}`, { skip: torchSkip() }, async () => {
     const dir = join(root, `torch-${family}`);
     writeTorchFixture(dir, tinyConfig(family), 'torch-past');
     const r = JSON.parse((await runCli(['inspect', '-m', dir, '--json'], { env })).stdout);

@@ -14,7 +14,7 @@ import type { Dtype } from '../../src/model/paths.js';
 import { DataType, decodeModel, encodeModel, type Node, type Tensor } from '../../src/onnx/proto.js';
 import { FORMS as GPT2_FORMS } from '../fixtures/gpt2.js';
 import { formsOf, tinyConfig, tinyConfigFor, writeDecoderFixture, type Family } from '../fixtures/llama.js';
-import { TORCH_FORMS, torchAvailable, writeTorchFixture } from '../fixtures/torch-export.js';
+import { TORCH_FORMS, torchAvailable, writeTorchFixture, torchSkip } from '../fixtures/torch-export.js';
 import { referenceForward, type AttributionReference as ReferenceResult } from '../reference/gpt2.js';
 import { referenceDecoderForward } from '../reference/llama.js';
 import { assertOneLineError, cleanEnv, fixture, runCli, scratchDir } from '../helpers.js';
@@ -130,7 +130,7 @@ for (const family of FAMILIES) {
 
 // Exports torch.onnx wrote itself (skipped without python3-torch, except under CI, as in parity-torch).
 const torchMissing = torchAvailable();
-const skipTorch = torchMissing !== undefined && process.env.CI !== 'true' ? torchMissing : false;
+const skipTorch = torchSkip();
 for (const family of ['llama', 'qwen2', 'gemma'] as Family[]) {
   for (const form of TORCH_FORMS) {
     test(`attribute matches the float64 reference on a torch.onnx export: ${family} ${form}`, { skip: skipTorch }, async () => {

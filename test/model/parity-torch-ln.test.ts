@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { inspectModel } from '../../src/model/inspect.js';
 import { loadLensModel } from '../../src/model/runtime.js';
 import { lnFamilyModel, stateDictOf, type LnFamily } from '../fixtures/ln-families.js';
-import { TORCH_FORMS, torchAvailable, writeTorchModel } from '../fixtures/torch-export.js';
+import { TORCH_FORMS, torchAvailable, writeTorchModel, torchSkip } from '../fixtures/torch-export.js';
 import { SP_VOCAB, SP_VOCAB_SIZE } from '../fixtures/sentencepiece.js';
 import { referenceLnForward } from '../reference/layernorm-families.js';
 import { cleanEnv, scratchDir } from '../helpers.js';
@@ -20,7 +20,7 @@ const env = cleanEnv({ LENS_CACHE: scratchDir('parity-torch-ln-cache') });
 const root = scratchDir('torch-ln-fixtures');
 const missing = torchAvailable();
 // Under CI a missing exporter is a failure, not a skip.
-const skip = missing !== undefined && process.env.CI !== 'true' ? missing : false;
+const skip = torchSkip();
 
 // What `lens inspect` must name in each family's export.
 const FOUND: Record<LnFamily, { family: string; norm: string; residual: string; tied: boolean; bias: boolean; embeddingNorm?: string; stateInputs: string[] }> = {

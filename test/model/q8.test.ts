@@ -15,7 +15,7 @@ import { findDecoderStructure } from '../../src/onnx/lens-graph.js';
 import { DataType, decodeModel, encodeModel } from '../../src/onnx/proto.js';
 import type { Dtype } from '../../src/model/paths.js';
 import { buildDecoderModel, DECODER_FORMS, headDim, tinyConfig, writeDecoderFixture, type DecoderWeights, type Family } from '../fixtures/llama.js';
-import { TORCH_Q8_FILES, torchAvailable, writeTorchQ8Fixture } from '../fixtures/torch-export.js';
+import { TORCH_Q8_FILES, torchAvailable, writeTorchQ8Fixture, torchSkip } from '../fixtures/torch-export.js';
 import { quantizeDynamic, VARIANT_FILES, writeVariants, type WeightType } from '../fixtures/variants.js';
 import { int64Tensor } from '../fixtures/onnx-builder.js';
 import { referenceQ8DecoderForward, type Q8Options, type Q8ReferenceResult } from '../reference/q8.js';
@@ -27,7 +27,7 @@ const env = cleanEnv({ LENS_CACHE: scratchDir('q8-cache') });
 const root = scratchDir('q8-fixtures');
 const PROMPT = 'The most famous sports in USA is';
 const missing = torchAvailable();
-const skip = missing !== undefined && process.env.CI !== 'true' ? missing : false;
+const skip = torchSkip();
 
 /**
  * Whether onnxruntime's u8·s8 kernels sum exactly here. MLAS (platform.cpp) picks them by CPU: with

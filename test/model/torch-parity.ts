@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { loadLensModel } from '../../src/model/runtime.js';
 import { headDim, tinyConfig, type Family } from '../fixtures/llama.js';
-import { TORCH_FORMS, torchAvailable, writeTorchFixture } from '../fixtures/torch-export.js';
+import { TORCH_FORMS, torchAvailable, writeTorchFixture, torchSkip } from '../fixtures/torch-export.js';
 import { SP_VOCAB } from '../fixtures/sentencepiece.js';
 import { referenceDecoderForward } from '../reference/llama.js';
 import { cleanEnv, scratchDir } from '../helpers.js';
@@ -18,7 +18,7 @@ const env = cleanEnv({ LENS_CACHE: scratchDir('parity-torch-cache') });
 const root = scratchDir('torch-fixtures');
 const missing = torchAvailable();
 // Under CI a missing exporter is a failure, not a skip.
-const skip = missing !== undefined && process.env.CI !== 'true' ? missing : false;
+const skip = torchSkip();
 
 /**
  * Registers a test per family × torch form: the lens against the independent float64 reference,
