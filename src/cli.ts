@@ -309,6 +309,32 @@ export function buildProgram(): Command {
       await new Promise<void>((resolve) => process.once('SIGTERM', () => { void served.close().then(resolve); }));
     });
 
+  program.command('eval')
+    .description('the logit lens (and a tuned lens) over a text: per layer the mean KL to the final layer, cross-entropy of the next token, and entropy')
+    .option('-m, --model <id|dir>', 'hub repo id or local model directory', DEFAULT_MODEL)
+    .option('--revision <rev>', 'hub revision of a repo id: branch, tag or commit', 'main')
+    .addOption(new Option('--dtype <dtype>', 'weights variant').choices(Object.keys(DTYPE_SUFFIX)).default('fp32'))
+    .requiredOption('--data <file>', 'the text to read')
+    .option('--tuned-lens <dir|name>', 'also evaluate this tuned lens: a directory, or a lens name in the tuned-lens Space')
+    .option('--max-tokens <n>', 'read at most this many tokens of the text', integer(2, '--max-tokens'))
+    .option('--json', 'one JSON object on stdout')
+    .option('--offline', 'never touch the network (also HF_HUB_OFFLINE=1)')
+    .option('--verbose', 'show stack traces of internal errors')
+    .action(async (opts: { model: string; revision: string; dtype: Dtype; data: string; tunedLens?: string; maxTokens?: number; json?: boolean; offline?: boolean }) => {
+      const env = process.env;
+      const { evaluate, renderEval } = await import('./commands/eval.js');
+      const tty = process.stderr.isTTY === true;
+      const started = Date.now();
+      const result = await evaluate({
+        ...opts, offline: !!opts.offline || offlineFromEnv(env), env, progress: tty ? progressBar() : undefined,
+        onProgress: tty ? (done, total) => {
+          const rate = done / Math.max(1e-3, (Date.now() - started) / 1000);
+          process.stderr.write(`\r\x1b[Keval: ${done}/${total} tokens, ${rate.toFixed(1)} tokens/s, ETA ${Math.round((total - done) / rate)} s${done === total ? '\n' : ''}`);
+        } : undefined,
+      });
+      process.stdout.write(`${opts.json ? JSON.stringify(result) : renderEval(result)}\n`);
+    });
+
   program.command('inspect')
     .description('what lens finds in a model: family, layers, final norm, head, residual, cache entry')
     .option('-m, --model <id|dir>', 'hub repo id or local model directory', DEFAULT_MODEL)
