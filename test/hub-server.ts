@@ -91,14 +91,20 @@ export async function startHub(): Promise<HubServer> {
     }
     const etag = isLfs(file) ? storageEtag(body) : `"${gitBlobId(body)}"`;
     let start = 0;
-    const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
-    if (range && hub.ranges && (req.headers['if-range'] === undefined || (hub.storageEtags && req.headers['if-range'] === etag))) start = Number(range[1]);
-    if (start > body.length) { send(416, { 'content-range': `bytes */${body.length}` }); return; }
-    const headers: Record<string, string> = { ...(hub.storageEtags || !storage ? { etag } : {}), ...(hub.ranges ? { 'accept-ranges': 'bytes' } : {}), 'content-type': 'application/octet-stream', 'content-length': String(body.length - start) };
-    if (start > 0) headers['content-range'] = `bytes ${start}-${body.length - 1}/${body.length}`;
-    const status = start > 0 ? 206 : 200;
+    let end = body.length; // exclusive
+    let ranged = false;
+    const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+    if (range && hub.ranges && (req.headers['if-range'] === undefined || (hub.storageEtags && req.headers['if-range'] === etag))) {
+      start = Number(range[1]);
+      if (range[2] !== '') end = Math.min(body.length, Number(range[2]) + 1);
+      ranged = start > 0 || end < body.length;
+    }
+    if (start > body.length || (ranged && start >= end)) { send(416, { 'content-range': `bytes */${body.length}` }); return; }
+    const headers: Record<string, string> = { ...(hub.storageEtags || !storage ? { etag } : {}), ...(hub.ranges ? { 'accept-ranges': 'bytes' } : {}), 'content-type': 'application/octet-stream', 'content-length': String(end - start) };
+    if (ranged) headers['content-range'] = `bytes ${start}-${end - 1}/${body.length}`;
+    const status = ranged ? 206 : 200;
     if (req.method === 'HEAD') { send(status, headers); return; }
-    let rest = body.subarray(start);
+    let rest = body.subarray(start, end);
     if (fault === 'tamper') { rest = Buffer.from(rest); rest[rest.length >> 1] ^= 0xff; }
     record.status = status;
     res.writeHead(status, headers);

@@ -7,6 +7,7 @@
 // place only when its sha256 (LFS files) or size (the rest) is the one published.
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { UserError } from '../errors.js';
 import { writeAtomically } from './atomic.js';
@@ -34,13 +35,20 @@ export interface Transfer {
   stallMs: number;
   /** Called as bytes arrive with the file's bytes on disk and its size. */
   onBytes?: (done: number, total: number | undefined) => void;
+  /** Concurrent Range requests for a large file (1: one stream). */
+  connections?: number;
+  /** Files smaller than this are fetched in one stream. */
+  parallelMinBytes?: number;
 }
 
 /**
  * Beside a partial file: the hub's ETag and size it belongs to, and the validator its server gave
  * (a strong ETag, else Last-Modified) to send as If-Range.
  */
-interface PartialRecord { etag: string; size?: number; rangeValidator?: string }
+interface PartialRecord { etag: string; size?: number; rangeValidator?: string; ranges?: ByteRange[] }
+
+/** One of the parallel pieces of a file: bytes [start, end) of which [start, next) are on disk. */
+interface ByteRange { start: number; end: number; next: number }
 
 const REDIRECTS = 5;
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -169,6 +177,10 @@ export async function downloadVerified(published: PublishedFile, dest: string, t
   try {
     // Another process finished it while we waited: it verified the file before renaming it into place.
     if (waited && existsSync(dest) && published.size !== undefined && statSync(dest).size === published.size) return published.size;
+    if (published.size !== undefined && published.size >= (transfer.parallelMinBytes ?? Infinity) && (transfer.connections ?? 1) > 1) {
+      const size = await transferInRanges(published, dest, partial, transfer);
+      if (size !== undefined) return size;
+    }
     return await transferFile(published, dest, partial, transfer);
   } finally {
     unlock(lock);
@@ -182,7 +194,7 @@ async function transferFile(published: PublishedFile, dest: string, partial: str
   let start = 0;
   // Resumed only when the hub still publishes what the partial file was (same ETag and size) and a
   // splice of two versions would be caught: by If-Range at the server, or by the sha256 at the end.
-  const resumable = record !== undefined && record.etag === (published.etag ?? '') && record.size === published.size && (record.rangeValidator !== undefined || published.sha256 !== undefined);
+  const resumable = record !== undefined && record.ranges === undefined && record.etag === (published.etag ?? '') && record.size === published.size && (record.rangeValidator !== undefined || published.sha256 !== undefined);
   if (resumable && existsSync(partial)) {
     start = statSync(partial).size;
     // Past the end, or all there but never verified (killed just before the rename): fetched anew.
@@ -267,4 +279,118 @@ class Mismatch extends Error {}
 function rejected(file: string, partial: string, why: string): UserError {
   discardPartial(partial);
   return new UserError(`download of ${file} does not match the hub (${why}); discarded`, 'run the command again to download it anew');
+}
+
+/** The file changed on the hub while its ranges were fetched (a 200 to If-Range). */
+class Changed extends Error {}
+
+/** `size` bytes cut into `count` contiguous ranges of nearly equal length. */
+function splitRanges(size: number, count: number): ByteRange[] {
+  const pieces = Math.max(1, Math.min(count, size));
+  return Array.from({ length: pieces }, (_, i) => {
+    const start = Math.floor((size * i) / pieces);
+    return { start, end: Math.floor((size * (i + 1)) / pieces), next: start };
+  });
+}
+
+/** What storage says of ranges before any byte is fetched: whether it serves them, and its validator for If-Range. */
+async function rangeSupport(published: PublishedFile, transfer: Transfer): Promise<{ ranges: boolean; validator?: string }> {
+  const guard = stallGuard(transfer.stallMs);
+  try {
+    const response = await fetchAnswer(published.url, { method: 'HEAD', headers: transfer.headers, redirect: 'follow' }, guard.signal);
+    const length = Number(response.headers.get('content-length') ?? NaN);
+    const ranges = response.ok && response.headers.get('accept-ranges')?.trim().toLowerCase() === 'bytes' && length === published.size;
+    return { ranges, validator: rangeValidator(response) };
+  } catch {
+    return { ranges: false }; // the one stream that follows reports what is wrong
+  } finally {
+    guard.done();
+  }
+}
+
+/**
+ * Downloads `published` as `transfer.connections` concurrent Range requests, each written at its
+ * offset in `<dest>.incomplete`; the record beside it says how far each range got (saved after every
+ * write, so a cut refetches at most one chunk per range). Resumed when the record names the same
+ * ETag, size and validator. The sha256 is computed over the whole file once assembled (ranges arrive
+ * out of order). Returns the size, or undefined when storage serves no ranges or the file changed
+ * (the caller then fetches it in one stream, from the start). Throws UserError.
+ */
+async function transferInRanges(published: PublishedFile, dest: string, partial: string, transfer: Transfer): Promise<number | undefined> {
+  const { file } = published;
+  const size = published.size!;
+  const recordPath = `${partial}.json`;
+  const previous = readPartialRecord(recordPath);
+  let record: PartialRecord;
+  if (previous?.ranges && previous.etag === (published.etag ?? '') && previous.size === size && previous.rangeValidator !== undefined && existsSync(partial) && statSync(partial).size === size) {
+    record = previous;
+  } else {
+    const support = await rangeSupport(published, transfer);
+    // Without a validator a splice of two versions could only be caught by a sha256; without either, one stream.
+    if (!support.ranges || support.validator === undefined) return undefined;
+    discardPartial(partial);
+    record = { etag: published.etag ?? '', size, rangeValidator: support.validator, ranges: splitRanges(size, transfer.connections!) };
+    const created = await open(partial, 'w');
+    await created.truncate(size);
+    await created.close();
+    writeAtomically(recordPath, JSON.stringify(record));
+  }
+  const ranges = record.ranges!;
+  const onDisk = () => ranges.reduce((sum, r) => sum + (r.next - r.start), 0);
+  const handle = await open(partial, 'r+');
+  const fetchRange = async (range: ByteRange) => {
+    const guard = stallGuard(transfer.stallMs);
+    try {
+      const headers = { ...transfer.headers, range: `bytes=${range.next}-${range.end - 1}`, 'if-range': record.rangeValidator! };
+      let response: Response;
+      try {
+        response = await fetchAnswer(published.url, { headers, redirect: 'follow' }, guard.signal);
+      } catch (error) {
+        throw new UserError(`cannot reach the hub at ${new URL(published.url).origin} for ${file}: ${guard.describe(error)}`, 'check the network, HF_ENDPOINT, or use --offline with a cached model');
+      }
+      if (response.status === 200) { await response.body?.cancel(); throw new Changed(); }
+      if (response.status !== 206 || !response.body) { await response.body?.cancel(); throw httpFailure(file, response.status, published.url); }
+      const answered = /^bytes (\d+)-(\d+)\//.exec(response.headers.get('content-range') ?? '');
+      if (!answered || Number(answered[1]) !== range.next || Number(answered[2]) > range.end - 1) {
+        await response.body.cancel();
+        throw new Changed();
+      }
+      try {
+        for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+          guard.touch();
+          if (range.next + chunk.length > range.end) throw new Mismatch(`more bytes than the range ${range.start}-${range.end - 1} asked for`);
+          await handle.write(chunk, 0, chunk.length, range.next);
+          range.next += chunk.length;
+          writeAtomically(recordPath, JSON.stringify(record));
+          transfer.onBytes?.(onDisk(), size);
+        }
+      } catch (error) {
+        if (error instanceof Mismatch) throw error;
+        throw new UserError(`download of ${file} was interrupted: ${guard.describe(error)}`, 'run the command again to resume it');
+      }
+      if (range.next < range.end) throw new UserError(`download of ${file} was cut short (${onDisk()} of ${size} bytes)`, 'run the command again to resume it');
+    } finally {
+      guard.done();
+    }
+  };
+  let outcomes: PromiseSettledResult<void>[];
+  try {
+    outcomes = await Promise.allSettled(ranges.filter((r) => r.next < r.end).map(fetchRange));
+  } finally {
+    await handle.close();
+  }
+  const failures = outcomes.filter((o): o is PromiseRejectedResult => o.status === 'rejected').map((o) => o.reason as unknown);
+  if (failures.some((e) => e instanceof Changed)) { discardPartial(partial); return undefined; }
+  const mismatch = failures.find((e) => e instanceof Mismatch);
+  if (mismatch) throw rejected(file, partial, (mismatch as Mismatch).message);
+  if (failures.length > 0) throw failures[0];
+  if (published.sha256) {
+    const hasher = createHash('sha256');
+    await hashExisting(partial, hasher);
+    const actual = hasher.digest('hex');
+    if (actual !== published.sha256) throw rejected(file, partial, `sha256 ${actual} where the hub published ${published.sha256}`);
+  }
+  renameSync(partial, dest);
+  rmSync(recordPath, { force: true });
+  return size;
 }

@@ -35,6 +35,10 @@ const REVISION = /^[A-Za-z0-9][A-Za-z0-9_.\/-]*$/;
 const COMMIT = /^[0-9a-f]{40}$/;
 /** A download that receives nothing for this long is abandoned ($LENS_STALL_TIMEOUT_MS overrides). */
 const STALL_MS = 15_000;
+/** Concurrent Range requests for one large file ($LENS_DOWNLOAD_CONNECTIONS overrides, 1 = one stream). */
+const CONNECTIONS = 4;
+/** Files from this size on are fetched in ranges ($LENS_PARALLEL_MIN_BYTES overrides). */
+const PARALLEL_MIN_BYTES = 64 << 20;
 /** The file of a download that records its complete files and their sizes. */
 export const COMPLETE_MARKER = '.lens-complete.json';
 
@@ -155,7 +159,8 @@ async function download(repo: string, revision: string, dir: string, options: Re
     if (!holdDirectory(dir)) throw new UserError(`the cache directory ${dir} is being removed by another lens process`, 'run the command again');
   }
   const marker = readMarker(dir);
-  const { stallMs, headers } = transferSettings(env);
+  const settings = transferSettings(env);
+  const { stallMs, headers } = settings;
   let overallDone = 0;
   const fetchFiles = async (files: string[]) => {
     const wanted = files.filter((file) => !haveFile(dir, marker, file));
@@ -169,7 +174,7 @@ async function download(repo: string, revision: string, dir: string, options: Re
     for (const item of published) {
       const before = overallDone;
       const onBytes = options.progress && ((done: number, total: number | undefined) => options.progress!(done, total, item.file, { done: before + done, total: overallTotal }));
-      const size = await downloadVerified(item, join(dir, item.file), { headers, stallMs, onBytes });
+      const size = await downloadVerified(item, join(dir, item.file), { ...settings, onBytes });
       marker[item.file] = size;
       overallDone = before + size;
     }
@@ -180,18 +185,20 @@ async function download(repo: string, revision: string, dir: string, options: Re
 }
 
 /** The stall time and request headers every download uses ($LENS_STALL_TIMEOUT_MS, HF_TOKEN). */
-function transferSettings(env: NodeJS.ProcessEnv): { stallMs: number; headers: Record<string, string> } {
+function transferSettings(env: NodeJS.ProcessEnv): { stallMs: number; headers: Record<string, string>; connections: number; parallelMinBytes: number } {
   const stallMs = Number(env.LENS_STALL_TIMEOUT_MS) > 0 ? Number(env.LENS_STALL_TIMEOUT_MS) : STALL_MS;
+  const connections = Number.isInteger(Number(env.LENS_DOWNLOAD_CONNECTIONS)) && Number(env.LENS_DOWNLOAD_CONNECTIONS) > 0 ? Math.min(16, Number(env.LENS_DOWNLOAD_CONNECTIONS)) : CONNECTIONS;
+  const parallelMinBytes = env.LENS_PARALLEL_MIN_BYTES !== undefined && Number(env.LENS_PARALLEL_MIN_BYTES) >= 0 ? Number(env.LENS_PARALLEL_MIN_BYTES) : PARALLEL_MIN_BYTES;
   const headers: Record<string, string> = { 'user-agent': 'lens', 'accept-encoding': 'identity' };
   if (env.HF_TOKEN) headers.authorization = `Bearer ${env.HF_TOKEN}`;
-  return { stallMs, headers };
+  return { stallMs, headers, connections, parallelMinBytes };
 }
 
 /** Downloads one file to `dest`, resumable and verified as a model's files are; returns its size. Throws UserError. */
 export async function downloadFile(url: string, dest: string, env: NodeJS.ProcessEnv, progress: ResolveOptions['progress'], file: string): Promise<number> {
-  const { stallMs, headers } = transferSettings(env);
+  const settings = transferSettings(env);
   removeStaleTemporaries(dirname(dest));
-  const published = await publishedFile(file, url, { headers, stallMs });
+  const published = await publishedFile(file, url, settings);
   const onBytes = progress && ((done: number, total: number | undefined) => progress(done, total, file, { done, total }));
-  return downloadVerified(published, dest, { headers, stallMs, onBytes });
+  return downloadVerified(published, dest, { ...settings, onBytes });
 }
