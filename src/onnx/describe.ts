@@ -1,7 +1,7 @@
 // What the lens finds in a decoder graph, for `lens inspect`: the final norm and head nodes,
 // whether the head is the tied embedding, and the residual topology — all read by structure.
 import { GraphIndex, topologicalOrder } from './graph.js';
-import { addLensOutputs, GraphStructureError, inlineNoPastBranch, PASS_THROUGH_OPS, type TransposeCheck } from './lens-graph.js';
+import { addLensOutputs, GraphStructureError, inlineNoPastBranch, mergedDecoderIf, PASS_THROUGH_OPS, type TransposeCheck } from './lens-graph.js';
 import { splitSkipNorms } from './fused-norms.js';
 import { DataType, type Model, type Node, type Tensor } from './proto.js';
 
@@ -41,7 +41,7 @@ export function describeDecoder(model: Model, layers: number, vocabSize: number,
   if (!lastDims.includes(vocabSize)) {
     throw new GraphStructureError(`no output has the vocabulary (${vocabSize}) as its last dimension, so there is no LM head to read the lens through`);
   }
-  const merged = model.graph.node.some((n) => n.op_type === 'If' && n.attribute.some((a) => a.g));
+  const merged = mergedDecoderIf(model.graph) !== undefined;
   const inlined = inlineNoPastBranch(model.graph);
   const fusedNorms = inlined.node.some((n) => n.op_type.startsWith('Skip') && n.op_type.endsWith('LayerNormalization'));
   const fusedAttention = [...new Set(inlined.node.map((n) => n.op_type).filter((op) => ATTENTION_OPS.has(op)))].sort();

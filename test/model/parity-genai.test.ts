@@ -1,0 +1,78 @@
+// The lens on onnxruntime-genai builder graphs (test/fixtures/genai.ts) of Qwen3, Gemma 2/3, Granite
+// and Phi-3 LongRoPE, against the independent float64 reference (on the weights as stored: q4
+// dequantized), both modes, every layer, mid-block site and position read, and the last layer
+// against the model's own logits through onnxruntime on the unrewritten file.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { loadLensModel } from '../../src/model/runtime.js';
+import { inspectModel } from '../../src/model/inspect.js';
+import { headDim, type DecoderWeights, type Family } from '../fixtures/llama.js';
+import { GENAI_FORMS, genaiConfig, writeGenaiFixture } from '../fixtures/genai.js';
+import { referenceDecoderForward } from '../reference/llama.js';
+import { cleanEnv, scratchDir } from '../helpers.js';
+import { assertLensMatches, ownLogits } from './lens-check.js';
+import { decoderAsStored } from './stored-weights.js';
+
+// GroupQueryAttention sums in another order than the reference (the bound of the fused forms).
+const TOL = Number(process.env.GENAI_TOL ?? 2e-4);
+const PROMPT = 'The most famous sports in USA is';
+const env = cleanEnv({ LENS_CACHE: scratchDir('parity-genai-cache') });
+const root = scratchDir('genai-fixtures');
+
+/** The float32 weights as the form stores them: q4 linears and head dequantized; the shared embedding is the head. */
+function asStored(w: DecoderWeights, form: string): DecoderWeights {
+  if (!GENAI_FORMS[form].q4) return w;
+  const stored = decoderAsStored(w, 'q4');
+  return GENAI_FORMS[form].sharedEmbeddings ? { ...stored, embed: stored.lmHead! } : stored;
+}
+
+// LongRoPE with an original context of 6 positions: the 8-token prompt takes the long caches, a
+// 4-token one the short. The cos/sin scale is Phi-3.5-mini's, √(1 + ln 32 / ln 4096) (131072 of
+// 4096 positions): the formula on this fixture's 64 of 6 would give 1.52, which sharpens the
+// scores past what float32 attention holds to 2e-4 (3.7e-4 measured).
+const PHI35_MSCALE = Math.sqrt(1 + Math.log(32) / Math.log(4096));
+const LONG_ROPE = {
+  original: 6,
+  shortFactor: [1, 1.05, 1.1, 1.2, 1.4, 1.7, 2.1, 2.6],
+  longFactor: [1, 1.5, 2.5, 4, 6, 9, 13, 20],
+  shortMscale: PHI35_MSCALE,
+  longMscale: PHI35_MSCALE,
+};
+
+const CASES: { family: Family; form: string; afterHead: string[]; atEmbedding: string[]; prompts?: string[] }[] = [
+  { family: 'qwen3', form: 'genai-fp32', afterHead: [], atEmbedding: [] },
+  { family: 'qwen3', form: 'genai-q4', afterHead: [], atEmbedding: [] },
+  { family: 'qwen3', form: 'genai-q4-shared-pruned', afterHead: [], atEmbedding: [] },
+  { family: 'gemma3_text', form: 'genai-fp32', afterHead: [], atEmbedding: ['× 8'] },
+  { family: 'gemma3_text', form: 'genai-q4', afterHead: [], atEmbedding: ['× 8'] },
+  { family: 'gemma2', form: 'genai-fp32', afterHead: ['softcap 30'], atEmbedding: ['× 8'] },
+  { family: 'granite', form: 'genai-fp32', afterHead: ['× 0.25'], atEmbedding: ['× 3'] },
+  { family: 'granite', form: 'genai-q4', afterHead: ['× 0.25'], atEmbedding: ['× 3'] },
+  { family: 'phi3', form: 'genai-fp32', afterHead: [], atEmbedding: [], prompts: [PROMPT, 'The most famous'] },
+];
+
+for (const { family, form, afterHead, atEmbedding, prompts } of CASES) {
+  test(`lens matches the reference on a genai builder graph: ${family} ${form}`, async (t) => {
+    const dir = join(root, `${family}-${form}`);
+    const weights = writeGenaiFixture(dir, genaiConfig(family), form, family === 'phi3' ? { longRope: LONG_ROPE } : undefined);
+    const inspection = await inspectModel(dir, { dtype: 'fp32', offline: true, env });
+    assert.deepEqual(inspection.afterHead, afterHead, 'inspect names the ops after the head');
+    assert.deepEqual(inspection.atEmbedding, atEmbedding, 'inspect names the ops at the embedding');
+    assert.equal(inspection.prunedHead, GENAI_FORMS[form].pruneHead === true, 'inspect says whether the head is pruned');
+    assert.equal(inspection.graph.merged, false, 'a rotary-cache If is not a merged decoder');
+    const model = await loadLensModel(dir, { dtype: 'fp32', offline: true, env });
+    try {
+      for (const prompt of prompts ?? [PROMPT]) {
+        const ids = model.encodePrompt(prompt);
+        const positions = [ids.length - 1, 0, 2];
+        const ref = referenceDecoderForward(asStored(weights, form), ids);
+        const own = await ownLogits(join(dir, 'onnx', 'model.onnx'), ids, [weights.config.kvHeads, headDim(weights.config)]);
+        const worst = await assertLensMatches(model, ids, positions, ref, own, weights.config.d, TOL);
+        t.diagnostic(`${ids.length} tokens: largest difference ${worst.toExponential(2)} (bound ${TOL})`);
+      }
+    } finally {
+      await model.dispose();
+    }
+  });
+}
