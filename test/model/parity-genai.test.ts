@@ -8,14 +8,14 @@ import { join } from 'node:path';
 import { loadLensModel } from '../../src/model/runtime.js';
 import { inspectModel } from '../../src/model/inspect.js';
 import { headDim, type DecoderWeights, type Family } from '../fixtures/llama.js';
-import { GENAI_FORMS, genaiConfig, writeGenaiFixture } from '../fixtures/genai.js';
+import { GENAI_FORMS, genaiConfig, genaiFile, writeGenaiFixture } from '../fixtures/genai.js';
 import { referenceDecoderForward } from '../reference/llama.js';
-import { cleanEnv, scratchDir } from '../helpers.js';
+import { assertClose, cleanEnv, scratchDir } from '../helpers.js';
 import { assertLensMatches, ownLogits } from './lens-check.js';
 import { decoderAsStored } from './stored-weights.js';
 
 // GroupQueryAttention sums in another order than the reference (the bound of the fused forms).
-const TOL = Number(process.env.GENAI_TOL ?? 2e-4);
+const TOL = 2e-4;
 const PROMPT = 'The most famous sports in USA is';
 const env = cleanEnv({ LENS_CACHE: scratchDir('parity-genai-cache') });
 const root = scratchDir('genai-fixtures');
@@ -50,24 +50,29 @@ const CASES: { family: Family; form: string; afterHead: string[]; atEmbedding: s
   { family: 'granite', form: 'genai-fp32', afterHead: ['× 0.25'], atEmbedding: ['× 3'] },
   { family: 'granite', form: 'genai-q4', afterHead: ['× 0.25'], atEmbedding: ['× 3'] },
   { family: 'phi3', form: 'genai-fp32', afterHead: [], atEmbedding: [], prompts: [PROMPT, 'The most famous'] },
+  { family: 'phi3', form: 'genai-q4', afterHead: [], atEmbedding: [], prompts: [PROMPT, 'The most famous'] },
 ];
+
+const dtypeOf = (form: string) => (GENAI_FORMS[form].q4 ? 'q4' : 'fp32');
 
 for (const { family, form, afterHead, atEmbedding, prompts } of CASES) {
   test(`lens matches the reference on a genai builder graph: ${family} ${form}`, async (t) => {
     const dir = join(root, `${family}-${form}`);
     const weights = writeGenaiFixture(dir, genaiConfig(family), form, family === 'phi3' ? { longRope: LONG_ROPE } : undefined);
-    const inspection = await inspectModel(dir, { dtype: 'fp32', offline: true, env });
+    const inspection = await inspectModel(dir, { dtype: dtypeOf(form), offline: true, env });
     assert.deepEqual(inspection.afterHead, afterHead, 'inspect names the ops after the head');
     assert.deepEqual(inspection.atEmbedding, atEmbedding, 'inspect names the ops at the embedding');
     assert.equal(inspection.prunedHead, GENAI_FORMS[form].pruneHead === true, 'inspect says whether the head is pruned');
     assert.equal(inspection.graph.merged, false, 'a rotary-cache If is not a merged decoder');
-    const model = await loadLensModel(dir, { dtype: 'fp32', offline: true, env });
+    assert.equal(inspection.graph.rotaryCacheSwitch, family === 'phi3', 'inspect names the LongRoPE cache If');
+    if (GENAI_FORMS[form].sharedEmbeddings) assert.equal(inspection.head.tiedTo, 'lm_head.MatMul.weight_Q4', 'the embedding shares the quantized head');
+    const model = await loadLensModel(dir, { dtype: dtypeOf(form), offline: true, env });
     try {
       for (const prompt of prompts ?? [PROMPT]) {
         const ids = model.encodePrompt(prompt);
         const positions = [ids.length - 1, 0, 2];
         const ref = referenceDecoderForward(asStored(weights, form), ids);
-        const own = await ownLogits(join(dir, 'onnx', 'model.onnx'), ids, [weights.config.kvHeads, headDim(weights.config)]);
+        const own = await ownLogits(join(dir, genaiFile(form)), ids, [weights.config.kvHeads, headDim(weights.config)]);
         const worst = await assertLensMatches(model, ids, positions, ref, own, weights.config.d, TOL);
         t.diagnostic(`${ids.length} tokens: largest difference ${worst.toExponential(2)} (bound ${TOL})`);
       }
@@ -76,3 +81,31 @@ for (const { family, form, afterHead, atEmbedding, prompts } of CASES) {
     }
   });
 }
+
+// The builder's CPU default, accuracy_level 4, quantizes each MatMulNBits input to int8 per row and
+// block: the rows then differ from the float reference by the quantization, but the lens's last layer
+// (each stacked row quantized on its own, as each position is in the model) is still the model's own.
+test('genai q4 with int8 activations (accuracy_level 4): last layer = the model\'s own logits', async (t) => {
+  const form = 'genai-q4-int8';
+  const dir = join(root, `qwen3-${form}`);
+  const weights = writeGenaiFixture(dir, genaiConfig('qwen3'), form);
+  const model = await loadLensModel(dir, { dtype: 'q4', offline: true, env });
+  try {
+    const ids = model.encodePrompt(PROMPT);
+    const positions = [ids.length - 1, 0, 2];
+    const own = await ownLogits(join(dir, genaiFile(form)), ids, [weights.config.kvHeads, headDim(weights.config)]);
+    const V = model.vocabSize, L = model.layers, P = positions.length;
+    for (const mode of ['norm', 'raw'] as const) {
+      const run = await model.run(ids, positions, mode);
+      assert.ok(run.logits.every(Number.isFinite));
+      let worst = 0;
+      positions.forEach((pos, p) => {
+        const last = run.logits.subarray((L * P + p) * V, (L * P + p + 1) * V);
+        worst = Math.max(worst, assertClose(last, own.subarray(pos * V, (pos + 1) * V), 1e-4, `${mode} last layer vs own logits at ${pos}`));
+      });
+      t.diagnostic(`${mode}: last layer vs own logits ${worst.toExponential(2)}`);
+    }
+  } finally {
+    await model.dispose();
+  }
+});
