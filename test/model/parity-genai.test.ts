@@ -46,6 +46,7 @@ const CASES: { family: Family; form: string; afterHead: string[]; atEmbedding: s
   { family: 'qwen3', form: 'genai-q4-shared-pruned', afterHead: [], atEmbedding: [] },
   { family: 'gemma3_text', form: 'genai-fp32', afterHead: [], atEmbedding: ['× 8'] },
   { family: 'gemma3_text', form: 'genai-q4', afterHead: [], atEmbedding: ['× 8'] },
+  { family: 'gemma3_text', form: 'genai-q4-shared-pruned', afterHead: [], atEmbedding: ['× 8'] },
   { family: 'gemma2', form: 'genai-fp32', afterHead: ['softcap 30'], atEmbedding: ['× 8'] },
   { family: 'granite', form: 'genai-fp32', afterHead: ['× 0.25'], atEmbedding: ['× 3'] },
   { family: 'granite', form: 'genai-q4', afterHead: ['× 0.25'], atEmbedding: ['× 3'] },
