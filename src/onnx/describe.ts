@@ -69,7 +69,7 @@ export function describeDecoder(model: Model, layers: number, vocabSize: number,
   const weight = unembed.input.find((i, k) => k > 0 && i && !index.dynamic.has(i));
   return {
     finalNorm: { node: nodeName(normNode), op: normNode.op_type, kind },
-    head: { node: nodeName(unembed), op: unembed.op_type, tiedTo: tiedEmbedding ?? sharedQuantizedTable(index, weight), weight, bias: headHasBias(index, unembed, logits) },
+    head: { node: nodeName(unembed), op: unembed.op_type, tiedTo: tiedEmbedding ?? sharedHeadWeight(index, weight), weight, bias: headHasBias(index, unembed, logits) },
     afterHead: afterHead(index, unembed, logits),
     // Blocks without a residual between attention and MLP run them in parallel, whether they add
     // them in one Add or two chained ones (Cohere).
@@ -82,13 +82,15 @@ export function describeDecoder(model: Model, layers: number, vocabSize: number,
 
 
 /**
- * The head's weight when the token embedding reads it too, quantized (onnxruntime-genai's
- * shared_embeddings: GatherBlockQuantized over the head's 4-bit weight, reshaped); else undefined.
+ * The head's weight when the token embedding looks its rows up in it (onnxruntime-genai's
+ * shared_embeddings: GatherBlockQuantized over the head's 4-bit weight reshaped to [V, d/2], or a
+ * Gather from the float head transposed); else undefined.
  */
-function sharedQuantizedTable(index: GraphIndex, headWeight: string | undefined): string | undefined {
-  const lookup = index.consumers.get('input_ids')?.find((n) => n.op_type === 'GatherBlockQuantized');
+function sharedHeadWeight(index: GraphIndex, headWeight: string | undefined): string | undefined {
+  const lookup = index.consumers.get('input_ids')?.find((n) => n.op_type.startsWith('Gather'));
   let table = lookup?.input[0];
-  for (let n = table ? index.producer.get(table) : undefined; n && PASS_THROUGH_OPS.has(n.op_type); n = index.producer.get(table!)) table = n.input[0];
+  const moves = (n: Node) => PASS_THROUGH_OPS.has(n.op_type) || n.op_type === 'Transpose';
+  for (let n = table ? index.producer.get(table) : undefined; n && moves(n); n = index.producer.get(table!)) table = n.input[0];
   return headWeight !== undefined && table === headWeight ? headWeight : undefined;
 }
 

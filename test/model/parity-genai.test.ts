@@ -42,6 +42,7 @@ const LONG_ROPE = {
 
 const CASES: { family: Family; form: string; afterHead: string[]; atEmbedding: string[]; prompts?: string[] }[] = [
   { family: 'qwen3', form: 'genai-fp32', afterHead: [], atEmbedding: [] },
+  { family: 'qwen3', form: 'genai-fp32-shared', afterHead: [], atEmbedding: [] },
   { family: 'qwen3', form: 'genai-q4', afterHead: [], atEmbedding: [] },
   { family: 'qwen3', form: 'genai-q4-shared-pruned', afterHead: [], atEmbedding: [] },
   { family: 'gemma3_text', form: 'genai-fp32', afterHead: [], atEmbedding: ['× 8'] },
@@ -66,7 +67,7 @@ for (const { family, form, afterHead, atEmbedding, prompts } of CASES) {
     assert.equal(inspection.prunedHead, GENAI_FORMS[form].pruneHead === true, 'inspect says whether the head is pruned');
     assert.equal(inspection.graph.merged, false, 'a rotary-cache If is not a merged decoder');
     assert.equal(inspection.graph.rotaryCacheSwitch, family === 'phi3', 'inspect names the LongRoPE cache If');
-    if (GENAI_FORMS[form].sharedEmbeddings) assert.equal(inspection.head.tiedTo, 'lm_head.MatMul.weight_Q4', 'the embedding shares the quantized head');
+    if (GENAI_FORMS[form].sharedEmbeddings) assert.equal(inspection.head.tiedTo, GENAI_FORMS[form].q4 ? 'lm_head.MatMul.weight_Q4' : 'lm_head.MatMul.weight', 'the embedding shares the head');
     const model = await loadLensModel(dir, { dtype: dtypeOf(form), offline: true, env });
     try {
       for (const prompt of prompts ?? [PROMPT]) {
