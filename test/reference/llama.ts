@@ -109,7 +109,11 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[], arithm
     const v = embedRow(id);
     if (w.positions) for (let i = 0; i < d; i++) v[i] += w.positions[pos * d + i];
     // Gemma multiplies by √d rounded to the activations' dtype (float32 here).
-    if (t.embedScale) return v.map((e) => e * Math.fround(Math.sqrt(d)));
+    if (t.embedScale) {
+      const decimals = 10 ** (t.embedScaleDecimals ?? 0);
+      const scale = Math.fround(t.embedScaleDecimals === undefined ? Math.sqrt(d) : Math.round(Math.sqrt(d) * decimals) / decimals);
+      return v.map((e) => e * scale);
+    }
     return t.embeddingMultiplier === undefined ? v : v.map((e) => e * t.embeddingMultiplier!);
   });
   const residual: Vec[][] = [x.map((v) => v.slice())];
