@@ -5,14 +5,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { loadLensModel } from '../../src/model/runtime.js';
+import { loadLensModel, type LensModel } from '../../src/model/runtime.js';
 import { inspectModel } from '../../src/model/inspect.js';
 import { headDim, type DecoderWeights, type Family } from '../fixtures/llama.js';
 import { GENAI_FORMS, genaiConfig, genaiFile, writeGenaiFixture } from '../fixtures/genai.js';
 import { referenceDecoderForward } from '../reference/llama.js';
+import { referenceLens } from '../reference/gpt2.js';
 import { assertClose, cleanEnv, scratchDir } from '../helpers.js';
 import { assertLensMatches, ownLogits } from './lens-check.js';
-import { decoderAsStored } from './stored-weights.js';
+import { decoderAsStored, variantTolerance } from './stored-weights.js';
 
 // GroupQueryAttention sums in another order than the reference (the bound of the fused forms).
 const TOL = 2e-4;
@@ -84,30 +85,63 @@ for (const { family, form, afterHead, atEmbedding, prompts } of CASES) {
   });
 }
 
+/** A Qwen3 fixture in `form`, loaded as `dtype`, read at three positions of the prompt: what `check` needs. */
+async function onQwen3(form: string, dtype: 'q4' | 'q4f16', check: (run: { model: LensModel; weights: DecoderWeights; ids: number[]; positions: number[]; own: Float32Array }) => Promise<void>): Promise<void> {
+  const dir = join(root, `qwen3-${form}`);
+  const weights = writeGenaiFixture(dir, genaiConfig('qwen3'), form);
+  const model = await loadLensModel(dir, { dtype, offline: true, env });
+  try {
+    const ids = model.encodePrompt(PROMPT);
+    const own = await ownLogits(join(dir, genaiFile(form)), ids, [weights.config.kvHeads, headDim(weights.config)]);
+    await check({ model, weights, ids, positions: [ids.length - 1, 0, 2], own });
+  } finally {
+    await model.dispose();
+  }
+}
+
+/** Row `site` × position index `p` of a lens run's logits [sites · P, V]. */
+const lensRow = (logits: Float32Array, site: number, p: number, P: number, V: number) => logits.subarray((site * P + p) * V, (site * P + p + 1) * V);
+
+// io_dtype float16 (the builder's int4 for CUDA and WebGPU): every activation float16. Each layer
+// against the float64 reference on the weights as stored (float16, q4 with float16 scales) within the
+// float16 error budget the dtype variants use (test/model/stored-weights.ts), and the last layer
+// against the model's own float16 logits to the q4f16 variants' 2e-2.
+test('genai q4f16 (float16 io): every layer the reference within the float16 budget, last layer = the model\'s own logits', async (t) => {
+  await onQwen3('genai-q4f16', 'q4f16', async ({ model, weights, ids, positions, own }) => {
+    const stored = decoderAsStored(weights, 'q4f16');
+    const ref = referenceDecoderForward(stored, ids);
+    const V = model.vocabSize, L = model.layers, P = positions.length;
+    for (const mode of ['norm', 'raw'] as const) {
+      const run = await model.run(ids, positions, mode);
+      let worstRatio = 0, worstOwn = 0;
+      positions.forEach((pos, p) => {
+        const expected = referenceLens(ref, pos, mode === 'raw');
+        for (let l = 0; l <= L; l++) {
+          const h = ref.residual[l][pos];
+          const tol = variantTolerance('q4f16', l, mode === 'raw' && l < L ? h : ref.finalNorm(h), stored.lmHead!, V);
+          worstRatio = Math.max(worstRatio, assertClose(lensRow(run.logits, l, p, P, V), expected[l], tol, `${mode} L${l} at ${pos}`) / tol);
+        }
+        worstOwn = Math.max(worstOwn, assertClose(lensRow(run.logits, L, p, P, V), own.subarray(pos * V, (pos + 1) * V), 2e-2, `${mode} last layer vs own logits at ${pos}`));
+      });
+      t.diagnostic(`${mode}: ${worstRatio.toFixed(2)} of the float16 bound; last layer vs own logits ${worstOwn.toExponential(2)}`);
+    }
+  });
+});
+
 // The builder's CPU default, accuracy_level 4, quantizes each MatMulNBits input to int8 per row and
 // block: the rows then differ from the float reference by the quantization, but the lens's last layer
 // (each stacked row quantized on its own, as each position is in the model) is still the model's own.
 test('genai q4 with int8 activations (accuracy_level 4): last layer = the model\'s own logits', async (t) => {
-  const form = 'genai-q4-int8';
-  const dir = join(root, `qwen3-${form}`);
-  const weights = writeGenaiFixture(dir, genaiConfig('qwen3'), form);
-  const model = await loadLensModel(dir, { dtype: 'q4', offline: true, env });
-  try {
-    const ids = model.encodePrompt(PROMPT);
-    const positions = [ids.length - 1, 0, 2];
-    const own = await ownLogits(join(dir, genaiFile(form)), ids, [weights.config.kvHeads, headDim(weights.config)]);
+  await onQwen3('genai-q4-int8', 'q4', async ({ model, ids, positions, own }) => {
     const V = model.vocabSize, L = model.layers, P = positions.length;
     for (const mode of ['norm', 'raw'] as const) {
       const run = await model.run(ids, positions, mode);
       assert.ok(run.logits.every(Number.isFinite));
       let worst = 0;
       positions.forEach((pos, p) => {
-        const last = run.logits.subarray((L * P + p) * V, (L * P + p + 1) * V);
-        worst = Math.max(worst, assertClose(last, own.subarray(pos * V, (pos + 1) * V), 1e-4, `${mode} last layer vs own logits at ${pos}`));
+        worst = Math.max(worst, assertClose(lensRow(run.logits, L, p, P, V), own.subarray(pos * V, (pos + 1) * V), 1e-4, `${mode} last layer vs own logits at ${pos}`));
       });
       t.diagnostic(`${mode}: last layer vs own logits ${worst.toExponential(2)}`);
     }
-  } finally {
-    await model.dispose();
-  }
+  });
 });
