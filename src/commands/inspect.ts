@@ -9,7 +9,8 @@ export function renderInspection(r: Inspection): string {
     ? `tied to the token embedding ${r.head.tiedTo}`
     : `its own weight${r.head.weight ? ` ${r.head.weight}` : ''}${r.head.bias ? ', with a bias' : ''}`;
   const forms = [r.graph.merged ? 'merged decoder (If), read through its no-past branch' : '', r.graph.fusedNorms ? 'onnxruntime-fused norms (Skip*LayerNormalization), split to read the residual' : '',
-    r.graph.fusedAttention.length ? `fused attention (${r.graph.fusedAttention.join(', ')})` : ''].filter(Boolean);
+    r.graph.fusedAttention.length ? `fused attention (${r.graph.fusedAttention.join(', ')})` : '',
+    r.graph.rotaryCacheSwitch ? 'rotary caches picked by an If on the sequence length (LongRoPE), left to onnxruntime' : ''].filter(Boolean);
   const rows: [string, string][] = [
     ['model', r.model],
     ['onnx', `${r.onnx} (${r.dtype})`],

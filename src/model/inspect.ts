@@ -40,7 +40,7 @@ export interface Inspection {
   embeddingNorm?: string;
   /** Float inputs beside the key/value cache (LFM2's past_conv.N), which a prompt starts with at zero. */
   stateInputs: string[];
-  graph: { merged: boolean; fusedNorms: boolean; fusedAttention: string[] };
+  graph: { merged: boolean; fusedNorms: boolean; fusedAttention: string[]; rotaryCacheSwitch: boolean };
   cache: { entry: string; ready: boolean };
 }
 
@@ -77,7 +77,7 @@ export async function inspectModel(spec: string, options: ResolveOptions): Promi
     prunedHead: found.prunedHead, atEmbedding: found.atEmbedding,
     embeddingNorm: arch.family?.embeddingNorm,
     stateInputs: model.graph.input.filter((i) => FLOAT_TYPES.has(i.type?.tensor_type?.elem_type ?? 0) && !i.name.startsWith('past_key_values.')).map((i) => i.name),
-    graph: { merged: found.merged, fusedNorms: found.fusedNorms, fusedAttention: found.fusedAttention },
+    graph: { merged: found.merged, fusedNorms: found.fusedNorms, fusedAttention: found.fusedAttention, rotaryCacheSwitch: found.rotaryCacheSwitch },
     cache: { entry: cache.dir, ready: cache.ready },
   };
 }

@@ -1,7 +1,7 @@
 // What the lens finds in a decoder graph, for `lens inspect`: the final norm and head nodes,
 // whether the head is the tied embedding, and the residual topology — all read by structure.
 import { GraphIndex, topologicalOrder } from './graph.js';
-import { addLensOutputs, GraphStructureError, inlineNoPastBranch, PASS_THROUGH_OPS, type TransposeCheck } from './lens-graph.js';
+import { addLensOutputs, GraphStructureError, inlineNoPastBranch, mergedDecoderIf, PASS_THROUGH_OPS, type TransposeCheck } from './lens-graph.js';
 import { splitSkipNorms } from './fused-norms.js';
 import { DataType, type Model, type Node, type Tensor } from './proto.js';
 
@@ -23,6 +23,11 @@ export interface GraphDescription {
   merged: boolean;
   /** onnxruntime's fused attention operators in the graph (GroupQueryAttention, …), if any. */
   fusedAttention: string[];
+  /**
+   * Whether an If other than a merged decoder's picks the attention's rotary caches (onnxruntime-genai's
+   * Phi-3 LongRoPE: short or long caches by sequence length); onnxruntime evaluates it as the model does.
+   */
+  rotaryCacheSwitch: boolean;
   /** Whether the head scores the last position only (the lens applies it at every position read). */
   prunedHead: boolean;
   /** What the model does to the token embedding before block 1 ("+ positions", "× 5.657", "LayerNorm", …). */
@@ -41,11 +46,13 @@ export function describeDecoder(model: Model, layers: number, vocabSize: number,
   if (!lastDims.includes(vocabSize)) {
     throw new GraphStructureError(`no output has the vocabulary (${vocabSize}) as its last dimension, so there is no LM head to read the lens through`);
   }
-  const merged = model.graph.node.some((n) => n.op_type === 'If' && n.attribute.some((a) => a.g));
+  const merged = mergedDecoderIf(model.graph) !== undefined;
   const inlined = inlineNoPastBranch(model.graph);
   const fusedNorms = inlined.node.some((n) => n.op_type.startsWith('Skip') && n.op_type.endsWith('LayerNormalization'));
   const fusedAttention = [...new Set(inlined.node.map((n) => n.op_type).filter((op) => ATTENTION_OPS.has(op)))].sort();
   const { structure, tiedEmbedding } = addLensOutputs(model, layers, isTransposeOf);
+  const inlinedConsumers = new GraphIndex(inlined).consumers;
+  const rotaryCacheSwitch = inlined.node.some((n) => n.op_type === 'If' && n.output.some((o) => inlinedConsumers.get(o)?.some((c) => ATTENTION_OPS.has(c.op_type))));
   const graph = splitSkipNorms(inlined);
   const index = new GraphIndex(graph);
   const { residuals, finalNormOutput, unembed, logits } = structure;
@@ -62,17 +69,30 @@ export function describeDecoder(model: Model, layers: number, vocabSize: number,
   const weight = unembed.input.find((i, k) => k > 0 && i && !index.dynamic.has(i));
   return {
     finalNorm: { node: nodeName(normNode), op: normNode.op_type, kind },
-    head: { node: nodeName(unembed), op: unembed.op_type, tiedTo: tiedEmbedding, weight, bias: headHasBias(index, unembed, logits) },
+    head: { node: nodeName(unembed), op: unembed.op_type, tiedTo: tiedEmbedding ?? sharedHeadWeight(index, weight), weight, bias: headHasBias(index, unembed, logits) },
     afterHead: afterHead(index, unembed, logits),
     // Blocks without a residual between attention and MLP run them in parallel, whether they add
     // them in one Add or two chained ones (Cohere).
     residual: structure.mids ? 'sequential' : 'parallel',
-    fusedNorms, merged, fusedAttention, logits,
+    fusedNorms, merged, fusedAttention, rotaryCacheSwitch, logits,
     prunedHead: structure.positionSelects.length > 0 && structure.positionSelects.some((n) => n.op_type === 'Gather'),
     atEmbedding: opsAtEmbedding(index, residuals[0]),
   };
 }
 
+
+/**
+ * The head's weight when the token embedding looks its rows up in it (onnxruntime-genai's
+ * shared_embeddings: GatherBlockQuantized over the head's 4-bit weight reshaped to [V, d/2], or a
+ * Gather from the float head transposed); else undefined.
+ */
+function sharedHeadWeight(index: GraphIndex, headWeight: string | undefined): string | undefined {
+  const lookup = index.consumers.get('input_ids')?.find((n) => n.op_type.startsWith('Gather'));
+  let table = lookup?.input[0];
+  const moves = (n: Node) => PASS_THROUGH_OPS.has(n.op_type) || n.op_type === 'Transpose';
+  for (let n = table ? index.producer.get(table) : undefined; n && moves(n); n = index.producer.get(table!)) table = n.input[0];
+  return headWeight !== undefined && table === headWeight ? headWeight : undefined;
+}
 
 /** The steps between the token embedding's lookup and the residual stream r_0, in graph order. */
 function opsAtEmbedding(index: GraphIndex, r0: string): string[] {

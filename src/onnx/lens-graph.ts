@@ -81,9 +81,21 @@ export interface DecoderStructure {
   positionSelects: Node[];
 }
 
+/**
+ * The If of an Optimum-style merged decoder: the one whose branches compute the graph's outputs (the
+ * logits and the cache). Other Ifs stay where they are, e.g. the one onnxruntime-genai's builder
+ * writes to pick Phi-3 LongRoPE's short or long rotary caches, whose outputs feed the attention.
+ */
+export function mergedDecoderIf(graph: Graph): Node | undefined {
+  const outputs = new Set(graph.output.map((o) => o.name));
+  // An output may be re-typed on its way out (a Cast of the logits).
+  for (const n of graph.node) if (n.op_type === 'Cast' && outputs.has(n.output[0])) outputs.add(n.input[0]);
+  return graph.node.find((n) => n.op_type === 'If' && n.attribute.some((a) => a.g) && n.output.some((o) => outputs.has(o)));
+}
+
 /** Replaces an Optimum-style merged decoder (one If on use_cache_branch) by its no-past branch. */
 export function inlineNoPastBranch(graph: Graph): Graph {
-  const ifNode = graph.node.find((n) => n.op_type === 'If' && n.attribute.some((a) => a.g));
+  const ifNode = mergedDecoderIf(graph);
   if (!ifNode) return graph;
   // Outer values a branch can read: graph inputs and what outer nodes make of them (an fp16
   // export casts each past_key_values input in the outer graph, and only the past branch reads the casts).

@@ -1,6 +1,7 @@
 // The parity check shared by the parity tests: a lens run against a reference forward pass.
 import assert from 'node:assert/strict';
 import ort from 'onnxruntime-node';
+import { halfToFloat } from '../../src/onnx/proto.js';
 import type { LensModel } from '../../src/model/runtime.js';
 import { referenceLensSites, referenceSites, type ReferenceResult } from '../reference/gpt2.js';
 import { assertClose } from '../helpers.js';
@@ -49,8 +50,9 @@ export async function assertLensMatches(model: LensModel, ids: number[], positio
 /**
  * A model file's own logits for `ids` through onnxruntime, [kept, V] (kept = T unless the model computes
  * the last positions only; [V] for a head pruned to the last position); empty past of [kvHeads, headSize]
- * per head, or without it every cache input (KV, conv state) zeros of its declared shape with batch 1
- * and length 0 for the other named dims, as transformers.js starts a prompt.
+ * per head (float16 where the model takes float16), or without it every cache input (KV, conv state)
+ * zeros of its declared shape with batch 1 and length 0 for the other named dims, as transformers.js
+ * starts a prompt. Float16 logits come back as float.
  */
 export async function ownLogits(onnxPath: string, ids: number[], kvShape?: [number, number], kept = ids.length): Promise<Float32Array> {
   const session = await ort.InferenceSession.create(onnxPath);
@@ -65,7 +67,9 @@ export async function ownLogits(onnxPath: string, ids: number[], kvShape?: [numb
     if (name === 'use_cache_branch') feeds[name] = new ort.Tensor('bool', [false], [1]);
     if (name in feeds || !meta.isTensor) continue;
     if (kvShape && name.startsWith('past_key_values')) {
-      feeds[name] = new ort.Tensor('float32', new Float32Array(0), [1, kvShape[0], 0, kvShape[1]]);
+      // A float16-io model (onnxruntime-genai's q4f16) takes its cache in float16.
+      const half = 'type' in meta && meta.type === 'float16';
+      feeds[name] = half ? new ort.Tensor('float16', new Uint16Array(0), [1, kvShape[0], 0, kvShape[1]]) : new ort.Tensor('float32', new Float32Array(0), [1, kvShape[0], 0, kvShape[1]]);
     } else if (!kvShape) {
       const dims = meta.shape.map((dim) => (typeof dim === 'number' ? dim : dim === 'batch_size' ? 1 : 0));
       feeds[name] = new ort.Tensor('float32', new Float32Array(dims.reduce((a, b) => a * b, 1)), dims);
@@ -81,5 +85,5 @@ export async function ownLogits(onnxPath: string, ids: number[], kvShape?: [numb
   assert.equal(logits.dims[0], 1);
   // A head pruned to the last position (onnxruntime-genai's prune_lm_head) scores that one only.
   assert.ok(logits.dims[1] === kept || logits.dims[1] === 1, `logits for ${logits.dims[1]} of ${kept} positions`);
-  return logits.data as Float32Array;
+  return logits.type === 'float16' ? Float32Array.from(logits.data as Uint16Array, halfToFloat) : logits.data as Float32Array;
 }

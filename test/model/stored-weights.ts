@@ -96,11 +96,11 @@ export function gpt2AsStored(w: Gpt2Weights, dtype: StoredDtype): Gpt2Weights {
 /**
  * A decoder fixture's weights as the fp16, q4 or q4f16 variant stores them: fp16 rounds every float
  * (the norms' gains, the rotary frequencies and the head included); q4 quantizes every linear (one
- * MatMul B [in, out] each, K = in) and the head, not the embedding Gather. Throws for Gemma (its
- * gains are stored as 1 + w).
+ * MatMul B [in, out] each, K = in) and the head, not the embedding Gather. Throws for Gemma in the
+ * float16 dtypes (its gains are stored as 1 + w, rounded as a sum).
  */
 export function decoderAsStored(w: DecoderWeights, dtype: 'fp16' | 'q4' | 'q4f16'): DecoderWeights {
-  if (w.traits.norm === 'rms-1p') throw new Error("Gemma's gains are stored as 1 + w, rounded as a sum: not modelled here");
+  if (w.traits.norm === 'rms-1p' && dtype !== 'q4') throw new Error("Gemma's gains are stored as 1 + w, rounded as a sum: not modelled here");
   const { d, vocab } = w.config;
   const head = w.lmHead ?? w.embed;
   if (dtype === 'fp16') return mapArrays({ ...w, lmHead: head }, roundToHalf);

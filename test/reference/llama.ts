@@ -63,12 +63,12 @@ export const geluErf = (v: number) => 0.5 * v * (1 + erf(v / Math.SQRT2));
  * Rotates the first `rot` dims of a head vector at position `pos`: pair i (frequency
  * θ^(−2i/rot)) is dims i and i + rot/2, or with `interleaved` (Cohere) dims 2i and 2i + 1.
  */
-export function rotary(x: Vec, pos: number, rot: number, theta: number, interleaved = false): Vec {
+export function rotary(x: Vec, pos: number, rot: number, theta: number, interleaved = false, divisors?: number[], mscale = 1): Vec {
   const out = x.slice();
   const half = rot / 2;
   for (let i = 0; i < half; i++) {
-    const angle = pos / theta ** ((2 * i) / rot);
-    const c = Math.cos(angle), s = Math.sin(angle);
+    const angle = pos / ((divisors?.[i] ?? 1) * theta ** ((2 * i) / rot));
+    const c = Math.cos(angle) * mscale, s = Math.sin(angle) * mscale;
     const [a, b] = interleaved ? [2 * i, 2 * i + 1] : [i, i + half];
     out[a] = x[a] * c - x[b] * s;
     out[b] = x[b] * c + x[a] * s;
@@ -109,7 +109,11 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[], arithm
     const v = embedRow(id);
     if (w.positions) for (let i = 0; i < d; i++) v[i] += w.positions[pos * d + i];
     // Gemma multiplies by √d rounded to the activations' dtype (float32 here).
-    if (t.embedScale) return v.map((e) => e * Math.fround(Math.sqrt(d)));
+    if (t.embedScale) {
+      const decimals = 10 ** (t.embedScaleDecimals ?? 0);
+      const scale = Math.fround(t.embedScaleDecimals === undefined ? Math.sqrt(d) : Math.round(Math.sqrt(d) * decimals) / decimals);
+      return v.map((e) => e * scale);
+    }
     return t.embeddingMultiplier === undefined ? v : v.map((e) => e * t.embeddingMultiplier!);
   });
   const residual: Vec[][] = [x.map((v) => v.slice())];
@@ -125,12 +129,16 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[], arithm
     const rotate = rot > 0 && !w.positions && (t.ropeLayers?.[layer] ?? 1) === 1;
     // Gemma 3: local layers rotate with the config's base, global ones with their own.
     const theta = t.globalRopeTheta !== undefined && !isLocalLayer(t, layer) ? t.globalRopeTheta : c.ropeTheta;
+    // Phi-3 LongRoPE: the long factors once the sequence is longer than the original context.
+    const long = t.longRope !== undefined && T > t.longRope.original;
+    const divisors = t.longRope && (long ? t.longRope.longFactor : t.longRope.shortFactor);
+    const mscale = t.longRope ? (long ? t.longRope.longMscale : t.longRope.shortMscale) : 1;
     /** q or k at every position: projected, normed (whole, or per head), rotated per head. */
     const project = (lin: Linear, qkNorm: Norm | undefined, count: number) => linear(lin, h1).map((projected, pos) => {
       const y = t.qkNorm === 'whole' ? norm(projected, qkNorm!) : projected;
       for (let h = 0; h < count; h++) {
         if (t.qkNorm === 'head') y.set(norm(head(y, h), qkNorm!), h * hd);
-        if (rotate) y.set(rotary(head(y, h), pos, rot, theta, t.interleavedRotary), h * hd);
+        if (rotate) y.set(rotary(head(y, h), pos, rot, theta, t.interleavedRotary, divisors, mscale), h * hd);
       }
       return y;
     });
