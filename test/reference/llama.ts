@@ -9,7 +9,7 @@
 // multipliers, GPT-Neo's learned positions, unscaled scores and local attention windows, and
 // what the model does to its logits (÷ logits_scaling, × logit_scale, softcap).
 // Used only by the tests.
-import { headDim, isLocalLayer, rotaryDim, type DecoderWeights, type Linear, type Norm } from '../fixtures/llama.js';
+import { headDim, isLocalLayer, rotaryDim, type DecoderWeights, type FamilyTraits, type Linear, type Norm } from '../fixtures/llama.js';
 import { frozenNormOf, type AttributionReference } from './gpt2.js';
 
 type Vec = Float64Array;
@@ -92,6 +92,14 @@ export function floatArithmetic(w: DecoderWeights): DecoderArithmetic {
 }
 
 const softcap = (v: number, cap: number) => Math.tanh(v / cap) * cap;
+
+/** What the model does to a head output z: ÷ logits_scaling (Granite), × logit_scale (Cohere), tanh(z / cap) · cap (Gemma 2). */
+export function afterHead(t: FamilyTraits, z: number): number {
+  let s = z;
+  if (t.logitsScaling !== undefined) s /= t.logitsScaling;
+  if (t.logitScale !== undefined) s *= t.logitScale;
+  return t.finalSoftcap === undefined ? s : softcap(s, t.finalSoftcap);
+}
 
 /** Runs the decoder on one sequence of token ids (positions 0..T-1). */
 export function referenceDecoderForward(w: DecoderWeights, ids: number[], arithmetic: DecoderArithmetic = floatArithmetic(w)): AttributionReference {
@@ -226,9 +234,7 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[], arithm
       for (let tok = 0; tok < vocab; tok++) {
         let s = 0;
         for (let i = 0; i < d; i++) s += head[tok * d + i] * v[i];
-        if (t.logitsScaling !== undefined) s /= t.logitsScaling;
-        if (t.logitScale !== undefined) s *= t.logitScale;
-        out[tok] = t.finalSoftcap === undefined ? s : softcap(s, t.finalSoftcap);
+        out[tok] = afterHead(t, s);
       }
       return out;
     },
