@@ -38,6 +38,8 @@ export const FAMILIES: Readonly<Record<string, FamilyInfo>> = {
   mistral: LLAMA_LIKE('MistralForCausalLM', false),
   qwen2: LLAMA_LIKE('Qwen2ForCausalLM', false),
   qwen3: LLAMA_LIKE('Qwen3ForCausalLM', false),
+  // The sparse MoE block is one branch into the residual, like a dense MLP: its experts stay as exported.
+  qwen3_moe: LLAMA_LIKE('Qwen3MoeForCausalLM', false),
   smollm3: LLAMA_LIKE('SmolLM3ForCausalLM', true),
   // Granite's multipliers (embedding, residual branches, logits) are ops the graph shows.
   granite: LLAMA_LIKE('GraniteForCausalLM', false),

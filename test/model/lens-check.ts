@@ -3,8 +3,10 @@ import assert from 'node:assert/strict';
 import ort from 'onnxruntime-node';
 import { halfToFloat } from '../../src/onnx/proto.js';
 import type { LensModel } from '../../src/model/runtime.js';
-import { referenceLensSites, referenceSites, type ReferenceResult } from '../reference/gpt2.js';
+import { referenceLens, referenceLensSites, referenceSites, type ReferenceResult } from '../reference/gpt2.js';
+import type { DecoderWeights } from '../fixtures/llama.js';
 import { assertClose } from '../helpers.js';
+import { variantTolerance, type StoredDtype } from './stored-weights.js';
 
 /**
  * Runs the lens in both modes and checks every site's hidden state and lens row at `positions`
@@ -86,4 +88,29 @@ export async function ownLogits(onnxPath: string, ids: number[], kvShape?: [numb
   // A head pruned to the last position (onnxruntime-genai's prune_lm_head) scores that one only.
   assert.ok(logits.dims[1] === kept || logits.dims[1] === 1, `logits for ${logits.dims[1]} of ${kept} positions`);
   return logits.type === 'float16' ? Float32Array.from(logits.data as Uint16Array, halfToFloat) : logits.data as Float32Array;
+}
+
+/**
+ * Checks every layer of the lens, both modes, at `positions` (the `normLogits` [(L+1)·P, V] of a norm-mode
+ * run, the raw run done here) against the float64 reference `ref` run on `stored` (the weights as the
+ * `dtype` variant stores them), within variantTolerance. Resolves to the largest difference and its
+ * largest share of the bound.
+ */
+export async function assertVariantLayers(model: LensModel, ids: number[], positions: number[], normLogits: Float32Array, ref: ReferenceResult, stored: DecoderWeights, dtype: StoredDtype): Promise<{ worst: number; worstRatio: number }> {
+  const V = stored.config.vocab, L = stored.config.layers, P = positions.length;
+  let worst = 0, worstRatio = 0;
+  for (const mode of ['norm', 'raw'] as const) {
+    const logits = mode === 'norm' ? normLogits : (await model.run(ids, positions, 'raw')).logits;
+    positions.forEach((pos, p) => {
+      const expected = referenceLens(ref, pos, mode === 'raw');
+      for (let l = 0; l <= L; l++) {
+        const h = ref.residual[l][pos];
+        const tol = variantTolerance(dtype, l, mode === 'raw' && l < L ? h : ref.finalNorm(h), stored.lmHead!, V);
+        const row = logits.subarray((l * P + p) * V, (l * P + p + 1) * V);
+        for (let i = 0; i < V; i++) { const diff = Math.abs(row[i] - expected[l][i]); worst = Math.max(worst, diff); worstRatio = Math.max(worstRatio, diff / tol); }
+        assertClose(row, expected[l], tol, `${dtype} ${mode} L${l} at ${pos} vs the reference on the stored weights`);
+      }
+    });
+  }
+  return { worst, worstRatio };
 }

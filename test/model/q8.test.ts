@@ -8,9 +8,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { arch } from 'node:os';
 import { join } from 'node:path';
-import { loadLensModel, type LensModel } from '../../src/model/runtime.js';
+import { loadLensModel } from '../../src/model/runtime.js';
 import { findDecoderStructure } from '../../src/onnx/lens-graph.js';
 import { DataType, decodeModel, encodeModel } from '../../src/onnx/proto.js';
 import type { Dtype } from '../../src/model/paths.js';
@@ -18,97 +17,16 @@ import { buildDecoderModel, DECODER_FORMS, headDim, tinyConfig, writeDecoderFixt
 import { TORCH_Q8_FILES, torchAvailable, writeTorchQ8Fixture, torchSkip } from '../fixtures/torch-export.js';
 import { quantizeDynamic, VARIANT_FILES, writeVariants, type WeightType } from '../fixtures/variants.js';
 import { int64Tensor } from '../fixtures/onnx-builder.js';
-import { referenceQ8DecoderForward, type Q8Options, type Q8ReferenceResult } from '../reference/q8.js';
-import { referenceLensSites, referenceSites } from '../reference/gpt2.js';
+import { referenceQ8DecoderForward } from '../reference/q8.js';
 import { assertClose, cleanEnv, scratchDir } from '../helpers.js';
 import { ownLogits } from './lens-check.js';
+import { assertQ8Lens, TOL } from './q8-check.js';
 
 const env = cleanEnv({ LENS_CACHE: scratchDir('q8-cache') });
 const root = scratchDir('q8-fixtures');
 const PROMPT = 'The most famous sports in USA is';
 const missing = torchAvailable();
 const skip = torchSkip();
-
-/**
- * Whether onnxruntime's u8·s8 kernels sum exactly here. MLAS (platform.cpp) picks them by CPU: with
- * AVX-VNNI or AVX512-VNNI, vpdpbusd adds four u8·s8 products into int32; arm64's kernels widen before
- * adding. x86-64 with AVX2 or AVX512 but no VNNI uses vpmaddubsw, which adds each pair of products in a
- * saturating int16 (255·127·2 > 32767). u8·u8 (uint8 weights) widens to int16 first everywhere: exact.
- */
-function exactU8S8(): boolean {
-  if (arch() !== 'x64') return true;
-  try {
-    return /\b(avx512_vnni|avx_vnni)\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Lens rows against the reference: float32 against float64 rounding, measured ≤ 1.2e-5 on these
- * logits (|logit| < 40 raw). An activation that float32 rounds to the other quantization step moves
- * a logit by scale_a · scale_w · |q_w − z_w| (about 1e-3 here): the head's share of that is added
- * per row where an input lies on a boundary (headSlack; Gemma's raw r_0 has one, 2.8e-3).
- */
-const TOL = 1e-4;
-
-/** Checks every site, both modes, with and without --sublayers, against the reference; the last layer against `own` exactly. */
-async function assertQ8Lens(model: LensModel, ids: number[], weights: DecoderWeights, own: Float32Array, options: Q8Options): Promise<string> {
-  const V = model.vocabSize, d = weights.config.d;
-  const positions = [ids.length - 1, 0, 3], P = positions.length;
-  const exact = referenceQ8DecoderForward(weights, ids, options);
-  // On a CPU whose u8·s8 kernel saturates, a row may differ from the exact value by at most what
-  // saturation moves it in the reference that models that kernel (plus TOL).
-  const saturated = options.weightType === 'int8' && !exactU8S8() ? referenceQ8DecoderForward(weights, ids, { ...options, pairSaturation: true }) : undefined;
-  // The reference's own logits are the model's (checks the reference on the model itself).
-  const ownSlack = exact.headSlack(exact.residual[weights.config.layers].map((v) => exact.finalNorm(v)));
-  positions.forEach((pos) => {
-    const bound = TOL + ownSlack[pos] + (saturated ? maxDiff(saturated.ownLogits[pos], exact.ownLogits[pos]) : 0);
-    assertClose(own.subarray(pos * V, (pos + 1) * V), exact.ownLogits[pos], bound, `model's own logits vs q8 reference at ${pos}`);
-  });
-  let worst = 0;
-  for (const sublayers of model.midSites ? [false, true] : [false]) {
-    const sites = referenceSites(exact, sublayers);
-    for (const mode of ['norm', 'raw'] as const) {
-      const run = await model.run(ids, positions, mode, { sublayers });
-      assert.equal(run.logits.length, sites.length * P * V);
-      positions.forEach((pos, p) => {
-        const expected = referenceLensSites(exact, pos, mode === 'raw', sublayers);
-        const other = saturated ? referenceLensSites(saturated, pos, mode === 'raw', sublayers) : undefined;
-        const otherSites = saturated ? referenceSites(saturated, sublayers) : undefined;
-        sites.forEach(({ site, at }, s) => {
-          const row = s * P + p, what = `${options.weightType} ${mode} ${site.site} L${site.layer} pos ${pos}`;
-          const mine = run.logits.subarray(row * V, (row + 1) * V);
-          const hiddenBound = TOL + (otherSites ? maxDiff(otherSites[s].at(pos), at(pos)) : 0);
-          assertClose(run.hidden.subarray(row * d, (row + 1) * d), at(pos), hiddenBound, `hidden ${what}`);
-          if (s === sites.length - 1) {
-            // The last layer is the model's own output, whatever the CPU's kernels.
-            assert.deepEqual(mine, own.subarray(pos * V, (pos + 1) * V), `last layer is the model's own logits: ${what}`);
-            return;
-          }
-          // The head quantizes this row alone: an input on a rounding boundary may go either way.
-          const headInput = mode === 'raw' ? at(pos) : exact.finalNorm(at(pos));
-          const bound = TOL + (other ? maxDiff(other[s], expected[s]) : 0) + exact.headSlack([headInput])[0];
-          assertClose(mine, expected[s], bound, `lens ${what}`);
-          worst = Math.max(worst, maxDiff(mine, expected[s]));
-        });
-      });
-    }
-  }
-  // A row's lens does not depend on the rows beside it.
-  const alone = await model.run(ids, [3], 'norm');
-  const stacked = await model.run(ids, positions, 'norm');
-  for (let l = 0; l <= model.layers; l++) {
-    assert.deepEqual(alone.logits.subarray(l * V, (l + 1) * V), stacked.logits.subarray((l * P + 2) * V, (l * P + 3) * V), `layer ${l} alone vs stacked`);
-  }
-  return `max |lens − q8 reference| ${worst.toExponential(2)}${saturated ? ' (this CPU saturates u8·s8 pairs)' : ''}`;
-}
-
-function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 
 /** The op types of a model file, counted; throws if a MatMul by a weight or a Gather from a float table was left in float. */
 function quantizedOpCounts(path: string): Map<string, number> {

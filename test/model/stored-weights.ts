@@ -6,7 +6,7 @@
 import type { Gpt2Weights } from '../fixtures/gpt2.js';
 import { VOCAB } from '../fixtures/gpt2.js';
 import { transpose, type DecoderWeights, type Linear } from '../fixtures/llama.js';
-import { floatToHalfBits, quantizeBlockwise4, quantizePerTensor, type WeightType } from '../fixtures/variants.js';
+import { BNB4_CODES, floatToHalfBits, quantizeBlockwise4, quantizeBnb4, quantizePerTensor, type Bnb4Type, type WeightType } from '../fixtures/variants.js';
 
 /** The value of IEEE half bits `h`. */
 function halfToFloat(h: number): number {
@@ -58,6 +58,15 @@ function q4Transposed(w: Float32Array, rows: number, cols: number, halfScales: b
   return transpose(dequantizedQ4(transpose(w, rows, cols), cols, rows, halfScales), cols, rows);
 }
 
+/**
+ * A linear's weight W [out, in] (torch's layout, which is the transposed MatMul B the bnb4 quantizer
+ * flattens) through MatMulBnb4Quantizer's NF4 blocks of 64 and back: code value · block absmax, in float32.
+ */
+export function bnb4RoundTrip(w: Float32Array, out: number, inDim: number, type: Bnb4Type = 1, blockSize = 64): Float32Array {
+  const { packed, absmax } = quantizeBnb4(transpose(w, out, inDim), inDim, out, blockSize, type);
+  return Float32Array.from(w, (_, i) => Math.fround(BNB4_CODES[type][i & 1 ? packed[i >> 1] & 0xf : packed[i >> 1] >> 4] * absmax[Math.floor(i / blockSize)]));
+}
+
 /** Per-tensor 8-bit values through quantize_dynamic and back: (q − zero point) · scale. */
 function dequantized8(values: Float32Array, type: WeightType, symmetric: boolean): Float32Array {
   const { data, scale, zeroPoint } = quantizePerTensor(values, type, symmetric);
@@ -65,7 +74,7 @@ function dequantized8(values: Float32Array, type: WeightType, symmetric: boolean
 }
 
 /** The variant dtypes whose stored weights these functions rebuild. */
-export type StoredDtype = 'fp16' | 'q8' | 'uint8' | 'q4' | 'q4f16';
+export type StoredDtype = 'fp16' | 'q8' | 'uint8' | 'q4' | 'q4f16' | 'bnb4';
 
 /**
  * A GPT-2 fixture's weights as the `dtype` variant stores them. fp16: every float rounded to half.
@@ -83,6 +92,7 @@ export function gpt2AsStored(w: Gpt2Weights, dtype: StoredDtype): Gpt2Weights {
     const rest = dtype === 'q4f16' ? mapArrays(w, roundToHalf) : w;
     return { ...rest, lmHead: q4Transposed(head, VOCAB, d, dtype === 'q4f16') };
   }
+  if (dtype === 'bnb4') throw new Error('no bnb4 GPT-2 fixture: its variant test is on the Llama family');
   const type: WeightType = dtype === 'q8' ? 'int8' : 'uint8';
   const linear = (m: Float32Array) => dequantized8(m, type, type === 'int8');
   return {
@@ -94,23 +104,24 @@ export function gpt2AsStored(w: Gpt2Weights, dtype: StoredDtype): Gpt2Weights {
 }
 
 /**
- * A decoder fixture's weights as the fp16, q4 or q4f16 variant stores them: fp16 rounds every float
- * (the norms' gains, the rotary frequencies and the head included); q4 quantizes every linear (one
- * MatMul B [in, out] each, K = in) and the head, not the embedding Gather. Throws for Gemma in the
- * float16 dtypes (its gains are stored as 1 + w, rounded as a sum).
+ * A decoder fixture's weights as the fp16, q4, q4f16 or bnb4 variant stores them: fp16 rounds every
+ * float (the norms' gains, the rotary frequencies and the head included); q4 and bnb4 quantize every
+ * linear (one MatMul B [in, out] each, K = in) and the head, not the embedding Gather. Throws for Gemma
+ * in the float16 dtypes (its gains are stored as 1 + w, rounded as a sum).
  */
-export function decoderAsStored(w: DecoderWeights, dtype: 'fp16' | 'q4' | 'q4f16'): DecoderWeights {
-  if (w.traits.norm === 'rms-1p' && dtype !== 'q4') throw new Error("Gemma's gains are stored as 1 + w, rounded as a sum: not modelled here");
+export function decoderAsStored(w: DecoderWeights, dtype: 'fp16' | 'q4' | 'q4f16' | 'bnb4'): DecoderWeights {
+  if (w.traits.norm === 'rms-1p' && (dtype === 'fp16' || dtype === 'q4f16')) throw new Error("Gemma's gains are stored as 1 + w, rounded as a sum: not modelled here");
   const { d, vocab } = w.config;
   const head = w.lmHead ?? w.embed;
   if (dtype === 'fp16') return mapArrays({ ...w, lmHead: head }, roundToHalf);
   const half = dtype === 'q4f16';
   const rest = half ? mapArrays(w, roundToHalf) : w;
-  const lin = (l: Linear | undefined): Linear | undefined => l && { ...l, w: q4Transposed(l.w, l.out, l.in, half) };
+  const stored = dtype === 'bnb4' ? bnb4RoundTrip : (m: Float32Array, rows: number, cols: number) => q4Transposed(m, rows, cols, half);
+  const lin = (l: Linear | undefined): Linear | undefined => l && { ...l, w: stored(l.w, l.out, l.in) };
   return {
     ...rest,
     blocks: w.blocks.map((b, i) => ({ ...rest.blocks[i], q: lin(b.q)!, k: lin(b.k)!, v: lin(b.v)!, o: lin(b.o)!, gate: lin(b.gate), up: lin(b.up)!, down: lin(b.down)! })),
-    lmHead: q4Transposed(head, vocab, d, half),
+    lmHead: stored(head, vocab, d),
   };
 }
 
@@ -156,7 +167,8 @@ const FLOAT32_TOL = 1e-4;
 export function variantTolerance(dtype: StoredDtype, layer: number, x: ArrayLike<number>, head: Float32Array, vocab: number): number {
   const { products, quantStep } = headErrorScales(x, head, vocab);
   const float32 = FLOAT32_TOL + x.length * FLOAT32_ROUNDOFF * products;
-  if (dtype === 'q4') return float32;
+  // bnb4, like q4: onnxruntime dequantizes the stored blocks to float32 and multiplies in float32.
+  if (dtype === 'q4' || dtype === 'bnb4') return float32;
   if (dtype === 'fp16' || dtype === 'q4f16') return (2 + 2 * layer) * HALF_ROUNDOFF * products + float32;
   if (dtype === 'q8' || dtype === 'uint8') return (1 + layer) * quantStep + float32;
   throw new Error(`no tolerance for ${dtype as string}`);

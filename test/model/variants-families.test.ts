@@ -11,10 +11,9 @@ import { onnxFileFor, type Dtype } from '../../src/model/paths.js';
 import { buildDecoderModel, DECODER_FORMS, headDim, tinyConfig, writeDecoderFixture, type Family } from '../fixtures/llama.js';
 import { writeVariants } from '../fixtures/variants.js';
 import { referenceDecoderForward } from '../reference/llama.js';
-import { referenceLens } from '../reference/gpt2.js';
 import { assertClose, cleanEnv, scratchDir } from '../helpers.js';
-import { ownLogits } from './lens-check.js';
-import { decoderAsStored, variantTolerance } from './stored-weights.js';
+import { assertVariantLayers, ownLogits } from './lens-check.js';
+import { decoderAsStored } from './stored-weights.js';
 
 const env = cleanEnv({ LENS_CACHE: scratchDir('variants-families-cache') });
 const root = scratchDir('variants-families');
@@ -44,20 +43,7 @@ for (const family of ['llama', 'qwen2', 'gpt_neox'] as Family[]) {
         if (storedDtype) {
           const stored = decoderAsStored(weights, storedDtype);
           const ref = referenceDecoderForward(stored, ids);
-          let worst = 0, worstRatio = 0;
-          for (const mode of ['norm', 'raw'] as const) {
-            const logits = mode === 'norm' ? run.logits : (await model.run(ids, positions, 'raw')).logits;
-            positions.forEach((pos, p) => {
-              const expected = referenceLens(ref, pos, mode === 'raw');
-              for (let l = 0; l <= L; l++) {
-                const h = ref.residual[l][pos];
-                const tol = variantTolerance(storedDtype, l, mode === 'raw' && l < L ? h : ref.finalNorm(h), stored.lmHead!, V);
-                const row = logits.subarray((l * P + p) * V, (l * P + p + 1) * V);
-                for (let i = 0; i < V; i++) { const diff = Math.abs(row[i] - expected[l][i]); worst = Math.max(worst, diff); worstRatio = Math.max(worstRatio, diff / tol); }
-                assertClose(row, expected[l], tol, `${dtype} ${mode} L${l} at ${pos} vs the reference on the stored weights`);
-              }
-            });
-          }
+          const { worst, worstRatio } = await assertVariantLayers(model, ids, positions, run.logits, ref, stored, storedDtype);
           t.diagnostic(`${family} ${dtype}: max |Δlogit| vs the reference ${worst.toExponential(2)}, ${worstRatio.toFixed(2)} of the bound`);
         }
         const own = await ownLogits(join(dir, onnxFileFor(dtype)), ids, [weights.config.kvHeads, headDim(weights.config)]);

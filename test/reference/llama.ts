@@ -9,7 +9,7 @@
 // multipliers, GPT-Neo's learned positions, unscaled scores and local attention windows, and
 // what the model does to its logits (÷ logits_scaling, × logit_scale, softcap).
 // Used only by the tests.
-import { headDim, isLocalLayer, rotaryDim, type DecoderWeights, type Linear, type Norm } from '../fixtures/llama.js';
+import { headDim, isLocalLayer, rotaryDim, type DecoderWeights, type FamilyTraits, type Linear, type Norm } from '../fixtures/llama.js';
 import { frozenNormOf, type AttributionReference } from './gpt2.js';
 
 type Vec = Float64Array;
@@ -93,6 +93,14 @@ export function floatArithmetic(w: DecoderWeights): DecoderArithmetic {
 
 const softcap = (v: number, cap: number) => Math.tanh(v / cap) * cap;
 
+/** What the model does to a head output z: ÷ logits_scaling (Granite), × logit_scale (Cohere), tanh(z / cap) · cap (Gemma 2). */
+export function afterHead(t: FamilyTraits, z: number): number {
+  let s = z;
+  if (t.logitsScaling !== undefined) s /= t.logitsScaling;
+  if (t.logitScale !== undefined) s *= t.logitScale;
+  return t.finalSoftcap === undefined ? s : softcap(s, t.finalSoftcap);
+}
+
 /** Runs the decoder on one sequence of token ids (positions 0..T-1). */
 export function referenceDecoderForward(w: DecoderWeights, ids: number[], arithmetic: DecoderArithmetic = floatArithmetic(w)): AttributionReference {
   const { embedRow, linear } = arithmetic;
@@ -165,11 +173,38 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[], arithm
     const attn = linear(b.o, ctx).map((y) => toResidual(outputNorms ? norm(y, b.postAttn!) : y));
     /** The MLP on every position at once, [T][d]. */
     const mlp = (vs: Vec[]) => {
+      if (b.experts) return sparseMlp(vs);
       if (t.mlp === 'gelu-erf') return linear(b.down, linear(b.up, vs).map((u) => u.map(geluErf)));
       if (t.mlp === 'gelu-tanh') return linear(b.down, linear(b.up, vs).map((u) => u.map(geluTanh)));
       const act = t.mlp === 'swiglu' ? silu : geluTanh;
       const gate = linear(b.gate!, vs), up = linear(b.up, vs);
       return linear(b.down, gate.map((g, pos) => g.map((v, i) => act(v) * up[pos][i])));
+    };
+    /**
+     * Qwen3-MoE's sparse MLP, [T][d]: each token's router softmax over the experts, its topK
+     * largest kept (renormalized to sum 1 with normTopk), and the picked experts' SwiGLU outputs summed with those weights.
+     */
+    const sparseMlp = (vs: Vec[]) => {
+      const { topK, normTopk } = t.moe!;
+      const logits = linear(b.router!, vs);
+      const outs = b.experts!.map((e) => {
+        const gate = linear(e.gate, vs), up = linear(e.up, vs);
+        return linear(e.down, gate.map((g, pos) => g.map((v, i) => silu(v) * up[pos][i])));
+      });
+      return vs.map((_, pos) => {
+        const z = logits[pos];
+        const max = Math.max(...z);
+        const p = Array.from(z, (v) => Math.exp(v - max));
+        const sum = p.reduce((a, v) => a + v, 0);
+        const order = p.map((_, e) => e).sort((a, c) => p[c] - p[a]).slice(0, topK);
+        const kept = order.reduce((a, e) => a + p[e], 0);
+        const out = new Float64Array(d);
+        for (const e of order) {
+          const weight = normTopk ? p[e] / kept : p[e] / sum;
+          for (let i = 0; i < d; i++) out[i] += weight * outs[e][pos][i];
+        }
+        return out;
+      });
     };
     attnOut.push(attn);
     // Head h: the columns h·hd … of o_proj's [out, in] weight, applied to its slice of the context alone.
@@ -207,9 +242,7 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[], arithm
       for (let tok = 0; tok < vocab; tok++) {
         let s = 0;
         for (let i = 0; i < d; i++) s += head[tok * d + i] * v[i];
-        if (t.logitsScaling !== undefined) s /= t.logitsScaling;
-        if (t.logitScale !== undefined) s *= t.logitScale;
-        out[tok] = t.finalSoftcap === undefined ? s : softcap(s, t.finalSoftcap);
+        out[tok] = afterHead(t, s);
       }
       return out;
     },

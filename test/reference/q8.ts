@@ -8,7 +8,7 @@
 // saturating int16), to show what such a CPU computes. Used only by the tests.
 import { quantizePerTensor, type WeightType } from '../fixtures/variants.js';
 import type { DecoderWeights, Linear } from '../fixtures/llama.js';
-import { referenceDecoderForward, type DecoderArithmetic } from './llama.js';
+import { afterHead, referenceDecoderForward, type DecoderArithmetic } from './llama.js';
 import type { ReferenceResult } from './gpt2.js';
 
 type Vec = Float64Array;
@@ -133,19 +133,21 @@ export function referenceQ8DecoderForward(w: DecoderWeights, ids: number[], opti
     if (!q) quantized.set(values, (q = quantizeWeight(values, rows, cols, transpose, options.weightType)));
     return q;
   };
-  if (w.traits.fusedQkv) {
-    // GPT-NeoX's query_key_value is one weight: q, k and v share its scale and zero point.
-    for (const b of w.blocks) {
-      const fused = new Float32Array(b.q.w.length + b.k.w.length + b.v.w.length);
-      fused.set(b.q.w, 0); fused.set(b.k.w, b.q.w.length); fused.set(b.v.w, b.q.w.length + b.k.w.length);
-      const { data, scale, zeroPoint } = quantizePerTensor(fused, options.weightType, options.weightType === 'int8');
-      let offset = 0;
-      for (const lin of [b.q, b.k, b.v]) {
-        quantized.set(lin.w, { ...layout(data.subarray(offset, offset + lin.w.length), lin.out, lin.in, true), scale, zeroPoint });
-        offset += lin.w.length;
-      }
+  /** Linears stored as one weight (rows stacked along the output) share its scale and zero point. */
+  const quantizeStacked = (parts: Linear[]) => {
+    const fused = new Float32Array(parts.reduce((n, l) => n + l.w.length, 0));
+    let offset = 0;
+    for (const lin of parts) { fused.set(lin.w, offset); offset += lin.w.length; }
+    const { data, scale, zeroPoint } = quantizePerTensor(fused, options.weightType, options.weightType === 'int8');
+    offset = 0;
+    for (const lin of parts) {
+      quantized.set(lin.w, { ...layout(data.subarray(offset, offset + lin.w.length), lin.out, lin.in, true), scale, zeroPoint });
+      offset += lin.w.length;
     }
-  }
+  };
+  // GPT-NeoX's query_key_value; Phi-3's qkv_proj and gate_up_proj.
+  if (w.traits.fusedQkv || w.traits.fusedProjections) for (const b of w.blocks) quantizeStacked([b.q, b.k, b.v]);
+  if (w.traits.fusedProjections) for (const b of w.blocks) quantizeStacked([b.gate!, b.up]);
   // The embedding table is stored quantized with the weight type; the Gather's DequantizeLinear restores it.
   const table = quantizeWeight(w.embed, vocab, d, false, options.tableType ?? options.weightType);
   const arithmetic: DecoderArithmetic = {
@@ -157,8 +159,9 @@ export function referenceQ8DecoderForward(w: DecoderWeights, ids: number[], opti
   const last = ref.residual[ref.residual.length - 1];
   return {
     ...ref,
-    unembed: (v) => quantizedProduct([v], head, undefined, saturate)[0],
-    ownLogits: quantizedProduct(last.map((v) => ref.finalNorm(v)), head, undefined, saturate),
-    headSlack: (xs) => roundingSlack(xs, head),
+    unembed: (v) => quantizedProduct([v], head, undefined, saturate)[0].map((z) => afterHead(w.traits, z)),
+    ownLogits: quantizedProduct(last.map((v) => ref.finalNorm(v)), head, undefined, saturate).map((row) => row.map((z) => afterHead(w.traits, z))),
+    // What follows the head is a scaling and a softcap (1-Lipschitz): a head output's slack scales with the first only.
+    headSlack: (xs) => roundingSlack(xs, head).map((s) => s * (w.traits.logitScale ?? 1) / (w.traits.logitsScaling ?? 1)),
   };
 }
