@@ -5,7 +5,7 @@
 // lens downloaded from a loopback tuned-lens Space.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadLensModel } from '../../src/model/runtime.js';
 import { readTunedLensDir } from '../../src/tuned/lens-dir.js';
@@ -134,7 +134,8 @@ test('command line: --tuned-lens gives "mode": "tuned" records with the referenc
     assert.match(run.stderr, pattern);
     assert.equal(run.stdout, '');
   };
-  await oneLine(['--lens', 'tuned'], 2, /--lens tuned needs --tuned-lens/);
+  // Without --tuned-lens the Space is asked under the names the model suggests; offline none is cached.
+  await oneLine(['--lens', 'tuned'], 1, /no tuned lens for .*opset17-flat-\d+ in the cache and the network is off \(offline mode\); tried opset17-flat-\d+ \(/);
   await oneLine(['--tuned-lens', lens.dir, '--raw'], 2, /--raw and --lens tuned/);
   await oneLine(['--tuned-lens', lens.dir, '--sublayers'], 2, /--sublayers and --lens tuned/);
   await oneLine(['--tuned-lens', lens.dir, '--lens', 'logit'], 2, /--tuned-lens goes with --lens tuned/);
@@ -195,9 +196,36 @@ test('a lens named in a loopback tuned-lens Space: downloaded once, the same rec
     assert.equal(existsSync(join(cache, 'tuned-lens', 'broken', 'params.pt')), false, 'a damaged download is not kept');
     const missing = await runCli([...args, '--tuned-lens', 'nothing-here'], { env: spaceEnv });
     assert.equal(missing.code, 1);
-    assert.match(missing.stderr, /^lens: download of lens\/nothing-here\/config\.json failed: HTTP 404/);
+    assert.match(missing.stderr, /^lens: the tuned-lens Space has no lens\/nothing-here\/config\.json \(HTTP 404\)/);
     const notCached = await runCli([...args, '--tuned-lens', 'elsewhere', '--offline'], { env: spaceEnv });
     assert.match(notCached.stderr, /^lens: tuned lens elsewhere is not in the cache and the network is off/);
+
+    // --lens tuned alone: the name comes from the model's directory (a mirror's -ONNX suffix dropped)
+    // or from config.json's _name_or_path (Xenova/gpt2 → the Space's gpt2); a miss lists the names tried.
+    const mirror = join(scratchDir('tuned-derive'), 'tiny-gpt2-ONNX');
+    cpSync(dir, mirror, { recursive: true });
+    const derived = await runCli([...args.slice(0, 2), mirror, ...args.slice(3), '--lens', 'tuned'], { env: spaceEnv });
+    assert.equal(derived.code, 0, derived.stderr);
+    // The records differ only in the model they name.
+    const records = (stdout: string) => stdout.replace(/^\{"model":"[^"]*",/, '{');
+    assert.equal(records(derived.stdout), records(fromDir.stdout));
+    mkdirSync(join(space, 'lens', 'gpt2'));
+    for (const file of ['config.json', 'params.pt']) copyFileSync(join(lens.dir, file), join(space, 'lens', 'gpt2', file));
+    const renamed = join(scratchDir('tuned-derive'), 'my-model');
+    cpSync(dir, renamed, { recursive: true });
+    const config = JSON.parse(readFileSync(join(renamed, 'config.json'), 'utf8'));
+    writeFileSync(join(renamed, 'config.json'), JSON.stringify({ ...config, _name_or_path: 'Xenova/gpt2' }));
+    hub.served.length = 0;
+    const byConfig = await runCli([...args.slice(0, 2), renamed, ...args.slice(3), '--lens', 'tuned'], { env: spaceEnv });
+    assert.equal(byConfig.code, 0, byConfig.stderr);
+    assert.equal(records(byConfig.stdout), records(fromDir.stdout));
+    assert.deepEqual(fetched(), ['config.json', 'params.pt'].map((f) => `/spaces/AlignmentResearch/tuned-lens/resolve/main/lens/gpt2/${f}`));
+    const unknown = join(scratchDir('tuned-derive'), 'unknown-model');
+    cpSync(dir, unknown, { recursive: true });
+    const none = await runCli([...args.slice(0, 2), unknown, ...args.slice(3), '--lens', 'tuned'], { env: spaceEnv });
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /^lens: the tuned-lens Space has no lens for .*unknown-model; tried unknown-model \(/);
+    assert.equal(existsSync(join(cache, 'tuned-lens', 'unknown-model')), false, 'nothing cached for a name the Space lacks');
   } finally {
     await hub.close();
   }
