@@ -5,7 +5,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError, usageError } from '../errors.js';
-import { accumulateTranslatorGradient, klAndLogitGradient, learningRateAt, projectThroughHead, sgdStep, type TuneHead } from '../lens/tune.js';
+import { accumulateTranslatorGradient, klAndLogitGradient, learningRateAt, logSoftmax, projectThroughHead, sgdStep, type TuneHead } from '../lens/tune.js';
 import type { Dtype } from '../model/paths.js';
 import type { LensModel } from '../model/runtime.js';
 import type { Translators } from '../tuned/translators.js';
@@ -120,12 +120,12 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
           const positions = Array.from({ length: Math.min(chunk, sequence.length - from) }, (_, i) => from + i);
           const P = positions.length;
           const run = await model.run(sequence, positions, 'tuned', { translators });
-          const finalRow = (p: number) => run.logits.subarray((L * P + p) * V, (L * P + p + 1) * V);
+          const finalLogProbs = positions.map((_, p) => logSoftmax(run.logits.subarray((L * P + p) * V, (L * P + p + 1) * V)));
           for (let l = 0; l < L; l++) {
             const gradZ = positions.map(() => new Float64Array(V));
             positions.forEach((_, p) => {
               const row = l * P + p;
-              loss += klAndLogitGradient(run.logits.subarray(row * V, (row + 1) * V), finalRow(p), 1 / tokens, head.softcap, gradZ[p]) / tokens;
+              loss += klAndLogitGradient(run.logits.subarray(row * V, (row + 1) * V), finalLogProbs[p], 1 / tokens, head.softcap, gradZ[p]) / tokens;
             });
             const gradY = projectThroughHead(head, gradZ, d);
             const w = translators.weight.subarray(l * d * d, (l + 1) * d * d), b = translators.bias.subarray(l * d, (l + 1) * d);

@@ -22,21 +22,25 @@ export interface TuneHead {
 }
 
 /** log-softmax of logits [V] in float64. */
-function logSoftmax(logits: ArrayLike<number>): Float64Array {
+export function logSoftmax(logits: ArrayLike<number>): Float64Array {
+  const n = logits.length;
   let max = -Infinity;
-  for (let v = 0; v < logits.length; v++) if (logits[v] > max) max = logits[v];
+  for (let v = 0; v < n; v++) if (logits[v] > max) max = logits[v];
   let sum = 0;
-  for (let v = 0; v < logits.length; v++) sum += Math.exp(logits[v] - max);
+  for (let v = 0; v < n; v++) sum += Math.exp(logits[v] - max);
   const logZ = max + Math.log(sum);
-  return Float64Array.from(logits, (x) => x - logZ);
+  const out = new Float64Array(n);
+  for (let v = 0; v < n; v++) out[v] = logits[v] - logZ;
+  return out;
 }
 
 /**
- * KL(final ‖ lens) in nats of one position's lens logits [V] and final logits [V], and the gradient
- * of `weight` · KL with respect to the logits z before any softcap [V] (written into `gradZ`).
+ * KL(final ‖ lens) in nats of one position's lens logits [V] and the final layer's log-probabilities
+ * [V] (logSoftmax), and the gradient of `weight` · KL with respect to the logits z before any
+ * softcap [V] (written into `gradZ`).
  */
-export function klAndLogitGradient(lensLogits: ArrayLike<number>, finalLogits: ArrayLike<number>, weight: number, softcap: number | undefined, gradZ: Float64Array): number {
-  const lens = logSoftmax(lensLogits), final = logSoftmax(finalLogits);
+export function klAndLogitGradient(lensLogits: ArrayLike<number>, final: Float64Array, weight: number, softcap: number | undefined, gradZ: Float64Array): number {
+  const lens = logSoftmax(lensLogits);
   let kl = 0;
   for (let v = 0; v < lens.length; v++) {
     const pFinal = Math.exp(final[v]);

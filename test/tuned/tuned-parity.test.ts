@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { loadLensModel } from '../../src/model/runtime.js';
 import { readTunedLensDir } from '../../src/tuned/lens-dir.js';
 import { tinyConfigFor, writeDecoderFixture } from '../fixtures/llama.js';
-import { referenceForward, type ReferenceResult } from '../reference/gpt2.js';
+import { referenceForward } from '../reference/gpt2.js';
+import { assertTunedMatches, referenceTuned, type LensValues } from './tuned-reference.js';
 import { referenceDecoderForward } from '../reference/llama.js';
 import { logProbs } from '../reference/stats.js';
 import { assertClose, cleanEnv, fixture, runCli, scratchDir, TINY } from '../helpers.js';
@@ -33,55 +34,11 @@ json.dump({'base_model_name_or_path': 'fixture', 'd_model': d, 'num_hidden_layer
 print(json.dumps([[m.weight.float().flatten().tolist(), m.bias.float().tolist()] for m in lens]))
 `;
 
-interface LensValues { dir: string; layers: [number[], number[]][] }
-
 /** A tuned lens directory made by torch, or false when torch is missing (the test is then skipped). */
 function makeLens(t: TestContext, d: number, layers: number, dtype: 'float32' | 'float16', seed = 3): LensValues | false {
   const dir = scratchDir('tuned-lens');
   const out = runTorchScript(t, MAKE_LENS, dir, [dir, String(d), String(layers), dtype, String(seed)]);
   return out === false ? false : { dir, layers: JSON.parse(out) };
-}
-
-/** The reference tuned lens at one position, [L+1][V]: unembed(norm(h + W h + b)) for layers < L, the plain head for L. */
-function referenceTuned(ref: ReferenceResult, lens: LensValues, position: number): Float64Array[] {
-  return ref.residual.map((layer, l) => {
-    const h = layer[position];
-    if (l === ref.residual.length - 1) return ref.unembed(ref.finalNorm(h));
-    const [w, b] = lens.layers[l];
-    const d = h.length;
-    const translated = Float64Array.from(h, (v, o) => {
-      let sum = v + b[o];
-      for (let i = 0; i < d; i++) sum += w[o * d + i] * h[i];
-      return sum;
-    });
-    return ref.unembed(ref.finalNorm(translated));
-  });
-}
-
-/** Runs the tuned lens at `positions` and compares every layer's logits with the reference. */
-async function assertTunedMatches(modelDir: string, lens: LensValues, ids: number[] | ((encode: (s: string) => number[]) => number[]), ref: (ids: number[]) => ReferenceResult): Promise<void> {
-  const model = await loadLensModel(modelDir, { dtype: 'fp32', offline: true, env });
-  try {
-    const tokens = typeof ids === 'function' ? ids((s) => model.encodePrompt(s)) : ids;
-    const positions = [tokens.length - 1, 0, 2];
-    const { translators } = readTunedLensDir(lens.dir);
-    const run = await model.run(tokens, positions, 'tuned', { translators });
-    const reference = ref(tokens);
-    const V = model.vocabSize, P = positions.length;
-    assert.equal(run.sites.length, model.layers + 1);
-    positions.forEach((position, p) => {
-      const expected = referenceTuned(reference, lens, position);
-      expected.forEach((logits, l) => {
-        const row = l * P + p;
-        assertClose(run.logits.subarray(row * V, (row + 1) * V), logits, TOL, `tuned L${l} pos ${position}`);
-      });
-    });
-    // The translators matter: the logit lens differs from the tuned lens below the last layer.
-    const logit = await model.run(tokens, positions, 'norm');
-    assert.ok(Math.abs(logit.logits[0] - run.logits[0]) > 1e-3, 'the translators change layer 0');
-  } finally {
-    await model.dispose();
-  }
 }
 
 const GPT2_IDS = [464, 749, 5863, 5701, 287, 4916, 318]; // "The most famous sports in USA is"
