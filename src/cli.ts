@@ -318,11 +318,17 @@ export function buildProgram(): Command {
     .option('--tuned-lens <dir|name>', 'also evaluate this tuned lens: a directory, or a lens name in the tuned-lens Space')
     .option('--max-tokens <n>', 'read at most this many tokens of the text', integer(2, '--max-tokens'))
     .option('--json', 'one JSON object on stdout')
+    .option('--svg <file>', 'also write the chart (KL, cross-entropy, entropy per layer) as a standalone SVG file')
+    .option('--html <file>', 'also write the chart and the table as one self-contained HTML page')
     .option('--offline', 'never touch the network (also HF_HUB_OFFLINE=1)')
     .option('--verbose', 'show stack traces of internal errors')
-    .action(async (opts: { model: string; revision: string; dtype: Dtype; data: string; tunedLens?: string; maxTokens?: number; json?: boolean; offline?: boolean }) => {
+    .action(async (opts: { model: string; revision: string; dtype: Dtype; data: string; tunedLens?: string; maxTokens?: number; json?: boolean; svg?: string; html?: string; offline?: boolean }) => {
       const env = process.env;
       const { evaluate, renderEval } = await import('./commands/eval.js');
+      const { checkOutputPath, writeFigure } = await import('./commands/figures.js');
+      const forbidden = [cacheRoot(env), ...(existsSync(opts.model) && statSync(opts.model).isDirectory() ? [opts.model] : [])];
+      if (opts.svg !== undefined) checkOutputPath('--svg', opts.svg, forbidden);
+      if (opts.html !== undefined) checkOutputPath('--html', opts.html, forbidden);
       const tty = process.stderr.isTTY === true;
       const started = Date.now();
       const result = await evaluate({
@@ -333,6 +339,12 @@ export function buildProgram(): Command {
         } : undefined,
       });
       process.stdout.write(`${opts.json ? JSON.stringify(result) : renderEval(result)}\n`);
+      if (opts.svg !== undefined || opts.html !== undefined) {
+        const { renderEvalHtml, renderEvalSvg } = await import('./render/eval-chart.js');
+        const { svgDocument } = await import('./render/svg.js');
+        if (opts.svg !== undefined) writeFigure(opts.svg, svgDocument(renderEvalSvg(result)));
+        if (opts.html !== undefined) writeFigure(opts.html, renderEvalHtml(result));
+      }
     });
 
   program.command('tune')
