@@ -5,8 +5,9 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError, usageError } from '../errors.js';
-import { accumulateTranslatorGradient, klAndLogitGradient, learningRateAt, logSoftmax, projectThroughHead, sgdStep, type TuneHead } from '../lens/tune.js';
+import { accumulateTranslatorGradient, klAndLogitGradient, learningRateAt, logSoftmax, sgdStep, type TuneHead } from '../lens/tune.js';
 import type { Dtype } from '../model/paths.js';
+import type { HeadProjection } from '../model/head-projection.js';
 import type { LensModel } from '../model/runtime.js';
 import type { Translators } from '../tuned/translators.js';
 
@@ -86,6 +87,7 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
   }
   const { loadLensModel } = await import('../model/runtime.js');
   const model = await loadLensModel(options.model, { ...options, batch: true });
+  let projection: HeadProjection | undefined;
   try {
     if (model.width === undefined) throw new UserError(`cannot tune a lens for ${model.id}: its config.json names no hidden size`);
     const { state, resumed } = settings(options, model, bytes.length);
@@ -104,6 +106,7 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
       readCheckpoint(join(options.out, state.checkpoint), translators, momentum);
     }
     const head = await readHead(model, ids[0]);
+    projection = await (await import('../model/head-projection.js')).createHeadProjection(head.unembed, model.vocabSize, d);
     const { writeCheckpoint, writeLensFiles } = await import('../model/tune-files.js');
     const every = options.checkpointEvery ?? DEFAULTS.checkpointEvery;
     const started = Date.now();
@@ -122,15 +125,18 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
           const run = await model.run(sequence, positions, 'tuned', { translators });
           const finalLogProbs = positions.map((_, p) => logSoftmax(run.logits.subarray((L * P + p) * V, (L * P + p + 1) * V)));
           for (let l = 0; l < L; l++) {
-            const gradZ = positions.map(() => new Float64Array(V));
+            const gradZ = new Float32Array(P * V);
             positions.forEach((_, p) => {
               const row = l * P + p;
-              loss += klAndLogitGradient(run.logits.subarray(row * V, (row + 1) * V), finalLogProbs[p], 1 / tokens, head.softcap, gradZ[p]) / tokens;
+              loss += klAndLogitGradient(run.logits.subarray(row * V, (row + 1) * V), finalLogProbs[p], 1 / tokens, head.softcap, gradZ.subarray(p * V, (p + 1) * V)) / tokens;
             });
-            const gradY = projectThroughHead(head, gradZ, d);
+            const gradY = await projection.project(gradZ, P);
             const w = translators.weight.subarray(l * d * d, (l + 1) * d * d), b = translators.bias.subarray(l * d, (l + 1) * d);
             const gw = gradW.subarray(l * d * d, (l + 1) * d * d), gb = gradB.subarray(l * d, (l + 1) * d);
-            positions.forEach((_, p) => accumulateTranslatorGradient(head, run.hidden.subarray((l * P + p) * d, (l * P + p + 1) * d), w, b, gradY[p], gw, gb));
+            positions.forEach((_, p) => {
+              const scaled = Float64Array.from(gradY.subarray(p * d, (p + 1) * d), (g) => g * head.headScale);
+              accumulateTranslatorGradient(head, run.hidden.subarray((l * P + p) * d, (l * P + p + 1) * d), w, b, scaled, gw, gb);
+            });
           }
         }
       }
@@ -150,6 +156,7 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
     }
     return { out: options.out, steps: state.step, losses: state.losses, tokensPerStep: perStep * sequences[0].length, tokensPerSecond: tokensDone / Math.max(1e-3, (Date.now() - started) / 1000) };
   } finally {
+    await projection?.release();
     await model.dispose();
   }
 }

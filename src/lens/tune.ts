@@ -39,7 +39,7 @@ export function logSoftmax(logits: ArrayLike<number>): Float64Array {
  * [V] (logSoftmax), and the gradient of `weight` · KL with respect to the logits z before any
  * softcap [V] (written into `gradZ`).
  */
-export function klAndLogitGradient(lensLogits: ArrayLike<number>, final: Float64Array, weight: number, softcap: number | undefined, gradZ: Float64Array): number {
+export function klAndLogitGradient(lensLogits: ArrayLike<number>, final: Float64Array, weight: number, softcap: number | undefined, gradZ: Float32Array | Float64Array): number {
   const lens = logSoftmax(lensLogits);
   let kl = 0;
   for (let v = 0; v < lens.length; v++) {
@@ -54,7 +54,8 @@ export function klAndLogitGradient(lensLogits: ArrayLike<number>, final: Float64
 
 /**
  * g_y = s · W_Uᵀ g_z for `rows` gradients at once: gradZ [rows][V] → gradY [rows][d]. Rows share
- * each W_U row while it is in cache.
+ * each W_U row while it is in cache. (lens tune runs this product in onnxruntime; this float64 loop
+ * is its reference.)
  */
 export function projectThroughHead(head: TuneHead, gradZ: Float64Array[], d: number): Float64Array[] {
   const V = head.unembed.length / d;
@@ -76,7 +77,7 @@ export function projectThroughHead(head: TuneHead, gradZ: Float64Array[], d: num
  * given the head's gradient at the norm's output gradY [d]: back through the norm (its Jacobian at
  * x = h + W h + b) and the affine map (outer product with h).
  */
-export function accumulateTranslatorGradient(head: TuneHead, h: ArrayLike<number>, weight: ArrayLike<number>, bias: ArrayLike<number>, gradY: Float64Array, gradW: Float64Array, gradB: Float64Array): void {
+export function accumulateTranslatorGradient(head: TuneHead, h: ArrayLike<number>, weight: ArrayLike<number>, bias: ArrayLike<number>, gradY: ArrayLike<number>, gradW: Float64Array, gradB: Float64Array): void {
   const d = h.length;
   const x = new Float64Array(d);
   for (let o = 0; o < d; o++) {
