@@ -46,12 +46,21 @@ const DEFAULTS = { steps: 250, tokensPerStep: 4096, seqLen: 512, checkpointEvery
 const LOGITS_BUDGET = 1 << 26;
 const STATE_FILE = 'tune-state.json';
 
-/** The settings of a run: from the flags, or on --resume from tune-state.json (flags that differ are refused). Throws UserError. */
-function settings(options: TuneOptions, model: LensModel, dataBytes: number): { state: TuneState; resumed: boolean } {
+/**
+ * The settings of a run, checked before the model loads: from the flags, or on --resume from
+ * tune-state.json (flags that differ are refused). A new run's model and seqLen are completed once
+ * the model is loaded. Throws UserError.
+ */
+function settings(options: TuneOptions, dataBytes: number): { state: TuneState; resumed: boolean } {
   const statePath = join(options.out, STATE_FILE);
   if (options.resume) {
     if (!existsSync(statePath)) throw usageError(`--resume: ${options.out} holds no training run (no ${STATE_FILE})`, 'start one without --resume');
-    const state = JSON.parse(readFileSync(statePath, 'utf8')) as TuneState;
+    let state: TuneState;
+    try {
+      state = JSON.parse(readFileSync(statePath, 'utf8')) as TuneState;
+    } catch (error) {
+      throw new UserError(`--resume: cannot read ${statePath}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
     for (const [flag, given, saved] of [['--steps', options.steps, state.steps], ['--tokens-per-step', options.tokensPerStep, state.tokensPerStep], ['--seq-len', options.seqLen, state.seqLen]] as const) {
       if (given !== undefined && given !== saved) throw usageError(`--resume: the run in ${options.out} has ${flag} ${saved}, not ${given}`, `leave ${flag} out to continue it`);
     }
@@ -61,9 +70,9 @@ function settings(options: TuneOptions, model: LensModel, dataBytes: number): { 
   if (existsSync(options.out) && readdirSync(options.out).length > 0) {
     throw usageError(`--out ${options.out} is not empty`, existsSync(statePath) ? 'add --resume to continue its training run' : 'give a new or empty directory');
   }
-  const seqLen = Math.min(options.seqLen ?? DEFAULTS.seqLen, model.contextLength);
+  const seqLen = options.seqLen ?? DEFAULTS.seqLen;
   return {
-    state: { model: model.id, dataBytes, steps: options.steps ?? DEFAULTS.steps, tokensPerStep: options.tokensPerStep ?? DEFAULTS.tokensPerStep, seqLen, step: 0, checkpoint: '', losses: [] },
+    state: { model: '', dataBytes, steps: options.steps ?? DEFAULTS.steps, tokensPerStep: options.tokensPerStep ?? DEFAULTS.tokensPerStep, seqLen, step: 0, checkpoint: '', losses: [] },
     resumed: false,
   };
 }
@@ -85,12 +94,14 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
   } catch (error) {
     throw usageError(`cannot read --data ${options.data}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
+  const { state, resumed } = settings(options, bytes.length);
   const { loadLensModel } = await import('../model/runtime.js');
   const model = await loadLensModel(options.model, { ...options, batch: true });
   let projection: HeadProjection | undefined;
   try {
     if (model.width === undefined) throw new UserError(`cannot tune a lens for ${model.id}: its config.json names no hidden size`);
-    const { state, resumed } = settings(options, model, bytes.length);
+    if (!resumed) Object.assign(state, { model: model.id, seqLen: Math.min(state.seqLen, model.contextLength) });
+    else if (state.model !== model.id) throw usageError(`--resume: the run in ${options.out} trains a lens for ${state.model}, not ${model.id}`);
     const ids = model.encode(new TextDecoder('utf-8').decode(bytes));
     if (ids.length < 2) throw new UserError(`--data ${options.data} has ${ids.length} token${ids.length === 1 ? '' : 's'}; tune needs at least 2`);
     const sequences: number[][] = [];
