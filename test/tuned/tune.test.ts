@@ -1,6 +1,7 @@
 // lens tune end to end on the tiny GPT-2 fixture: the loss falls; the lens it writes loads in torch
 // (weights_only) with tuned-lens's keys and shapes, and lens reading it back equals the float64
-// reference with the values torch read; on held-out text it beats the logit lens at every layer
+// reference with the values torch read; one step equals torch's autograd and SGD on the reference's
+// residuals; on held-out text it beats the logit lens at every layer
 // below L; a run stopped and resumed equals one run straight through; its flag errors are one line.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,7 +10,8 @@ import { join } from 'node:path';
 import { tune, type TuneState } from '../../src/commands/tune.js';
 import { evaluate } from '../../src/commands/eval.js';
 import { referenceForward } from '../reference/gpt2.js';
-import { cleanEnv, fixture, runCli, scratchDir, TINY } from '../helpers.js';
+import { assertClose, cleanEnv, fixture, runCli, scratchDir, TINY } from '../helpers.js';
+import { readTunedLensDir } from '../../src/tuned/lens-dir.js';
 import { runTorchScript } from './torch-python.js';
 import { assertTunedMatches } from './tuned-reference.js';
 
@@ -71,6 +73,50 @@ print(json.dumps({'keys': list(state.keys()), 'shapes': [list(v.shape) for v in 
   const heldOut = await evaluate({ model: dir, dtype: 'fp32', offline: true, env, data: textFile('held-out.txt', HELD_OUT), tunedLens: out });
   for (let l = 0; l < L; l++) assert.ok(heldOut.tuned![l].kl < heldOut.logit[l].kl, `L${l}: tuned ${heldOut.tuned![l].kl} vs logit ${heldOut.logit[l].kl}`);
   t.diagnostic(`held-out KL logit ${heldOut.logit.map((x) => x.kl.toFixed(3))} tuned ${heldOut.tuned!.map((x) => x.kl.toFixed(3))}; loss ${state.losses[0].toFixed(3)} → ${state.losses[39].toFixed(3)}`);
+});
+
+test('lens tune, one step: the translators equal torch autograd + SGD on the float64 reference\'s residuals and head', async (t) => {
+  const { dir, weights } = fixture('opset17-flat');
+  const ids = [464, 749, 5863, 5701, 287, 4916, 318]; // "The most famous sports in USA is", no special tokens in GPT-2
+  const ref = referenceForward(weights, ids);
+  const work = scratchDir('tune-one-step');
+  const L = TINY.layers, d = TINY.d, T = ids.length;
+  writeFileSync(join(work, 'residual.bin'), new Float64Array(ref.residual.flatMap((layer) => layer.flatMap((h) => Array.from(h)))));
+  writeFileSync(join(work, 'wte.bin'), weights.wte);
+  writeFileSync(join(work, 'lnf.bin'), new Float32Array([...weights.lnfG, ...weights.lnfB]));
+  const script = `
+import json, sys, torch
+L, T, d = ${L}, ${T}, ${d}
+read = lambda name, dtype: torch.frombuffer(bytearray(open(name, 'rb').read()), dtype=dtype).double()
+res = read('residual.bin', torch.float64).reshape(L + 1, T, d)
+wte = read('wte.bin', torch.float32).reshape(-1, d)
+lnf = read('lnf.bin', torch.float32).reshape(2, d)
+head = lambda x: torch.nn.functional.layer_norm(x, (d,), lnf[0], lnf[1], 1e-5) @ wte.T
+final = head(res[L]).log_softmax(-1)
+lens = torch.nn.ModuleList([torch.nn.Linear(d, d).double() for _ in range(L)])
+for m in lens:
+    torch.nn.init.zeros_(m.weight); torch.nn.init.zeros_(m.bias)
+loss = 0
+for l in range(L):
+    lp = head(res[l] + lens[l](res[l])).log_softmax(-1)
+    loss = loss + (final.exp() * (final - lp)).sum(-1).mean()
+loss.backward()
+torch.nn.utils.clip_grad_norm_(lens.parameters(), 1.0)
+opt = torch.optim.SGD(lens.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3)
+opt.step()
+print(json.dumps({'loss': loss.item(), 'layers': [[m.weight.detach().flatten().tolist(), m.bias.detach().tolist()] for m in lens]}))`;
+  const out = runTorchScript(t, script, work);
+  if (out === false) return;
+  const expected = JSON.parse(out) as { loss: number; layers: [number[], number[]][] };
+  const lensDir = join(work, 'lens');
+  const result = await tune({ model: dir, dtype: 'fp32', offline: true, env, data: textFile('one.txt', 'The most famous sports in USA is'), out: lensDir, steps: 1, tokensPerStep: T, seqLen: T });
+  assertClose(result.losses[0], expected.loss, 1e-4, 'loss of the step');
+  const { translators } = readTunedLensDir(lensDir);
+  expected.layers.forEach(([w, b], l) => {
+    assertClose(translators.weight.subarray(l * d * d, (l + 1) * d * d), w, 2e-6, `W${l}`);
+    assertClose(translators.bias.subarray(l * d, (l + 1) * d), b, 2e-6, `b${l}`);
+  });
+  assert.ok(Math.max(...expected.layers.flatMap(([w]) => w.map(Math.abs))) > 1e-4, 'the step moves the translators');
 });
 
 test('lens tune --resume: stopped after step 3 and resumed, the same lens as 6 steps straight through (momentum kept)', async () => {
