@@ -5,7 +5,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError, usageError } from '../errors.js';
-import { accumulateTranslatorGradient, klAndLogitGradient, learningRateAt, logSoftmax, sgdStep, type TuneHead } from '../lens/tune.js';
+import { accumulateTranslatorGradient, klAndLogitGradient, finalDistribution, learningRateAt, sgdStep, type TuneHead } from '../lens/tune.js';
 import type { Dtype } from '../model/paths.js';
 import type { HeadProjection } from '../model/head-projection.js';
 import type { LensModel } from '../model/runtime.js';
@@ -134,12 +134,12 @@ export async function tune(options: TuneOptions): Promise<TuneResult> {
           const positions = Array.from({ length: Math.min(chunk, sequence.length - from) }, (_, i) => from + i);
           const P = positions.length;
           const run = await model.run(sequence, positions, 'tuned', { translators });
-          const finalLogProbs = positions.map((_, p) => logSoftmax(run.logits.subarray((L * P + p) * V, (L * P + p + 1) * V)));
+          const finals = positions.map((_, p) => finalDistribution(run.logits.subarray((L * P + p) * V, (L * P + p + 1) * V)));
           for (let l = 0; l < L; l++) {
             const gradZ = new Float32Array(P * V);
             positions.forEach((_, p) => {
               const row = l * P + p;
-              loss += klAndLogitGradient(run.logits.subarray(row * V, (row + 1) * V), finalLogProbs[p], 1 / tokens, head.softcap, gradZ.subarray(p * V, (p + 1) * V)) / tokens;
+              loss += klAndLogitGradient(run.logits.subarray(row * V, (row + 1) * V), finals[p], 1 / tokens, head.softcap, gradZ.subarray(p * V, (p + 1) * V)) / tokens;
             });
             const gradY = await projection.project(gradZ, P);
             const w = translators.weight.subarray(l * d * d, (l + 1) * d * d), b = translators.bias.subarray(l * d, (l + 1) * d);

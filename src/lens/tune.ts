@@ -23,29 +23,42 @@ export interface TuneHead {
 
 /** log-softmax of logits [V] in float64. */
 export function logSoftmax(logits: ArrayLike<number>): Float64Array {
+  const logZ = logSumExp(logits);
+  const out = new Float64Array(logits.length);
+  for (let v = 0; v < logits.length; v++) out[v] = logits[v] - logZ;
+  return out;
+}
+
+function logSumExp(logits: ArrayLike<number>): number {
   const n = logits.length;
   let max = -Infinity;
   for (let v = 0; v < n; v++) if (logits[v] > max) max = logits[v];
   let sum = 0;
   for (let v = 0; v < n; v++) sum += Math.exp(logits[v] - max);
-  const logZ = max + Math.log(sum);
-  const out = new Float64Array(n);
-  for (let v = 0; v < n; v++) out[v] = logits[v] - logZ;
-  return out;
+  return max + Math.log(sum);
+}
+
+/** The final layer's distribution at one position, shared by every layer's loss there. */
+export interface FinalDistribution { logProbs: Float64Array; probs: Float64Array }
+
+/** FinalDistribution of the final logits [V]. */
+export function finalDistribution(logits: ArrayLike<number>): FinalDistribution {
+  const logProbs = logSoftmax(logits);
+  return { logProbs, probs: logProbs.map(Math.exp) };
 }
 
 /**
- * KL(final ‖ lens) in nats of one position's lens logits [V] and the final layer's log-probabilities
- * [V] (logSoftmax), and the gradient of `weight` · KL with respect to the logits z before any
- * softcap [V] (written into `gradZ`).
+ * KL(final ‖ lens) in nats of one position's lens logits [V] and the final layer's distribution,
+ * and the gradient of `weight` · KL with respect to the logits z before any softcap [V] (written
+ * into `gradZ`).
  */
-export function klAndLogitGradient(lensLogits: ArrayLike<number>, final: Float64Array, weight: number, softcap: number | undefined, gradZ: Float32Array | Float64Array): number {
-  const lens = logSoftmax(lensLogits);
+export function klAndLogitGradient(lensLogits: ArrayLike<number>, final: FinalDistribution, weight: number, softcap: number | undefined, gradZ: Float32Array | Float64Array): number {
+  const logZ = logSumExp(lensLogits);
   let kl = 0;
-  for (let v = 0; v < lens.length; v++) {
-    const pFinal = Math.exp(final[v]);
-    kl += pFinal * (final[v] - lens[v]);
-    const g = weight * (Math.exp(lens[v]) - pFinal);
+  for (let v = 0; v < lensLogits.length; v++) {
+    const logLens = lensLogits[v] - logZ, pFinal = final.probs[v];
+    if (pFinal > 0) kl += pFinal * (final.logProbs[v] - logLens);
+    const g = weight * (Math.exp(logLens) - pFinal);
     // logit = c·tanh(z/c): dlogit/dz = 1 − tanh² = 1 − (logit/c)².
     gradZ[v] = softcap ? g * (1 - (lensLogits[v] / softcap) ** 2) : g;
   }

@@ -4,7 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { accumulateTranslatorGradient, klAndLogitGradient, learningRateAt, logSoftmax, projectThroughHead, sgdStep, type TuneHead } from '../../src/lens/tune.js';
+import { accumulateTranslatorGradient, klAndLogitGradient, learningRateAt, finalDistribution, projectThroughHead, sgdStep, type TuneHead } from '../../src/lens/tune.js';
 import { normalSampler } from '../fixtures/gpt2.js';
 import { assertClose, scratchDir } from '../helpers.js';
 import { runTorchScript } from '../tuned/torch-python.js';
@@ -39,7 +39,7 @@ for (const variant of [{ centred: true }, { centred: false }, { centred: true, s
     const weight = 0.5;
     const { kl, lensLogits } = referenceLoss(head, h, w, b, finalLogits);
     const gradZ = new Float64Array(V);
-    assertClose(klAndLogitGradient(lensLogits, logSoftmax(finalLogits), weight, head.softcap, gradZ), kl, 1e-12, 'KL');
+    assertClose(klAndLogitGradient(lensLogits, finalDistribution(finalLogits), weight, head.softcap, gradZ), kl, 1e-12, 'KL');
     const [gradY] = projectThroughHead(head, [gradZ], d);
     const gradW = new Float64Array(d * d), gradB = new Float64Array(d);
     accumulateTranslatorGradient(head, h, w, b, gradY, gradW, gradB);
