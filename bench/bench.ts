@@ -108,6 +108,24 @@ const lensBin = join(ROOT, 'bin', 'lens.js');
 const timing = (r: ProcessRun) => ({ wallMs: r.wallMs, maxRssMb: r.maxRssMb });
 const row = (name: string, ms: number, rss: number, ratio: number, target: string) => ({ name, ms: Math.round(ms), rssMb: Math.round(rss), ratio: Number(ratio.toFixed(3)), target });
 
+interface TuneBench {
+  eval: { tokens: number; ms: number; forwardMs: number };
+  tune: { tokens: number; ms: number; tokensPerSecond: number[]; steps: number; tokensPerStep: number; seqLen: number; curve: { seconds: number; step: number; tuned: number[]; logit: number[] }[] };
+}
+
+/** The rows of bench/tune.ts: ms per 1000 tokens for eval and tune, and the held-out KL per layer at the end of the budget (ratio tuned / logit). */
+function tuneBenchRows(t: TuneBench) {
+  const evalRate = t.eval.tokens / (t.eval.ms / 1000);
+  const last = t.tune.curve[t.tune.curve.length - 1];
+  const tuneRate = median(t.tune.tokensPerSecond);
+  return [
+    row('lens eval, ms per 1000 tokens', 1e6 / evalRate, NaN, t.eval.ms / t.eval.forwardMs, `${evalRate.toFixed(1)} tokens/s over ${t.eval.tokens} tokens, model load included; ratio to the bare forward of the same windows (${Math.round(t.eval.forwardMs)} ms)`),
+    row('lens tune, ms per 1000 tokens', 1e6 / tuneRate, NaN, NaN, `${tuneRate.toFixed(1)} tokens/s (median over rounds, model loads left out), ${t.tune.steps} steps of ${t.tune.tokensPerStep} tokens in ${Math.round(t.tune.ms / 1000)} s`),
+    ...(last ? last.tuned.slice(0, -1).map((kl, l) => row(`lens tune: held-out KL L${l} after ${Math.round(last.seconds)} s`, NaN, NaN, kl / last.logit[l],
+      `tuned ${kl.toFixed(3)} vs logit ${last.logit[l].toFixed(3)} nats (must be lower); by time: ${t.tune.curve.map((c) => `${Math.round(c.seconds)} s ${c.tuned[l].toFixed(3)}`).join(', ')}`)) : []),
+  ];
+}
+
 /** All measures for one model: its rows and raw timings. */
 function benchModel(name: string, spec: BenchModel) {
   const dir = modelDir(name, spec);
@@ -147,7 +165,13 @@ function benchModel(name: string, spec: BenchModel) {
   const tuned = spec.heatmap
     ? JSON.parse(runNode([join(ROOT, 'dist', 'bench', 'tuned.js'), dir, JSON.stringify(PROMPTS), String(REPS)], { LENS_CACHE: cache }).stdout) as { paramsMb: number; load: number[]; loadCpu: number[]; logit: number[]; tuned: number[] }
     : undefined;
+  // lens eval and lens tune on GPT-2-small's shape (bench/tune.ts): a 10-minute training budget by default.
+  const tuneBudget = Number(process.env.BENCH_TUNE_SECONDS ?? (TINY ? 5 : 600));
+  const tuning = spec.heatmap
+    ? JSON.parse(runNode([join(ROOT, 'dist', 'bench', 'tune.js'), dir, String(tuneBudget), ...(TINY ? ['4', '64', '32', '128'] : ['200', '2048', '512', '4096'])], { LENS_CACHE: cache }).stdout) as TuneBench
+    : undefined;
   rmSync(cache, { recursive: true, force: true });
+  const tuneRows = tuning ? tuneBenchRows(tuning) : [];
   const tunedRows = tuned ? [
     row(`tuned lens: load params.pt (${tuned.paramsMb.toFixed(0)} MB)`, median(tuned.load), NaN, NaN, `≤ 200 ms (CPU time ${Math.round(median(tuned.loadCpu))} ms)`),
     row('tuned lens: model run per prompt', median(tuned.tuned), NaN, median(tuned.tuned) / median(tuned.logit), `≤ 1.1× the logit lens's run (${Math.round(median(tuned.logit))} ms, same prompts, interleaved); ratio to it, not to the baseline`),
@@ -171,12 +195,13 @@ function benchModel(name: string, spec: BenchModel) {
     row('baseline per_prompt', baselinePerPrompt, NaN, 1, 'plain forward, same prompts'),
     ...heatRows,
     ...tunedRows,
+    ...tuneRows,
   ].map((r) => ({ ...r, name: `${name}: ${r.name}` }));
   const MB = 2 ** 20;
   return {
     model: { name, label: spec.label, form: spec.form, shape: spec.shape, onnxMb: Math.round(modelMb) }, rows,
     entrySize: { name, modelMb: Math.round(modelMb), ownMb: Number((entry.own / MB).toFixed(1)), linkedMb: Number((entry.linked / MB).toFixed(1)) },
-    raw: { prepare: prepare.map(timing), cold: cold.map(timing), lensPerPrompt: lensParsed.perPrompt, lensRunOnly: lensParsed.runOnly, baseline: baselineParsed, heatmap: heat, tuned },
+    raw: { prepare: prepare.map(timing), cold: cold.map(timing), lensPerPrompt: lensParsed.perPrompt, lensRunOnly: lensParsed.runOnly, baseline: baselineParsed, heatmap: heat, tuned, tune: tuning },
   };
 }
 

@@ -318,11 +318,17 @@ export function buildProgram(): Command {
     .option('--tuned-lens <dir|name>', 'also evaluate this tuned lens: a directory, or a lens name in the tuned-lens Space')
     .option('--max-tokens <n>', 'read at most this many tokens of the text', integer(2, '--max-tokens'))
     .option('--json', 'one JSON object on stdout')
+    .option('--svg <file>', 'also write the chart (KL, cross-entropy, entropy per layer) as a standalone SVG file')
+    .option('--html <file>', 'also write the chart and the table as one self-contained HTML page')
     .option('--offline', 'never touch the network (also HF_HUB_OFFLINE=1)')
     .option('--verbose', 'show stack traces of internal errors')
-    .action(async (opts: { model: string; revision: string; dtype: Dtype; data: string; tunedLens?: string; maxTokens?: number; json?: boolean; offline?: boolean }) => {
+    .action(async (opts: { model: string; revision: string; dtype: Dtype; data: string; tunedLens?: string; maxTokens?: number; json?: boolean; svg?: string; html?: string; offline?: boolean }) => {
       const env = process.env;
       const { evaluate, renderEval } = await import('./commands/eval.js');
+      const { checkOutputPath, writeFigure } = await import('./commands/figures.js');
+      const forbidden = [cacheRoot(env), ...(existsSync(opts.model) && statSync(opts.model).isDirectory() ? [opts.model] : [])];
+      if (opts.svg !== undefined) checkOutputPath('--svg', opts.svg, forbidden);
+      if (opts.html !== undefined) checkOutputPath('--html', opts.html, forbidden);
       const tty = process.stderr.isTTY === true;
       const started = Date.now();
       const result = await evaluate({
@@ -333,6 +339,39 @@ export function buildProgram(): Command {
         } : undefined,
       });
       process.stdout.write(`${opts.json ? JSON.stringify(result) : renderEval(result)}\n`);
+      if (opts.svg !== undefined || opts.html !== undefined) {
+        const { renderEvalHtml, renderEvalSvg } = await import('./render/eval-chart.js');
+        const { svgDocument } = await import('./render/svg.js');
+        if (opts.svg !== undefined) writeFigure(opts.svg, svgDocument(renderEvalSvg(result)));
+        if (opts.html !== undefined) writeFigure(opts.html, renderEvalHtml(result));
+      }
+    });
+
+  program.command('tune')
+    .description('train a tuned lens on a text (CPU) and write it as tuned-lens does: config.json and params.pt')
+    .option('-m, --model <id|dir>', 'hub repo id or local model directory', DEFAULT_MODEL)
+    .option('--revision <rev>', 'hub revision of a repo id: branch, tag or commit', 'main')
+    .addOption(new Option('--dtype <dtype>', 'weights variant').choices(Object.keys(DTYPE_SUFFIX)).default('fp32'))
+    .requiredOption('--data <file>', 'the training text')
+    .requiredOption('--out <dir>', 'the lens directory to write (new or empty; with --resume, the run to continue)')
+    .option('--steps <n>', 'optimizer steps (default 250)', integer(1, '--steps'))
+    .option('--tokens-per-step <n>', 'tokens per step (default 4096)', integer(1, '--tokens-per-step'))
+    .option('--seq-len <n>', 'tokens per sequence (default 512, at most the model\'s context)', integer(2, '--seq-len'))
+    .option('--resume', 'continue the run in --out from its last checkpoint')
+    .option('--offline', 'never touch the network (also HF_HUB_OFFLINE=1)')
+    .option('--verbose', 'show stack traces of internal errors')
+    .action(async (opts: { model: string; revision: string; dtype: Dtype; data: string; out: string; steps?: number; tokensPerStep?: number; seqLen?: number; resume?: boolean; offline?: boolean }) => {
+      const env = process.env;
+      const { tune, renderTune } = await import('./commands/tune.js');
+      const { formatDuration } = await import('./render/progress.js');
+      const tty = process.stderr.isTTY === true;
+      const result = await tune({
+        ...opts, offline: !!opts.offline || offlineFromEnv(env), env, progress: tty ? progressBar() : undefined,
+        onStep: tty ? (step, steps, loss, rate, secondsLeft) => {
+          process.stderr.write(`\r\x1b[Ktune: step ${step}/${steps}, loss ${loss.toFixed(4)}, ${rate.toFixed(1)} tokens/s, ETA ${formatDuration(secondsLeft)}${step === steps ? '\n' : ''}`);
+        } : undefined,
+      });
+      process.stdout.write(`${renderTune(result)}\n`);
     });
 
   program.command('inspect')

@@ -183,8 +183,9 @@ export async function* analyzePrompts(prompts: AsyncIterable<string> | Iterable<
 
 /** The tuned lens `options` name. Throws UserError. */
 async function loadTunedLens(options: Omit<AnalyzeOptions, keyof RunRequest>) {
-  if (options.tunedLens === undefined) throw usageError('--lens tuned needs --tuned-lens DIR|NAME', 'a directory with the lens\'s config.json and params.pt, or a lens name in the tuned-lens Space such as gpt2');
-  return (await import('../model/tuned-hub.js')).loadTunedLens(options.tunedLens, options);
+  const hub = await import('../model/tuned-hub.js');
+  // Without --tuned-lens the Space's lens is looked up under the names the model suggests.
+  return options.tunedLens === undefined ? hub.findTunedLensFor(options.model, options) : hub.loadTunedLens(options.tunedLens, options);
 }
 
 /** Runs the lens on each prompt in turn, yielding one record per prompt per position. Throws UserError on bad input. */

@@ -44,6 +44,15 @@ export function checkOutputPath(flag: string, file: string, forbidden: string[])
   }
 }
 
+/** Writes one figure at a path checkOutputPath accepted. Throws UserError when it cannot be written. */
+export function writeFigure(file: string, text: string): void {
+  try {
+    writeFileSync(file, text);
+  } catch (error) {
+    throw new UserError(`cannot write ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+}
+
 /** Collects each prompt's records and writes the figures at the end. */
 export class FigureWriter {
   private readonly svgs: string[] = [];
@@ -78,11 +87,7 @@ export class FigureWriter {
   finish(): string[] {
     const written: string[] = [];
     const write = (file: string, text: string) => {
-      try {
-        writeFileSync(file, text);
-      } catch (error) {
-        throw new UserError(`cannot write ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-      }
+      writeFigure(file, text);
       written.push(file);
     };
     const { svg, html } = this.options;

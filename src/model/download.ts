@@ -90,9 +90,16 @@ async function fetchAnswer(url: string, init: RequestInit, signal: AbortSignal):
   }
 }
 
+/** A download the server refused, with its HTTP status (a 404 lets a caller try another name). */
+export class HttpFailure extends UserError {
+  constructor(message: string, readonly status: number) {
+    super(message);
+  }
+}
+
 function httpFailure(file: string, status: number, url: string): UserError {
   const why = status === 401 || status === 403 ? ' (set HF_TOKEN for gated or private models)' : '';
-  return new UserError(`download of ${file} failed: HTTP ${status} from ${url}${why}`);
+  return new HttpFailure(`download of ${file} failed: HTTP ${status} from ${url}${why}`, status);
 }
 
 /** Asks the hub what it publishes for `file` at `url` (HEAD; redirects within the hub followed, the one to storage read). Throws UserError. */

@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import { readTunedLensDir, type TunedLens } from '../tuned/lens-dir.js';
 import { writeAtomically } from './atomic.js';
-import { downloadFile, looksLikePath, type ResolveOptions } from './hub.js';
+import { HttpFailure } from './download.js';
+import { downloadFile, looksLikePath, resolveModel, type ResolveOptions } from './hub.js';
+import { tunedLensNameCandidates } from '../tuned/lens-names.js';
 import { cacheRoot, hubEndpoint } from './paths.js';
 
 /** Where tuned-lens publishes its lenses: a Space, one folder per model under lens/. */
@@ -35,23 +37,66 @@ export async function loadTunedLens(src: string, options: Pick<ResolveOptions, '
   if (!LENS_NAME.test(src) || src.split('/').some((part) => part.startsWith('.'))) {
     throw new UserError(`--tuned-lens ${JSON.stringify(src)} is neither a directory nor a lens name`, 'give a directory, or a name like gpt2 from the tuned-lens Space', 2);
   }
-  const env = options.env ?? process.env;
-  const dir = join(cacheRoot(env), 'tuned-lens', ...src.split('/'));
-  if (complete(dir)) return readTunedLensDir(dir);
-  if (options.offline) {
+  const lens = await spaceLens(src, options);
+  if (lens === 'offline') {
     throw new UserError(`tuned lens ${src} is not in the cache and the network is off (offline mode)`, 'run once with network access, or download its config.json and params.pt and pass the directory');
   }
+  if (lens === 'not published') throw new UserError(`the tuned-lens Space has no lens/${src}/config.json (HTTP 404)`, 'see the Space\'s lens/ folder for the names it publishes');
+  return lens;
+}
+
+/**
+ * The tuned lens of the Space folder `name`, from the cache or downloaded into
+ * $LENS_CACHE/tuned-lens/<name>; 'offline' when it is not cached and the network is off, 'not
+ * published' when the Space answers 404. A download that does not read as a lens is removed.
+ * Throws UserError on other download failures and damaged files.
+ */
+async function spaceLens(name: string, options: Pick<ResolveOptions, 'offline' | 'env' | 'progress'>): Promise<TunedLens | 'offline' | 'not published'> {
+  const env = options.env ?? process.env;
+  const dir = join(cacheRoot(env), 'tuned-lens', ...name.split('/'));
+  if (complete(dir)) return readTunedLensDir(dir);
+  if (options.offline) return 'offline';
   mkdirSync(dir, { recursive: true });
   const sizes: Record<string, number> = {};
   try {
     for (const file of LENS_FILES) {
-      sizes[file] = await downloadFile(`${hubEndpoint(env)}/${TUNED_LENS_SPACE}/resolve/main/lens/${src}/${file}`, join(dir, file), env, options.progress, `lens/${src}/${file}`);
+      sizes[file] = await downloadFile(`${hubEndpoint(env)}/${TUNED_LENS_SPACE}/resolve/main/lens/${name}/${file}`, join(dir, file), env, options.progress, `lens/${name}/${file}`);
     }
     const lens = readTunedLensDir(dir);
     writeAtomically(join(dir, COMPLETE_MARKER), JSON.stringify(sizes));
     return lens;
   } catch (error) {
     for (const file of LENS_FILES) if (existsSync(join(dir, file))) rmSync(join(dir, file), { force: true });
+    if (error instanceof HttpFailure && error.status === 404 && sizes['config.json'] === undefined) {
+      rmSync(dir, { recursive: true, force: true });
+      return 'not published';
+    }
     throw error;
   }
+}
+
+/**
+ * The Space's tuned lens for the model `modelSpec` (no --tuned-lens given): tries the names its repo
+ * id and config.json's `_name_or_path` suggest (tunedLensNameCandidates) in turn, the first one
+ * cached or published wins. Throws a UserError listing the names tried when none is published.
+ */
+export async function findTunedLensFor(modelSpec: string, options: ResolveOptions): Promise<TunedLens> {
+  const { dir } = await resolveModel(modelSpec, options);
+  let nameOrPath: string | undefined;
+  try {
+    const value = (JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>)._name_or_path;
+    if (typeof value === 'string') nameOrPath = value;
+  } catch {
+    // The model's loading reports a broken config.json; here it only suggests names.
+  }
+  const names = tunedLensNameCandidates([modelSpec, nameOrPath]);
+  const offline: string[] = [];
+  for (const name of names) {
+    const lens = await spaceLens(name, options);
+    if (lens === 'offline') offline.push(name);
+    else if (lens !== 'not published') return lens;
+  }
+  const tried = names.join(', ') || 'none';
+  if (offline.length > 0) throw new UserError(`no tuned lens for ${modelSpec} in the cache and the network is off (offline mode); tried ${tried}`, 'run once with network access, or pass --tuned-lens DIR|NAME');
+  throw new UserError(`the tuned-lens Space has no lens for ${modelSpec}; tried ${tried}`, 'pass --tuned-lens DIR|NAME (a directory, or the Space folder name)');
 }

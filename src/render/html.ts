@@ -155,18 +155,23 @@ export function renderHtml(command: string, views: HtmlView[]): string {
   }
   if (previous !== undefined) sections.push('</section>');
   const model = views.map((v) => ('records' in v ? v.records[0]?.model : v.record.model)).find((m) => m !== undefined) ?? '';
+  return htmlPage(`lens ${command}${previous !== undefined ? ` — ${quoteToken(promptOf(views[0]))}` : ''}`, `lens ${command}`, model, sections.join('\n'));
+}
+
+/** A self-contained page: the title, a heading, a line of metadata and the body (HTML, not escaped). */
+export function htmlPage(title: string, heading: string, meta: string, body: string): string {
   return `<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${esc(`lens ${command}${previous !== undefined ? ` — ${quoteToken(promptOf(views[0]))}` : ''}`)}</title>
+<title>${esc(title)}</title>
 <style>${STYLE}</style>
 </head>
 <body>
-<h1>lens ${esc(command)}</h1>
-<p class="meta">${esc(model)}</p>
-${sections.join('\n')}
+<h1>${esc(heading)}</h1>
+<p class="meta">${esc(meta)}</p>
+${body}
 <div id="lens-tip" role="tooltip" hidden></div>
 <script>${SCRIPT}</script>
 </body>

@@ -10,7 +10,7 @@ export type ChartKind = 'prob' | 'rank' | 'diff';
 
 /** Categorical colours of the series (Tableau 10), in order. */
 export const SVG_SERIES_COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
-const FONT = 'font-family="DejaVu Sans, Helvetica, Arial, sans-serif"';
+export const FONT = 'font-family="DejaVu Sans, Helvetica, Arial, sans-serif"';
 const MONO = 'font-family="DejaVu Sans Mono, Menlo, Consolas, monospace"';
 
 /** Text safe inside XML character data and attribute values; characters XML 1.0 forbids become U+FFFD. */
@@ -25,10 +25,12 @@ export function svgDocument(svg: string): string {
   return `<?xml version="1.0" encoding="UTF-8"?>\n${svg}\n`;
 }
 
-const num = (v: number) => String(Math.round(v * 100) / 100);
+/** A coordinate with at most two decimals. */
+export const num = (v: number) => String(Math.round(v * 100) / 100);
 const rgb = ([r, g, b]: [number, number, number]) => `rgb(${r},${g},${b})`;
 
-function text(x: number, y: number, content: string, attrs = ''): string {
+/** A `<text>` element at (x, y), its content escaped. */
+export function text(x: number, y: number, content: string, attrs = ''): string {
   return `<text x="${num(x)}" y="${num(y)}"${attrs ? ` ${attrs}` : ''}>${xmlEscape(content)}</text>`;
 }
 

@@ -2,7 +2,7 @@
 // KL(final ‖ layer), cross-entropy and entropy, for the logit lens and a tuned lens made by torch.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { referenceForward } from '../reference/gpt2.js';
 import { entropy, kl, logProbs } from '../reference/stats.js';
@@ -68,6 +68,30 @@ print(json.dumps([[m.weight.flatten().tolist(), m.bias.tolist()] for m in lens])
       assertClose([layer.kl, layer.crossEntropy, layer.entropy], sums[name][l].map((s) => s / count), TOL, `${name} L${l}`);
     });
   }
+  // The figures: the SVG's three panels hold both lenses' values at every layer, as the reference
+  // computes them; the HTML page holds the same chart and the table; a path in the model directory is refused.
+  const figures = scratchDir('eval-figures');
+  const drawn = await runCli(['eval', '-m', dir, '--data', data, '--tuned-lens', lensDir, '--svg', join(figures, 'eval.svg'), '--html', join(figures, 'eval.html'), '--offline'], { env: cleanEnv({ LENS_CACHE: scratchDir('eval-cache-3') }) });
+  assert.equal(drawn.code, 0, drawn.stderr);
+  const svg = readFileSync(join(figures, 'eval.svg'), 'utf8');
+  assert.match(svg, /^<\?xml version="1.0" encoding="UTF-8"\?>\n<svg /);
+  const panels = svg.split('<g class="panel" ').slice(1);
+  assert.deepEqual(panels.map((panel) => /^data-measure="(\w+)"/.exec(panel)![1]), ['kl', 'crossEntropy', 'entropy']);
+  panels.forEach((panel, m) => {
+    const series = panel.split('<g class="series" ').slice(1);
+    assert.deepEqual(series.map((part) => /^data-series="([^"]+)"/.exec(part)![1]), ['logit lens', 'tuned lens']);
+    series.forEach((part, j) => {
+      const values = [...part.matchAll(/data-value="([^"]+)"/g)].map((match) => Number(match[1]));
+      assertClose(values, sums[(['logit', 'tuned'] as const)[j]].map((s) => s[m] / count), TOL, `svg panel ${m} series ${j}`);
+    });
+  });
+  const html = readFileSync(join(figures, 'eval.html'), 'utf8');
+  assert.ok(html.includes(svg.slice(svg.indexOf('<svg'), svg.indexOf('</svg>'))), 'the page holds the chart');
+  assert.equal([...html.matchAll(/<tr><th class="layer">L\d<\/th>/g)].length, TINY.layers + 1);
+  const refused = await runCli(['eval', '-m', dir, '--data', data, '--svg', join(dir, 'eval.svg'), '--offline'], { env: cleanEnv({ LENS_CACHE: scratchDir('eval-cache-4') }) });
+  assert.equal(refused.code, 2);
+  assert.match(refused.stderr, /--svg .* is inside /);
+
   // The human table: one row per layer, both lenses.
   const table = await runCli(['eval', '-m', dir, '--data', data, '--tuned-lens', lensDir, '--max-tokens', '3', '--offline'], { env: cleanEnv({ LENS_CACHE: scratchDir('eval-cache-2') }) });
   assert.equal(table.code, 0, table.stderr);

@@ -5,12 +5,13 @@
 // lens downloaded from a loopback tuned-lens Space.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadLensModel } from '../../src/model/runtime.js';
 import { readTunedLensDir } from '../../src/tuned/lens-dir.js';
 import { tinyConfigFor, writeDecoderFixture } from '../fixtures/llama.js';
-import { referenceForward, type ReferenceResult } from '../reference/gpt2.js';
+import { referenceForward } from '../reference/gpt2.js';
+import { assertTunedMatches, referenceTuned, type LensValues } from './tuned-reference.js';
 import { referenceDecoderForward } from '../reference/llama.js';
 import { logProbs } from '../reference/stats.js';
 import { assertClose, cleanEnv, fixture, runCli, scratchDir, TINY } from '../helpers.js';
@@ -33,55 +34,11 @@ json.dump({'base_model_name_or_path': 'fixture', 'd_model': d, 'num_hidden_layer
 print(json.dumps([[m.weight.float().flatten().tolist(), m.bias.float().tolist()] for m in lens]))
 `;
 
-interface LensValues { dir: string; layers: [number[], number[]][] }
-
 /** A tuned lens directory made by torch, or false when torch is missing (the test is then skipped). */
 function makeLens(t: TestContext, d: number, layers: number, dtype: 'float32' | 'float16', seed = 3): LensValues | false {
   const dir = scratchDir('tuned-lens');
   const out = runTorchScript(t, MAKE_LENS, dir, [dir, String(d), String(layers), dtype, String(seed)]);
   return out === false ? false : { dir, layers: JSON.parse(out) };
-}
-
-/** The reference tuned lens at one position, [L+1][V]: unembed(norm(h + W h + b)) for layers < L, the plain head for L. */
-function referenceTuned(ref: ReferenceResult, lens: LensValues, position: number): Float64Array[] {
-  return ref.residual.map((layer, l) => {
-    const h = layer[position];
-    if (l === ref.residual.length - 1) return ref.unembed(ref.finalNorm(h));
-    const [w, b] = lens.layers[l];
-    const d = h.length;
-    const translated = Float64Array.from(h, (v, o) => {
-      let sum = v + b[o];
-      for (let i = 0; i < d; i++) sum += w[o * d + i] * h[i];
-      return sum;
-    });
-    return ref.unembed(ref.finalNorm(translated));
-  });
-}
-
-/** Runs the tuned lens at `positions` and compares every layer's logits with the reference. */
-async function assertTunedMatches(modelDir: string, lens: LensValues, ids: number[] | ((encode: (s: string) => number[]) => number[]), ref: (ids: number[]) => ReferenceResult): Promise<void> {
-  const model = await loadLensModel(modelDir, { dtype: 'fp32', offline: true, env });
-  try {
-    const tokens = typeof ids === 'function' ? ids((s) => model.encodePrompt(s)) : ids;
-    const positions = [tokens.length - 1, 0, 2];
-    const { translators } = readTunedLensDir(lens.dir);
-    const run = await model.run(tokens, positions, 'tuned', { translators });
-    const reference = ref(tokens);
-    const V = model.vocabSize, P = positions.length;
-    assert.equal(run.sites.length, model.layers + 1);
-    positions.forEach((position, p) => {
-      const expected = referenceTuned(reference, lens, position);
-      expected.forEach((logits, l) => {
-        const row = l * P + p;
-        assertClose(run.logits.subarray(row * V, (row + 1) * V), logits, TOL, `tuned L${l} pos ${position}`);
-      });
-    });
-    // The translators matter: the logit lens differs from the tuned lens below the last layer.
-    const logit = await model.run(tokens, positions, 'norm');
-    assert.ok(Math.abs(logit.logits[0] - run.logits[0]) > 1e-3, 'the translators change layer 0');
-  } finally {
-    await model.dispose();
-  }
 }
 
 const GPT2_IDS = [464, 749, 5863, 5701, 287, 4916, 318]; // "The most famous sports in USA is"
@@ -134,7 +91,8 @@ test('command line: --tuned-lens gives "mode": "tuned" records with the referenc
     assert.match(run.stderr, pattern);
     assert.equal(run.stdout, '');
   };
-  await oneLine(['--lens', 'tuned'], 2, /--lens tuned needs --tuned-lens/);
+  // Without --tuned-lens the Space is asked under the names the model suggests; offline none is cached.
+  await oneLine(['--lens', 'tuned'], 1, /no tuned lens for .*opset17-flat-\d+ in the cache and the network is off \(offline mode\); tried opset17-flat-\d+ \(/);
   await oneLine(['--tuned-lens', lens.dir, '--raw'], 2, /--raw and --lens tuned/);
   await oneLine(['--tuned-lens', lens.dir, '--sublayers'], 2, /--sublayers and --lens tuned/);
   await oneLine(['--tuned-lens', lens.dir, '--lens', 'logit'], 2, /--tuned-lens goes with --lens tuned/);
@@ -195,9 +153,36 @@ test('a lens named in a loopback tuned-lens Space: downloaded once, the same rec
     assert.equal(existsSync(join(cache, 'tuned-lens', 'broken', 'params.pt')), false, 'a damaged download is not kept');
     const missing = await runCli([...args, '--tuned-lens', 'nothing-here'], { env: spaceEnv });
     assert.equal(missing.code, 1);
-    assert.match(missing.stderr, /^lens: download of lens\/nothing-here\/config\.json failed: HTTP 404/);
+    assert.match(missing.stderr, /^lens: the tuned-lens Space has no lens\/nothing-here\/config\.json \(HTTP 404\)/);
     const notCached = await runCli([...args, '--tuned-lens', 'elsewhere', '--offline'], { env: spaceEnv });
     assert.match(notCached.stderr, /^lens: tuned lens elsewhere is not in the cache and the network is off/);
+
+    // --lens tuned alone: the name comes from the model's directory (a mirror's -ONNX suffix dropped)
+    // or from config.json's _name_or_path (Xenova/gpt2 → the Space's gpt2); a miss lists the names tried.
+    const mirror = join(scratchDir('tuned-derive'), 'tiny-gpt2-ONNX');
+    cpSync(dir, mirror, { recursive: true });
+    const derived = await runCli([...args.slice(0, 2), mirror, ...args.slice(3), '--lens', 'tuned'], { env: spaceEnv });
+    assert.equal(derived.code, 0, derived.stderr);
+    // The records differ only in the model they name.
+    const records = (stdout: string) => stdout.replace(/^\{"model":"[^"]*",/, '{');
+    assert.equal(records(derived.stdout), records(fromDir.stdout));
+    mkdirSync(join(space, 'lens', 'gpt2'));
+    for (const file of ['config.json', 'params.pt']) copyFileSync(join(lens.dir, file), join(space, 'lens', 'gpt2', file));
+    const renamed = join(scratchDir('tuned-derive'), 'my-model');
+    cpSync(dir, renamed, { recursive: true });
+    const config = JSON.parse(readFileSync(join(renamed, 'config.json'), 'utf8'));
+    writeFileSync(join(renamed, 'config.json'), JSON.stringify({ ...config, _name_or_path: 'Xenova/gpt2' }));
+    hub.served.length = 0;
+    const byConfig = await runCli([...args.slice(0, 2), renamed, ...args.slice(3), '--lens', 'tuned'], { env: spaceEnv });
+    assert.equal(byConfig.code, 0, byConfig.stderr);
+    assert.equal(records(byConfig.stdout), records(fromDir.stdout));
+    assert.deepEqual(fetched(), ['config.json', 'params.pt'].map((f) => `/spaces/AlignmentResearch/tuned-lens/resolve/main/lens/gpt2/${f}`));
+    const unknown = join(scratchDir('tuned-derive'), 'unknown-model');
+    cpSync(dir, unknown, { recursive: true });
+    const none = await runCli([...args.slice(0, 2), unknown, ...args.slice(3), '--lens', 'tuned'], { env: spaceEnv });
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /^lens: the tuned-lens Space has no lens for .*unknown-model; tried unknown-model \(/);
+    assert.equal(existsSync(join(cache, 'tuned-lens', 'unknown-model')), false, 'nothing cached for a name the Space lacks');
   } finally {
     await hub.close();
   }
