@@ -8,7 +8,7 @@ import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { attribute } from '../../src/commands/attribute.js';
 import type { TargetSpec } from '../../src/commands/analyze.js';
-import type { AttributionRecord, Part } from '../../src/lens/attribution.js';
+import { isHeadPart, type AttributionRecord, type Part } from '../../src/lens/attribution.js';
 import { parseIndexSpec } from '../../src/lens/spec.js';
 import type { Dtype } from '../../src/model/paths.js';
 import { DataType, decodeModel, encodeModel, type Node, type Tensor } from '../../src/onnx/proto.js';
@@ -222,4 +222,21 @@ test('a softcapped head (Gemma 2\'s c·tanh(u / c)): the parts explain the logit
 test('a head with another op after the unembedding (a tanh without its cap) is refused in one line', async () => {
   const { dir } = withHeadTail('tanh-head', (from, to) => ({ nodes: [op('Tanh', [from], to)], initializers: [] }));
   assertOneLineError(await runCli(['attribute', '-m', dir, '--offline', PROMPT], { env }), 1, /cannot read the final norm and head/);
+});
+
+test('attribute --heads --svg --html: the figures carry the JSON record\'s parts and heads; a path in the model directory is refused', async () => {
+  const { dir } = fixture('untied-head');
+  const out = scratchDir('attribution-figures');
+  const [svg, html] = [join(out, 'parts.svg'), join(out, 'parts.html')];
+  const result = await runCli(['attribute', '-m', dir, '--offline', '--json', '--heads', '--target-id', '4346', '--svg', svg, '--html', html, PROMPT], { env });
+  assert.equal(result.code, 0, result.stderr);
+  const record = JSON.parse(result.stdout) as AttributionRecord;
+  const figure = readFileSync(svg, 'utf8');
+  const values = (text: string, pattern: RegExp) => [...text.matchAll(pattern)].map((m) => Number(m[1]));
+  assert.deepEqual(values(figure, /class="part" data-name="[a-z_]+" data-layer="\d*" data-value="([^"]+)"/g), record.parts.filter((p) => !isHeadPart(p)).map((p) => p.value));
+  assert.deepEqual(values(figure, /class="head" data-layer="\d+" data-head="\d+" data-value="([^"]+)"/g), record.parts.filter((p) => p.name === 'head').map((p) => p.value));
+  const page = readFileSync(html, 'utf8');
+  assert.deepEqual(values(page, /<td class="cell" tabindex="0" data-layer="\d+" data-head="\d+" data-value="([^"]+)"/g), record.parts.filter((p) => p.name === 'head').map((p) => p.value));
+  assert.match(result.stderr, /wrote .*parts\.svg[\s\S]*wrote .*parts\.html/);
+  assertOneLineError(await runCli(['attribute', '-m', dir, '--offline', '--svg', join(dir, 'x.svg'), PROMPT], { env }), 2, /--svg .* is inside/);
 });
