@@ -191,16 +191,33 @@ function readBranches(index: GraphIndex, structure: DecoderStructure): string[][
     const previous = residuals[l];
     const add = index.producer.get(throughPassThrough(index, r));
     if (add?.op_type !== 'Add') throw new Refusal(`block ${l + 1}'s residual is not an Add`);
-    // The residual may be read through Casts (a traced norm's float32 cast); the other input is the branches' sum.
-    const branchSum = add.input.find((i) => !sameTensor(index, i, previous));
-    let sumNode = branchSum ? index.producer.get(branchSum) : undefined;
-    while (sumNode && PASS_THROUGH.has(sumNode.op_type)) sumNode = index.producer.get(index.dynamicInputs(sumNode)[0]);
-    if (sumNode?.op_type !== 'Add' || index.dynamicInputs(sumNode).length !== 2) throw new Refusal(`block ${l + 1} does not add its attention and MLP before the residual`);
-    const [a, b] = sumNode.input;
+    const [a, b] = addedBranches(index, add, previous, l);
     const attends = (x: string) => reaches(index, x, previous, (n) => ATTENTION_OPS.has(n.op_type));
     if (attends(a) === attends(b)) throw new Refusal(`block ${l + 1}'s two branches cannot be told apart as attention and MLP`);
     return attends(a) ? [a, b] : [b, a];
   });
+}
+
+/**
+ * The two branches a parallel block's residual Add brings in: `previous + (a + b)` (GPT-NeoX), or
+ * `(previous + a) + b` (Cohere's `residual + attn + mlp` as torch traces it). Throws Refusal otherwise.
+ */
+function addedBranches(index: GraphIndex, add: Node, previous: string, l: number): [string, string] {
+  const unwrap = (name: string) => index.producer.get(throughPassThrough(index, name));
+  // The residual may be read through Casts (a traced norm's float32 cast).
+  const other = add.input.find((i) => !sameTensor(index, i, previous));
+  if (add.input.some((i) => sameTensor(index, i, previous))) {
+    const sum = other ? unwrap(other) : undefined;
+    if (sum?.op_type === 'Add' && index.dynamicInputs(sum).length === 2) return [sum.input[0], sum.input[1]];
+  } else {
+    for (const [k, input] of add.input.entries()) {
+      const inner = unwrap(input);
+      if (inner?.op_type !== 'Add' || !inner.input.some((i) => sameTensor(index, i, previous))) continue;
+      const first = inner.input.find((i) => !sameTensor(index, i, previous));
+      if (first && add.input.length === 2) return [first, add.input[1 - k]];
+    }
+  }
+  throw new Refusal(`block ${l + 1} does not add its attention and MLP before the residual`);
 }
 
 /** The tensor a chain of pass-through ops (casts, reshapes) starts from. */

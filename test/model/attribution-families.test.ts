@@ -1,0 +1,28 @@
+// lens attribute on the families that reached lens through torch.onnx exports: sandwich norms
+// (Gemma 2: the parts are what the post-branch norms give), residual multipliers and logits
+// scaling (Granite), parallel blocks (Cohere), branch-only norms (OLMo2), Phi-3's fused projections.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { tinyConfig, type Family } from '../fixtures/llama.js';
+import { torchAvailable, writeTorchFixture, torchSkip } from '../fixtures/torch-export.js';
+import { referenceDecoderForward } from '../reference/llama.js';
+import { scratchDir } from '../helpers.js';
+import { assertMatchesReference, attributionRecords } from './attribution-check.js';
+
+const root = scratchDir('attribution-family-fixtures');
+const torchMissing = torchAvailable();
+const skip = torchSkip();
+
+for (const family of ['gemma2', 'granite', 'cohere', 'olmo2', 'phi3'] as Family[]) {
+  test(`attribute matches the float64 reference on a torch.onnx export: ${family}`, { skip }, async () => {
+    assert.equal(torchMissing, undefined, torchMissing);
+    const dir = join(root, `torch-${family}`);
+    const weights = writeTorchFixture(dir, tinyConfig(family), 'torch-past');
+    const ids = (await attributionRecords(dir, [{ id: 7 }], '-1'))[0].tokens.map((tok) => tok.id);
+    const ref = referenceDecoderForward(weights, ids);
+    for (const record of await attributionRecords(dir, [{ id: 7 }], '1,-1')) assertMatchesReference(record, ref, `${family} pos ${record.position}`);
+    const [pair] = await attributionRecords(dir, [{ id: 7 }, { id: 11 }], '-1');
+    assertMatchesReference(pair, ref, `${family} pair`);
+  });
+}
