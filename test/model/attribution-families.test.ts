@@ -7,10 +7,12 @@ import { join } from 'node:path';
 import { tinyConfig, type Family } from '../fixtures/llama.js';
 import { torchAvailable, writeTorchFixture, torchSkip } from '../fixtures/torch-export.js';
 import { referenceDecoderForward } from '../reference/llama.js';
-import { scratchDir } from '../helpers.js';
-import { assertMatchesReference, attributionRecords } from './attribution-check.js';
+import { assertOneLineError, runCli, scratchDir } from '../helpers.js';
+import { assertMatchesReference, attributionRecords, env, PROMPT } from './attribution-check.js';
 
 const root = scratchDir('attribution-family-fixtures');
+// Families whose attention write passes through a norm after the output projection.
+const POST_NORMED: Family[] = ['gemma2', 'olmo2'];
 const torchMissing = torchAvailable();
 const skip = torchSkip();
 
@@ -24,5 +26,12 @@ for (const family of ['gemma2', 'granite', 'cohere', 'olmo2', 'phi3'] as Family[
     for (const record of await attributionRecords(dir, [{ id: 7 }], '1,-1')) assertMatchesReference(record, ref, `${family} pos ${record.position}`);
     const [pair] = await attributionRecords(dir, [{ id: 7 }, { id: 11 }], '-1');
     assertMatchesReference(pair, ref, `${family} pair`);
+    if (POST_NORMED.includes(family)) {
+      // The write of a post-attention norm is not linear in the heads' sum: --heads is refused, naming why.
+      assertOneLineError(await runCli(['attribute', '-m', dir, '--offline', '--heads', PROMPT], { env }), 1, /--heads on .*: block 1's attention output goes through a norm before the residual \(a post-attention norm\)/);
+    } else {
+      const [heads] = await attributionRecords(dir, [{ id: 7 }], '-1', 'fp32', true);
+      assertMatchesReference(heads, ref, `${family} --heads`);
+    }
   });
 }
