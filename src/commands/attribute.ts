@@ -31,7 +31,8 @@ export async function* attribute(prompts: AsyncIterable<string> | Iterable<strin
   const model = await loadLensModel(options.model, options);
   try {
     if (!model.attributable) {
-      throw new UserError(`attribute cannot read the final norm and head of ${model.id} as float weights (a quantized head, or ops after the head other than a bias, a scale or a softcap)`, 'try --dtype fp32');
+      const why = model.attributionRefused ?? 'a quantized head, or ops after the head other than a bias, a scale or a softcap';
+      throw new UserError(`attribute cannot read the final norm and head of ${model.id} as float weights: ${why}`, 'try --dtype fp32');
     }
     if (options.heads && (!model.headSites || !model.attentionHeads)) {
       const why = model.headsRefused ?? 'lens finds no output projection by float weights after each attention (or the config does not give the number of heads)';

@@ -35,6 +35,8 @@ export interface PreparedModel {
   tiedHead: boolean;
   /** Why attribute has no per-head parts on this graph (undefined when it has them or attributes nothing). */
   headsRefused?: string;
+  /** Why attribute cannot read this graph's final norm and head (undefined when it can). */
+  attributionRefused?: string;
 }
 
 interface FileRecord { size: number; mtimeMs: number; digest: string }
@@ -43,7 +45,7 @@ interface FileRecord { size: number; mtimeMs: number; digest: string }
  * copied them page aligned (bytes on disk, faster cold loads) or kept them linked (and why).
  */
 export interface AlignedCopy { files: string[]; bytes: number; copied: boolean; reason?: string }
-export interface EntryMarker { version: number; source: string; dtype: Dtype; tiedHead: boolean; headsRefused?: string; files: Record<string, FileRecord>; alignedCopy?: AlignedCopy }
+export interface EntryMarker { version: number; source: string; dtype: Dtype; tiedHead: boolean; headsRefused?: string; attributionRefused?: string; files: Record<string, FileRecord>; alignedCopy?: AlignedCopy }
 
 /** Free space the disk keeps after an aligned copy: 1 GiB or 5% of it, whichever is more. */
 function spareAfter(dir: string, bytes: number): boolean {
@@ -152,22 +154,22 @@ async function prepareOnce(modelDir: string, dtype: Dtype, layers: number, downl
   const dir = entryDir(modelDir, dtype, downloaded, env);
   const root = dirname(dir);
   const cached = goodEntry(dir);
-  if (cached) return { dir, built: false, tiedHead: cached.tiedHead, headsRefused: cached.headsRefused };
+  if (cached) return { dir, built: false, tiedHead: cached.tiedHead, headsRefused: cached.headsRefused, attributionRefused: cached.attributionRefused };
   onBuild?.();
   mkdirSync(root, { recursive: true });
   removeStaleTemporaries(root);
   const tmp = temporaryPath(dir);
   try {
-    const { tiedHead, headsRefused } = await buildInWorker({ modelDir, dtype, layers, tmp, env: { LENS_ALIGNED_COPY: env.LENS_ALIGNED_COPY } });
+    const { tiedHead, headsRefused, attributionRefused } = await buildInWorker({ modelDir, dtype, layers, tmp, env: { LENS_ALIGNED_COPY: env.LENS_ALIGNED_COPY } });
     for (let attempt = 0; ; attempt++) {
       try {
         commitTemporary(tmp, dir);
-        return { dir, built: true, tiedHead, headsRefused };
+        return { dir, built: true, tiedHead, headsRefused, attributionRefused };
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
         if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
         const theirs = goodEntry(dir);
-        if (theirs) return { dir, built: false, tiedHead: theirs.tiedHead, headsRefused: theirs.headsRefused }; // another process finished first
+        if (theirs) return { dir, built: false, tiedHead: theirs.tiedHead, headsRefused: theirs.headsRefused, attributionRefused: theirs.attributionRefused }; // another process finished first
         if (attempt > 0) throw error;
         discardEntry(dir);
       }
@@ -208,7 +210,7 @@ function buildInWorker(job: BuildJob): Promise<BuiltEntry> {
     worker.on('message', (m) => (outcome = m));
     worker.on('error', reject);
     worker.on('exit', () => {
-      if (outcome?.ok) resolvePromise({ tiedHead: outcome.tiedHead, headsRefused: outcome.headsRefused });
+      if (outcome?.ok) resolvePromise({ tiedHead: outcome.tiedHead, headsRefused: outcome.headsRefused, attributionRefused: outcome.attributionRefused });
       else if (outcome && outcome.user) reject(new UserError(outcome.message, outcome.hint));
       else if (outcome) reject(Object.assign(new Error(outcome.message), { stack: outcome.stack }));
       else reject(new Error('the model preparation worker stopped without a result'));
@@ -266,8 +268,8 @@ function linkSourceFile(sourcePath: string, linkPath: string): boolean {
   }
 }
 
-/** What a build found that the runtime needs: whether the head is the tied embedding, why there are no head parts. */
-export interface BuiltEntry { tiedHead: boolean; headsRefused?: string }
+/** What a build found that the runtime needs: whether the head is the tied embedding, why attribute has no parts or no head parts. */
+export interface BuiltEntry { tiedHead: boolean; headsRefused?: string; attributionRefused?: string }
 
 /** Builds a cache entry in `job.tmp` (run in the preparation worker); returns what it found (BuiltEntry). Throws UserError for unreadable models. */
 export function buildEntry({ modelDir, dtype, layers, tmp, env = {} }: BuildJob): BuiltEntry {
@@ -284,7 +286,7 @@ export function buildEntry({ modelDir, dtype, layers, tmp, env = {} }: BuildJob)
   };
   let rewritten: Model;
   let tiedHead: boolean;
-  let headsRefused: string | undefined;
+  let headsRefused: string | undefined, attributionRefused: string | undefined;
   mkdirSync(join(tmp, 'onnx'), { recursive: true });
   const dataName = `${basename(onnxRel)}.data`;
   const linked = new Map<string, string | undefined>();
@@ -297,6 +299,7 @@ export function buildEntry({ modelDir, dtype, layers, tmp, env = {} }: BuildJob)
     rewritten = result.model;
     tiedHead = result.tiedEmbedding !== undefined;
     headsRefused = result.headsRefused;
+    attributionRefused = result.attributionRefused;
     layoutWeights(rewritten, {
       source: reader, dataPath: join(tmp, 'onnx', dataName), dataName,
       // The source's own data files are used where they are; only inline weights are copied.
@@ -322,8 +325,8 @@ export function buildEntry({ modelDir, dtype, layers, tmp, env = {} }: BuildJob)
   reachedPhase('before-marker');
   const links = [...linked.values()].filter((l): l is string => l !== undefined).map((l) => `onnx/${l}`);
   const files = Object.fromEntries([onnxRel, `onnx/${dataName}`, 'config.json', ...links].map((f) => [f, recordFile(join(tmp, f))]));
-  const marker: EntryMarker = { version: REWRITE_VERSION, source: modelDir, dtype, tiedHead, ...(headsRefused ? { headsRefused } : {}), files, ...(alignedCopy ? { alignedCopy } : {}) };
+  const marker: EntryMarker = { version: REWRITE_VERSION, source: modelDir, dtype, tiedHead, ...(headsRefused ? { headsRefused } : {}), ...(attributionRefused ? { attributionRefused } : {}), files, ...(alignedCopy ? { alignedCopy } : {}) };
   writeFileSync(join(tmp, ENTRY_MARKER), JSON.stringify(marker));
   reachedPhase('before-commit');
-  return { tiedHead, headsRefused };
+  return { tiedHead, headsRefused, attributionRefused };
 }

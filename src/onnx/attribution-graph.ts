@@ -184,6 +184,20 @@ function readHead(index: GraphIndex, structure: DecoderStructure): Head {
   return head;
 }
 
+/**
+ * Refuses a head whose rows are not as wide as the final norm's gain: it reads a projection of the
+ * norm's output (OPT's project_out), which the parts would have to go through first. Throws Refusal.
+ */
+function checkHeadReadsNorm(index: GraphIndex, norm: FinalNorm, head: Head): void {
+  const dims = (name: string) => index.graph.initializer.find((t) => t.name === name)?.dims.map(Number);
+  const gain = dims(norm.gain), weight = dims(head.weight);
+  if (!gain || !weight) return;
+  const width = weight[head.vocabAxis === 1 ? 0 : 1];
+  if (width !== gain.reduce((a, b) => a * b, 1)) {
+    throw new Refusal(`the head reads a ${width}-wide projection of the ${gain.reduce((a, b) => a * b, 1)}-wide final norm (OPT's project_out), which attribute does not carry the parts through`);
+  }
+}
+
 /** For parallel blocks, the two branch outputs of each block in order [attn_l, mlp_l], l = 1..L. Throws Refusal. */
 function readBranches(index: GraphIndex, structure: DecoderStructure): string[][] {
   const { residuals } = structure;
@@ -328,6 +342,7 @@ export function attributionOutputs(index: GraphIndex, structure: DecoderStructur
   try {
     norm = readFinalNorm(index, structure);
     head = readHead(index, structure);
+    checkHeadReadsNorm(index, norm, head);
     branches = parallel ? readBranches(index, structure) : [];
   } catch (error) {
     if (error instanceof Refusal) return { refused: error.message };

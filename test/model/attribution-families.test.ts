@@ -5,7 +5,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { tinyConfig, type Family } from '../fixtures/llama.js';
-import { torchAvailable, writeTorchFixture, torchSkip } from '../fixtures/torch-export.js';
+import { lnFamilyModel, stateDictOf, type LnFamily } from '../fixtures/ln-families.js';
+import { SP_VOCAB_SIZE } from '../fixtures/sentencepiece.js';
+import { torchAvailable, writeTorchFixture, writeTorchModel, torchSkip } from '../fixtures/torch-export.js';
+import { referenceLnForward } from '../reference/layernorm-families.js';
 import { referenceDecoderForward } from '../reference/llama.js';
 import { assertOneLineError, runCli, scratchDir } from '../helpers.js';
 import { assertMatchesReference, attributionRecords, env, PROMPT } from './attribution-check.js';
@@ -35,3 +38,27 @@ for (const family of ['gemma2', 'granite', 'cohere', 'olmo2', 'phi3'] as Family[
     }
   });
 }
+
+// LayerNorm families: Phi-2's parallel block and biased head, OPT, BLOOM's embedding LayerNorm
+// (part of `embed`: the residual stream starts after it).
+for (const family of ['phi', 'opt', 'bloom'] as LnFamily[]) {
+  test(`attribute matches the float64 reference on a torch.onnx export: ${family}`, { skip }, async () => {
+    assert.equal(torchMissing, undefined, torchMissing);
+    const dir = join(root, `torch-${family}`);
+    const hub = lnFamilyModel(family);
+    writeTorchModel(dir, hub.config, stateDictOf(hub), SP_VOCAB_SIZE, 'torch-past');
+    const ids = (await attributionRecords(dir, [{ id: 7 }], '-1'))[0].tokens.map((tok) => tok.id);
+    const ref = referenceLnForward(hub, ids);
+    for (const record of await attributionRecords(dir, [{ id: 7 }, { id: 11 }], '1,-1', 'fp32', true)) assertMatchesReference(record, ref, `${family} --heads pos ${record.position}`);
+    const [single] = await attributionRecords(dir, [{ id: 7 }], '-1');
+    assertMatchesReference(single, ref, family);
+  });
+}
+
+test('attribute on OPT with project_out (a projection between the final norm and the head) is refused in one line naming it', { skip }, async () => {
+  assert.equal(torchMissing, undefined, torchMissing);
+  const dir = join(root, 'torch-opt-proj');
+  const hub = lnFamilyModel('opt-proj');
+  writeTorchModel(dir, hub.config, stateDictOf(hub), SP_VOCAB_SIZE, 'torch-past');
+  assertOneLineError(await runCli(['attribute', '-m', dir, '--offline', '--target-id', '7', PROMPT], { env }), 1, /cannot read the final norm and head .*: the head reads a \d+-wide projection of the \d+-wide final norm \(OPT's project_out\)/);
+});
