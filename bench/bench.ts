@@ -147,7 +147,15 @@ function benchModel(name: string, spec: BenchModel) {
   const tuned = spec.heatmap
     ? JSON.parse(runNode([join(ROOT, 'dist', 'bench', 'tuned.js'), dir, JSON.stringify(PROMPTS), String(REPS)], { LENS_CACHE: cache }).stdout) as { paramsMb: number; load: number[]; loadCpu: number[]; logit: number[]; tuned: number[] }
     : undefined;
+  // attribute at the last position, one given target (one model run), GPT-2-small's shape only.
+  const attribution = spec.heatmap
+    ? JSON.parse(runNode([join(ROOT, 'dist', 'bench', 'attribute.js'), dir, JSON.stringify(PROMPTS), dtype], { LENS_CACHE: cache }).stdout) as { plain: number[]; heads: number[] }
+    : undefined;
   rmSync(cache, { recursive: true, force: true });
+  const attributionRows = attribution ? [
+    row('attribute, one position, per prompt', median(attribution.plain), NaN, median(attribution.plain) / baselinePerPrompt, '≤ 1.3× baseline forward (the command\'s own loop: parts computed, record built)'),
+    row('attribute --heads, one position, per prompt', median(attribution.heads), NaN, median(attribution.heads) / baselinePerPrompt, '≤ 1.5× baseline forward'),
+  ] : [];
   const tunedRows = tuned ? [
     row(`tuned lens: load params.pt (${tuned.paramsMb.toFixed(0)} MB)`, median(tuned.load), NaN, NaN, `≤ 200 ms (CPU time ${Math.round(median(tuned.loadCpu))} ms)`),
     row('tuned lens: model run per prompt', median(tuned.tuned), NaN, median(tuned.tuned) / median(tuned.logit), `≤ 1.1× the logit lens's run (${Math.round(median(tuned.logit))} ms, same prompts, interleaved); ratio to it, not to the baseline`),
@@ -170,6 +178,7 @@ function benchModel(name: string, spec: BenchModel) {
     row('baseline load+forward', baselineWall, baselineRss, 1, 'transformers.js as it comes (process wall)'),
     row('baseline per_prompt', baselinePerPrompt, NaN, 1, 'plain forward, same prompts'),
     ...heatRows,
+    ...attributionRows,
     ...tunedRows,
   ].map((r) => ({ ...r, name: `${name}: ${r.name}` }));
   const MB = 2 ** 20;
