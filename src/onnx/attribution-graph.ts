@@ -77,7 +77,8 @@ function scalarConstant(index: GraphIndex, name: string): number | undefined {
   const initializer = index.graph.initializer.find((t) => t.name === name);
   const producer = index.producer.get(name);
   const tensor = initializer ?? (producer?.op_type === 'Constant' ? producer.attribute.find((a) => a.name === 'value')?.t : undefined);
-  if (!tensor) return undefined;
+  // Reads only one-element tensors (a large one may be stored outside the graph).
+  if (!tensor || (tensor.dims ?? []).reduce((n: number, k) => n * Number(k), 1) !== 1) return undefined;
   const values = tensorNumbers(tensor);
   return values.length === 1 ? values[0] : undefined;
 }
@@ -293,7 +294,8 @@ function readOutProjections(index: GraphIndex, attention: string[]): OutProjecti
     let t = start;
     for (let node = index.producer.get(t); node; node = index.producer.get(t)) {
       const constant = constantInput(index, node);
-      const scalar = constant ? scalarConstant(index, constant) : undefined;
+      // Only a Mul's or Div's constant is read (a projection's weight may be stored outside the graph).
+      const scalar = constant && (node.op_type === 'Mul' || node.op_type === 'Div') ? scalarConstant(index, constant) : undefined;
       if (PASS_THROUGH.has(node.op_type)) { t = index.dynamicInputs(node)[0]; continue; }
       if (node.op_type === 'Add' && constant && !bias) { bias = constant; biasFactor = scale; t = index.dynamicInputs(node)[0]; continue; }
       if ((node.op_type === 'Mul' || (node.op_type === 'Div' && node.input[1] === constant)) && scalar !== undefined) {
