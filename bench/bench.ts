@@ -170,8 +170,16 @@ function benchModel(name: string, spec: BenchModel) {
   const tuning = spec.heatmap
     ? JSON.parse(runNode([join(ROOT, 'dist', 'bench', 'tune.js'), dir, String(tuneBudget), ...(TINY ? ['4', '64', '32', '128'] : ['200', '2048', '512', '4096'])], { LENS_CACHE: cache }).stdout) as TuneBench
     : undefined;
-  rmSync(cache, { recursive: true, force: true });
   const tuneRows = tuning ? tuneBenchRows(tuning) : [];
+  // attribute at the last position, one given target (one model run), GPT-2-small's shape only.
+  const attribution = spec.heatmap
+    ? JSON.parse(runNode([join(ROOT, 'dist', 'bench', 'attribute.js'), dir, JSON.stringify(PROMPTS), dtype], { LENS_CACHE: cache }).stdout) as { plain: number[]; heads: number[] }
+    : undefined;
+  rmSync(cache, { recursive: true, force: true });
+  const attributionRows = attribution ? [
+    row('attribute, one position, per prompt', median(attribution.plain), NaN, median(attribution.plain) / baselinePerPrompt, '≤ 1.3× baseline forward (the command\'s own loop: parts computed, record built)'),
+    row('attribute --heads, one position, per prompt', median(attribution.heads), NaN, median(attribution.heads) / baselinePerPrompt, '≤ 1.5× baseline forward'),
+  ] : [];
   const tunedRows = tuned ? [
     row(`tuned lens: load params.pt (${tuned.paramsMb.toFixed(0)} MB)`, median(tuned.load), NaN, NaN, `≤ 200 ms (CPU time ${Math.round(median(tuned.loadCpu))} ms)`),
     row('tuned lens: model run per prompt', median(tuned.tuned), NaN, median(tuned.tuned) / median(tuned.logit), `≤ 1.1× the logit lens's run (${Math.round(median(tuned.logit))} ms, same prompts, interleaved); ratio to it, not to the baseline`),
@@ -194,6 +202,7 @@ function benchModel(name: string, spec: BenchModel) {
     row('baseline load+forward', baselineWall, baselineRss, 1, 'transformers.js as it comes (process wall)'),
     row('baseline per_prompt', baselinePerPrompt, NaN, 1, 'plain forward, same prompts'),
     ...heatRows,
+    ...attributionRows,
     ...tunedRows,
     ...tuneRows,
   ].map((r) => ({ ...r, name: `${name}: ${r.name}` }));

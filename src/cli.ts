@@ -168,6 +168,13 @@ async function execute(load: () => Promise<LensCommand>, positional: string[], o
   for (const file of figures?.finish() ?? []) process.stderr.write(`lens: wrote ${file}\n`);
 }
 
+/** Checks --svg and --html before the model loads: never into a local model directory or the cache. Throws UserError. */
+function checkFigurePaths(opts: RawOptions, env: NodeJS.ProcessEnv, check: (flag: string, file: string, forbidden: string[]) => void): void {
+  const forbidden = [cacheRoot(env), ...(existsSync(opts.model) && statSync(opts.model).isDirectory() ? [opts.model] : [])];
+  if (opts.svg !== undefined) check('--svg', opts.svg, forbidden);
+  if (opts.html !== undefined) check('--html', opts.html, forbidden);
+}
+
 /**
  * The writer of --svg/--html, its paths checked before the model loads (never into a local model
  * directory or the cache); figures show the layers --layers keeps. Undefined when neither is given.
@@ -176,9 +183,7 @@ async function figureWriter(name: FigureCommand, opts: RawOptions, env: NodeJS.P
   if (opts.svg === undefined && opts.html === undefined) return undefined;
   const [{ FigureWriter, checkOutputPath }, { keptLayers }, { visibleLayers }] = await Promise.all([
     import('./commands/figures.js'), import('./commands/analyze.js'), import('./render/view.js')]);
-  const forbidden = [cacheRoot(env), ...(existsSync(opts.model) && statSync(opts.model).isDirectory() ? [opts.model] : [])];
-  if (opts.svg !== undefined) checkOutputPath('--svg', opts.svg, forbidden);
-  if (opts.html !== undefined) checkOutputPath('--html', opts.html, forbidden);
+  checkFigurePaths(opts, env, checkOutputPath);
   const writer = new FigureWriter(name, { svg: opts.svg, html: opts.html, by: opts.by });
   return {
     add(records: LensRecord[]) {
@@ -187,6 +192,14 @@ async function figureWriter(name: FigureCommand, opts: RawOptions, env: NodeJS.P
     },
     finish: () => writer.finish(),
   };
+}
+
+/** The writer of attribute's --svg/--html, its paths checked like figureWriter's; undefined when neither is given. */
+async function attributionFigures(opts: RawOptions, env: NodeJS.ProcessEnv) {
+  if (opts.svg === undefined && opts.html === undefined) return undefined;
+  const { FigureWriter, checkOutputPath } = await import('./commands/figures.js');
+  checkFigurePaths(opts, env, checkOutputPath);
+  return new FigureWriter('attribute', { svg: opts.svg, html: opts.html });
 }
 
 /** The option --svg, on the commands that draw a figure. */
@@ -256,6 +269,8 @@ export function buildProgram(): Command {
     .option('--target <text>', "the target (its first token); twice: logit of the first minus the second's (default: the final layer's top-1)", collect(String), [])
     .option('--target-id <n>', 'target token id; repeatable', collect(integer(0, '--target-id')), [])
     .option('--heads', 'also one part per attention head, and each attention output projection\'s bias')
+    .option('--svg <file>', 'also write each position\'s bar chart (and head grid) as a standalone SVG file (several: FILE-1, FILE-2, …)')
+    .option('--html <file>', "also write every prompt's charts as one self-contained HTML page")
     .option('--json', 'one JSON record per prompt and position per line on stdout')
     .option('--offline', 'never touch the network (also HF_HUB_OFFLINE=1)')
     .option('--verbose', 'show stack traces of internal errors')
@@ -263,6 +278,7 @@ export function buildProgram(): Command {
       const env = process.env;
       const showProgress = process.stderr.isTTY === true;
       const targets: TargetSpec[] = [...opts.target.map((text) => ({ text })), ...opts.targetId.map((id) => ({ id }))];
+      const figures = await attributionFigures(opts, env);
       const { attribute } = await import('./commands/attribute.js');
       const color = !opts.json && colorEnabled(process.stdout, env);
       let first = true;
@@ -273,7 +289,9 @@ export function buildProgram(): Command {
       }, { color })) {
         if (opts.json) { for (const record of records) process.stdout.write(`${JSON.stringify(record)}\n`); }
         else { process.stdout.write(`${first ? '' : '\n'}${text}\n`); first = false; }
+        figures?.addAttribution(records);
       }
+      for (const file of figures?.finish() ?? []) process.stderr.write(`lens: wrote ${file}\n`);
     });
 
   program.command('serve')

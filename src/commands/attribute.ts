@@ -31,10 +31,12 @@ export async function* attribute(prompts: AsyncIterable<string> | Iterable<strin
   const model = await loadLensModel(options.model, options);
   try {
     if (!model.attributable) {
-      throw new UserError(`attribute cannot read the final norm and head of ${model.id} as float weights (a quantized head, or ops after the head other than a bias, a scale or a softcap)`, 'try --dtype fp32');
+      const why = model.attributionRefused ?? 'a quantized head, or ops after the head other than a bias, a scale or a softcap';
+      throw new UserError(`attribute cannot read the final norm and head of ${model.id} as float weights: ${why}`, 'try --dtype fp32');
     }
     if (options.heads && (!model.headSites || !model.attentionHeads)) {
-      throw new UserError(`--heads: lens finds no output projection by float weights after each attention of ${model.id} (or its config does not give the number of heads)`, 'try --dtype fp32, or leave out --heads');
+      const why = model.headsRefused ?? 'lens finds no output projection by float weights after each attention (or the config does not give the number of heads)';
+      throw new UserError(`--heads on ${model.id}: ${why}`, 'leave out --heads (or try --dtype fp32)');
     }
     const given = options.targets.map((spec) => resolveTarget(spec, model)).map((t) => ({ id: t.ids[0], text: model.tokenText(t.ids[0]) }));
     const V = model.vocabSize;

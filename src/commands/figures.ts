@@ -3,14 +3,15 @@
 import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, extname, isAbsolute, relative, resolve } from 'node:path';
 import { UserError, usageError } from '../errors.js';
+import type { AttributionRecord } from '../lens/attribution.js';
 import type { LensRecord } from '../lens/record.js';
 import type { HeatBy } from '../render/grid.js';
 import { renderHtml, type HtmlView } from '../render/html.js';
-import { renderChartSvg, renderHeatmapSvg, svgDocument } from '../render/svg.js';
+import { renderAttributionSvg, renderChartSvg, renderHeatmapSvg, svgDocument } from '../render/svg.js';
 
 /** The commands that draw figures; all of them make HTML, all but topk SVG. */
-export type FigureCommand = 'topk' | 'prob' | 'rank' | 'diff' | 'heatmap';
-export const SVG_COMMANDS: readonly FigureCommand[] = ['prob', 'rank', 'diff', 'heatmap'];
+export type FigureCommand = 'topk' | 'prob' | 'rank' | 'diff' | 'heatmap' | 'attribute';
+export const SVG_COMMANDS: readonly FigureCommand[] = ['prob', 'rank', 'diff', 'heatmap', 'attribute'];
 
 export interface FigureOptions {
   svg?: string;
@@ -77,9 +78,18 @@ export class FigureWriter {
       this.views.push({ kind: 'heatmap', records, by });
       return;
     }
+    if (command === 'attribute') throw new RangeError('attribute records go through addAttribution');
     for (const record of records) {
       if (command !== 'topk' && this.options.svg !== undefined) this.svgs.push(svgDocument(renderChartSvg(record, command)));
       this.views.push(command === 'topk' ? { kind: 'topk', record } : { kind: command, record });
+    }
+  }
+
+  /** Adds one prompt's attribution records (one figure per position). */
+  addAttribution(records: AttributionRecord[]): void {
+    for (const record of records) {
+      if (this.options.svg !== undefined) this.svgs.push(svgDocument(renderAttributionSvg(record)));
+      if (this.options.html !== undefined) this.views.push({ kind: 'attribute', record });
     }
   }
 

@@ -4,8 +4,7 @@ import { UserError } from '../errors.js';
 import { buildEntry, type BuildJob } from './prepare.js';
 
 try {
-  const { tiedHead } = buildEntry(workerData as BuildJob);
-  parentPort!.postMessage({ ok: true, tiedHead });
+  parentPort!.postMessage({ ok: true, ...buildEntry(workerData as BuildJob) });
 } catch (error) {
   const e = error as Error;
   parentPort!.postMessage({ ok: false, user: e instanceof UserError, message: e.message, hint: (e as UserError).hint, stack: e.stack });

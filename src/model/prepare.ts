@@ -16,7 +16,7 @@ import { reachedPhase } from './phases.js';
 import { holdDirectory, waitWhileRemoved } from './lease.js';
 
 /** Bumped whenever the rewrite changes, so older cache entries are not reused. */
-const REWRITE_VERSION = 5;
+const REWRITE_VERSION = 6;
 /** The file that marks a complete entry and says what it was built from. */
 export const ENTRY_MARKER = 'lens-entry.json';
 // The tests lower these ($LENS_TEST_DIGEST=<whole-file limit>,<samples>) to show that a damaged
@@ -33,6 +33,10 @@ export interface PreparedModel {
   built: boolean;
   /** Whether the lens head streams the tied embedding (then weight prepacking only costs load time). */
   tiedHead: boolean;
+  /** Why attribute has no per-head parts on this graph (undefined when it has them or attributes nothing). */
+  headsRefused?: string;
+  /** Why attribute cannot read this graph's final norm and head (undefined when it can). */
+  attributionRefused?: string;
 }
 
 interface FileRecord { size: number; mtimeMs: number; digest: string }
@@ -41,7 +45,7 @@ interface FileRecord { size: number; mtimeMs: number; digest: string }
  * copied them page aligned (bytes on disk, faster cold loads) or kept them linked (and why).
  */
 export interface AlignedCopy { files: string[]; bytes: number; copied: boolean; reason?: string }
-export interface EntryMarker { version: number; source: string; dtype: Dtype; tiedHead: boolean; files: Record<string, FileRecord>; alignedCopy?: AlignedCopy }
+export interface EntryMarker { version: number; source: string; dtype: Dtype; tiedHead: boolean; headsRefused?: string; attributionRefused?: string; files: Record<string, FileRecord>; alignedCopy?: AlignedCopy }
 
 /** Free space the disk keeps after an aligned copy: 1 GiB or 5% of it, whichever is more. */
 function spareAfter(dir: string, bytes: number): boolean {
@@ -150,22 +154,22 @@ async function prepareOnce(modelDir: string, dtype: Dtype, layers: number, downl
   const dir = entryDir(modelDir, dtype, downloaded, env);
   const root = dirname(dir);
   const cached = goodEntry(dir);
-  if (cached) return { dir, built: false, tiedHead: cached.tiedHead };
+  if (cached) return { dir, built: false, tiedHead: cached.tiedHead, headsRefused: cached.headsRefused, attributionRefused: cached.attributionRefused };
   onBuild?.();
   mkdirSync(root, { recursive: true });
   removeStaleTemporaries(root);
   const tmp = temporaryPath(dir);
   try {
-    const { tiedHead } = await buildInWorker({ modelDir, dtype, layers, tmp, env: { LENS_ALIGNED_COPY: env.LENS_ALIGNED_COPY } });
+    const { tiedHead, headsRefused, attributionRefused } = await buildInWorker({ modelDir, dtype, layers, tmp, env: { LENS_ALIGNED_COPY: env.LENS_ALIGNED_COPY } });
     for (let attempt = 0; ; attempt++) {
       try {
         commitTemporary(tmp, dir);
-        return { dir, built: true, tiedHead };
+        return { dir, built: true, tiedHead, headsRefused, attributionRefused };
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
         if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
         const theirs = goodEntry(dir);
-        if (theirs) return { dir, built: false, tiedHead: theirs.tiedHead }; // another process finished first
+        if (theirs) return { dir, built: false, tiedHead: theirs.tiedHead, headsRefused: theirs.headsRefused, attributionRefused: theirs.attributionRefused }; // another process finished first
         if (attempt > 0) throw error;
         discardEntry(dir);
       }
@@ -199,14 +203,14 @@ export interface BuildJob { modelDir: string; dtype: Dtype; layers: number; tmp:
  * Builds an entry in a worker thread: the source protobuf (as large as the model) is read there
  * and freed with the worker, before the main thread maps the rewritten model.
  */
-function buildInWorker(job: BuildJob): Promise<{ tiedHead: boolean }> {
+function buildInWorker(job: BuildJob): Promise<BuiltEntry> {
   return new Promise((resolvePromise, reject) => {
     const worker = new Worker(new URL('./prepare-worker.js', import.meta.url), { workerData: job });
-    let outcome: { ok: true; tiedHead: boolean } | { ok: false; message: string; hint?: string; user: boolean; stack?: string } | undefined;
+    let outcome: ({ ok: true } & BuiltEntry) | { ok: false; message: string; hint?: string; user: boolean; stack?: string } | undefined;
     worker.on('message', (m) => (outcome = m));
     worker.on('error', reject);
     worker.on('exit', () => {
-      if (outcome?.ok) resolvePromise({ tiedHead: outcome.tiedHead });
+      if (outcome?.ok) resolvePromise({ tiedHead: outcome.tiedHead, headsRefused: outcome.headsRefused, attributionRefused: outcome.attributionRefused });
       else if (outcome && outcome.user) reject(new UserError(outcome.message, outcome.hint));
       else if (outcome) reject(Object.assign(new Error(outcome.message), { stack: outcome.stack }));
       else reject(new Error('the model preparation worker stopped without a result'));
@@ -264,8 +268,11 @@ function linkSourceFile(sourcePath: string, linkPath: string): boolean {
   }
 }
 
-/** Builds a cache entry in `job.tmp` (run in the preparation worker); returns whether its head is tied. Throws UserError for unreadable models. */
-export function buildEntry({ modelDir, dtype, layers, tmp, env = {} }: BuildJob): { tiedHead: boolean } {
+/** What a build found that the runtime needs: whether the head is the tied embedding, why attribute has no parts or no head parts. */
+export interface BuiltEntry { tiedHead: boolean; headsRefused?: string; attributionRefused?: string }
+
+/** Builds a cache entry in `job.tmp` (run in the preparation worker); returns what it found (BuiltEntry). Throws UserError for unreadable models. */
+export function buildEntry({ modelDir, dtype, layers, tmp, env = {} }: BuildJob): BuiltEntry {
   reachedPhase('before-first-write');
   const onnxRel = onnxFileFor(dtype);
   const source = join(modelDir, onnxRel);
@@ -279,6 +286,7 @@ export function buildEntry({ modelDir, dtype, layers, tmp, env = {} }: BuildJob)
   };
   let rewritten: Model;
   let tiedHead: boolean;
+  let headsRefused: string | undefined, attributionRefused: string | undefined;
   mkdirSync(join(tmp, 'onnx'), { recursive: true });
   const dataName = `${basename(onnxRel)}.data`;
   const linked = new Map<string, string | undefined>();
@@ -290,6 +298,8 @@ export function buildEntry({ modelDir, dtype, layers, tmp, env = {} }: BuildJob)
     const result = addLensOutputs(model, layers, transposeCheck(reader));
     rewritten = result.model;
     tiedHead = result.tiedEmbedding !== undefined;
+    headsRefused = result.headsRefused;
+    attributionRefused = result.attributionRefused;
     layoutWeights(rewritten, {
       source: reader, dataPath: join(tmp, 'onnx', dataName), dataName,
       // The source's own data files are used where they are; only inline weights are copied.
@@ -315,8 +325,8 @@ export function buildEntry({ modelDir, dtype, layers, tmp, env = {} }: BuildJob)
   reachedPhase('before-marker');
   const links = [...linked.values()].filter((l): l is string => l !== undefined).map((l) => `onnx/${l}`);
   const files = Object.fromEntries([onnxRel, `onnx/${dataName}`, 'config.json', ...links].map((f) => [f, recordFile(join(tmp, f))]));
-  const marker: EntryMarker = { version: REWRITE_VERSION, source: modelDir, dtype, tiedHead, files, ...(alignedCopy ? { alignedCopy } : {}) };
+  const marker: EntryMarker = { version: REWRITE_VERSION, source: modelDir, dtype, tiedHead, ...(headsRefused ? { headsRefused } : {}), ...(attributionRefused ? { attributionRefused } : {}), files, ...(alignedCopy ? { alignedCopy } : {}) };
   writeFileSync(join(tmp, ENTRY_MARKER), JSON.stringify(marker));
   reachedPhase('before-commit');
-  return { tiedHead };
+  return { tiedHead, headsRefused, attributionRefused };
 }

@@ -67,6 +67,10 @@ export interface LensModel {
   attributable: boolean;
   /** Whether it also exposes each attention's output projection (per-head attribution); `attentionHeads` from the config. */
   headSites: boolean;
+  /** Without headSites (and attributable): why the graph has no per-head parts, as one sentence. */
+  headsRefused?: string;
+  /** Without attributable: why the graph's final norm and head cannot be read, as one sentence. */
+  attributionRefused?: string;
   attentionHeads?: number;
   /** Token ids of a text, with no special tokens added. */
   encode(text: string): number[];
@@ -176,6 +180,8 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
   const headSites = inputNames.includes(ATTRIBUTION_IO.headPositions);
   return {
     id, layers, width, vocabSize, contextLength, midSites, attributable, headSites, attentionHeads: arch.heads,
+    ...(prepared.headsRefused && !headSites ? { headsRefused: prepared.headsRefused } : {}),
+    ...(prepared.attributionRefused && !attributable ? { attributionRefused: prepared.attributionRefused } : {}),
     encodePrompt: (text) => tokenizer.encode(text, { add_special_tokens: true }),
     encode: (text) => {
       // A SentencePiece normalizer that prepends ▁ turns " Paris" into "▁▁Paris": the text's own

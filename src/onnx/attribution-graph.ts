@@ -42,7 +42,7 @@ export const ATTRIBUTION_IO = {
 
 /** The nodes, initializers, inputs and outputs to add to the lens graph, or why none can be. */
 export type AttributionOutputs =
-  | { nodes: Node[]; initializers: Tensor[]; inputs: ValueInfo[]; outputs: ValueInfo[] }
+  | { nodes: Node[]; initializers: Tensor[]; inputs: ValueInfo[]; outputs: ValueInfo[]; headsRefused?: string }
   | { refused: string };
 
 const PASS_THROUGH = new Set(['Reshape', 'Flatten', 'Identity', 'Cast', 'Squeeze', 'Unsqueeze']);
@@ -77,7 +77,8 @@ function scalarConstant(index: GraphIndex, name: string): number | undefined {
   const initializer = index.graph.initializer.find((t) => t.name === name);
   const producer = index.producer.get(name);
   const tensor = initializer ?? (producer?.op_type === 'Constant' ? producer.attribute.find((a) => a.name === 'value')?.t : undefined);
-  if (!tensor) return undefined;
+  // Reads only one-element tensors (a large one may be stored outside the graph).
+  if (!tensor || (tensor.dims ?? []).reduce((n: number, k) => n * Number(k), 1) !== 1) return undefined;
   const values = tensorNumbers(tensor);
   return values.length === 1 ? values[0] : undefined;
 }
@@ -184,6 +185,20 @@ function readHead(index: GraphIndex, structure: DecoderStructure): Head {
   return head;
 }
 
+/**
+ * Refuses a head whose rows are not as wide as the final norm's gain: it reads a projection of the
+ * norm's output (OPT's project_out), which the parts would have to go through first. Throws Refusal.
+ */
+function checkHeadReadsNorm(index: GraphIndex, norm: FinalNorm, head: Head): void {
+  const dims = (name: string) => index.graph.initializer.find((t) => t.name === name)?.dims.map(Number);
+  const gain = dims(norm.gain), weight = dims(head.weight);
+  if (!gain || !weight) return;
+  const width = weight[head.vocabAxis === 1 ? 0 : 1];
+  if (width !== gain.reduce((a, b) => a * b, 1)) {
+    throw new Refusal(`the head reads a ${width}-wide projection of the ${gain.reduce((a, b) => a * b, 1)}-wide final norm (OPT's project_out), which attribute does not carry the parts through`);
+  }
+}
+
 /** For parallel blocks, the two branch outputs of each block in order [attn_l, mlp_l], l = 1..L. Throws Refusal. */
 function readBranches(index: GraphIndex, structure: DecoderStructure): string[][] {
   const { residuals } = structure;
@@ -191,16 +206,33 @@ function readBranches(index: GraphIndex, structure: DecoderStructure): string[][
     const previous = residuals[l];
     const add = index.producer.get(throughPassThrough(index, r));
     if (add?.op_type !== 'Add') throw new Refusal(`block ${l + 1}'s residual is not an Add`);
-    // The residual may be read through Casts (a traced norm's float32 cast); the other input is the branches' sum.
-    const branchSum = add.input.find((i) => !sameTensor(index, i, previous));
-    let sumNode = branchSum ? index.producer.get(branchSum) : undefined;
-    while (sumNode && PASS_THROUGH.has(sumNode.op_type)) sumNode = index.producer.get(index.dynamicInputs(sumNode)[0]);
-    if (sumNode?.op_type !== 'Add' || index.dynamicInputs(sumNode).length !== 2) throw new Refusal(`block ${l + 1} does not add its attention and MLP before the residual`);
-    const [a, b] = sumNode.input;
+    const [a, b] = addedBranches(index, add, previous, l);
     const attends = (x: string) => reaches(index, x, previous, (n) => ATTENTION_OPS.has(n.op_type));
     if (attends(a) === attends(b)) throw new Refusal(`block ${l + 1}'s two branches cannot be told apart as attention and MLP`);
     return attends(a) ? [a, b] : [b, a];
   });
+}
+
+/**
+ * The two branches a parallel block's residual Add brings in: `previous + (a + b)` (GPT-NeoX), or
+ * `(previous + a) + b` (Cohere's `residual + attn + mlp` as torch traces it). Throws Refusal otherwise.
+ */
+function addedBranches(index: GraphIndex, add: Node, previous: string, l: number): [string, string] {
+  const unwrap = (name: string) => index.producer.get(throughPassThrough(index, name));
+  // The residual may be read through Casts (a traced norm's float32 cast).
+  const other = add.input.find((i) => !sameTensor(index, i, previous));
+  if (add.input.some((i) => sameTensor(index, i, previous))) {
+    const sum = other ? unwrap(other) : undefined;
+    if (sum?.op_type === 'Add' && index.dynamicInputs(sum).length === 2) return [sum.input[0], sum.input[1]];
+  } else {
+    for (const [k, input] of add.input.entries()) {
+      const inner = unwrap(input);
+      if (inner?.op_type !== 'Add' || !inner.input.some((i) => sameTensor(index, i, previous))) continue;
+      const first = inner.input.find((i) => !sameTensor(index, i, previous));
+      if (first && add.input.length === 2) return [first, add.input[1 - k]];
+    }
+  }
+  throw new Refusal(`block ${l + 1} does not add its attention and MLP before the residual`);
 }
 
 /** The tensor a chain of pass-through ops (casts, reshapes) starts from. */
@@ -230,34 +262,62 @@ function reaches(index: GraphIndex, from: string, stop: string, match: (n: Node)
   return false;
 }
 
-interface OutProjection { input: string; weight: string; rowAxis: 0 | 1; rows: number; width: number; bias?: string; biasFactor: number }
+interface OutProjection { input: string; weight: string; rowAxis: 0 | 1; rows: number; width: number; bias?: string; biasFactor: number; scale: number }
+
+// Ops of a norm: met between the output projection and the residual, they make the attention's
+// write a norm of the heads' sum (Gemma 2's and OLMo2's post-attention norms), not linear in it.
+const NORM_OPS = new Set(['LayerNormalization', 'SimplifiedLayerNormalization', 'RMSNormalization', 'SkipSimplifiedLayerNormalization', 'SkipLayerNormalization', 'ReduceMean', 'Sqrt', 'Reciprocal']);
+
+/** Whether a norm's op lies between `from` and the nearest matrix products (or attention ops) behind it. */
+function normBehind(index: GraphIndex, from: string): boolean {
+  const seen = new Set<Node>();
+  const stack = [from];
+  while (stack.length) {
+    const node = index.producer.get(stack.pop()!);
+    if (!node || seen.has(node) || node.op_type === 'MatMul' || node.op_type === 'Gemm' || ATTENTION_OPS.has(node.op_type)) continue;
+    seen.add(node);
+    if (NORM_OPS.has(node.op_type)) return true;
+    stack.push(...index.dynamicInputs(node));
+  }
+  return false;
+}
 
 /**
  * Each block's attention output projection, walked back from what the attention adds into the
- * residual (`attention[l]`): optional bias Add, then a MatMul or Gemm by a stored weight. Throws Refusal.
+ * residual (`attention[l]`): optional scalar scale (Granite's residual multiplier), optional bias
+ * Add, then a MatMul or Gemm by a stored weight. Throws Refusal, naming a post-attention norm.
  */
 function readOutProjections(index: GraphIndex, attention: string[]): OutProjection[] {
   return attention.map((start, l) => {
     let bias: string | undefined;
-    let biasFactor = 1;
+    let biasFactor = 1, scale = 1;
     let t = start;
     for (let node = index.producer.get(t); node; node = index.producer.get(t)) {
       const constant = constantInput(index, node);
+      // Only a Mul's or Div's constant is read (a projection's weight may be stored outside the graph).
+      const scalar = constant && (node.op_type === 'Mul' || node.op_type === 'Div') ? scalarConstant(index, constant) : undefined;
       if (PASS_THROUGH.has(node.op_type)) { t = index.dynamicInputs(node)[0]; continue; }
-      if (node.op_type === 'Add' && constant && !bias) { bias = constant; t = index.dynamicInputs(node)[0]; continue; }
+      if (node.op_type === 'Add' && constant && !bias) { bias = constant; biasFactor = scale; t = index.dynamicInputs(node)[0]; continue; }
+      if ((node.op_type === 'Mul' || (node.op_type === 'Div' && node.input[1] === constant)) && scalar !== undefined) {
+        // A scalar scale is linear: it multiplies every head's share (and a bias behind it).
+        scale *= node.op_type === 'Mul' ? scalar : 1 / scalar;
+        t = index.dynamicInputs(node)[0];
+        continue;
+      }
       const weight = index.graph.initializer.find((w) => w.name === node.input[1] && w.dims.length === 2);
       if (!weight || !index.dynamic.has(node.input[0])) break;
       const [a, b] = weight.dims.map(Number);
-      if (node.op_type === 'MatMul') return { input: node.input[0], weight: weight.name, rowAxis: 0, rows: a, width: b, bias, biasFactor };
+      if (node.op_type === 'MatMul') return { input: node.input[0], weight: weight.name, rowAxis: 0, rows: a, width: b, bias, biasFactor, scale };
       if (node.op_type !== 'Gemm') break;
       const int = (name: string) => Number(node.attribute.find((x) => x.name === name)?.i ?? 0);
       const float = (name: string) => Number(node.attribute.find((x) => x.name === name)?.f ?? 1);
       if (int('transA') !== 0 || float('alpha') !== 1 || (bias && node.input[2])) break;
-      if (node.input[2]) { bias = node.input[2]; biasFactor = float('beta'); }
+      if (node.input[2]) { bias = node.input[2]; biasFactor = float('beta') * scale; }
       return int('transB') === 1
-        ? { input: node.input[0], weight: weight.name, rowAxis: 1, rows: b, width: a, bias, biasFactor }
-        : { input: node.input[0], weight: weight.name, rowAxis: 0, rows: a, width: b, bias, biasFactor };
+        ? { input: node.input[0], weight: weight.name, rowAxis: 1, rows: b, width: a, bias, biasFactor, scale }
+        : { input: node.input[0], weight: weight.name, rowAxis: 0, rows: a, width: b, bias, biasFactor, scale };
     }
+    if (normBehind(index, t)) throw new Refusal(`block ${l + 1}'s attention output goes through a norm before the residual (a post-attention norm), and a norm of the heads' sum is not the sum of the heads' parts`);
     throw new Refusal(`block ${l + 1}'s attention does not end in an output projection by a stored weight`);
   });
 }
@@ -284,6 +344,7 @@ export function attributionOutputs(index: GraphIndex, structure: DecoderStructur
   try {
     norm = readFinalNorm(index, structure);
     head = readHead(index, structure);
+    checkHeadReadsNorm(index, norm, head);
     branches = parallel ? readBranches(index, structure) : [];
   } catch (error) {
     if (error instanceof Refusal) return { refused: error.message };
@@ -335,10 +396,12 @@ export function attributionOutputs(index: GraphIndex, structure: DecoderStructur
   }
   // Per-head parts, where every attention ends in a plain output projection (else attribute has no --heads).
   let projections: OutProjection[] | undefined;
+  let headsRefused: string | undefined;
   try {
     projections = readOutProjections(index, attentionWrites(index, structure, branches));
   } catch (error) {
     if (!(error instanceof Refusal)) throw error;
+    headsRefused = error.message;
   }
   if (projections && projections.length > 0) {
     const positions = ATTRIBUTION_IO.headPositions, rowCount = ATTRIBUTION_IO.headRowCount;
@@ -353,7 +416,8 @@ export function attributionOutputs(index: GraphIndex, structure: DecoderStructur
       inputsPicked.push(toFloat(node('Gather', [rows, positions], name('z'), axis(0)), name('z_float')));
       const sliced = node('Slice', [proj.weight, zero, rowCount, ints(name('axis'), [proj.rowAxis])], name('w'));
       const oriented = proj.rowAxis === 0 ? sliced : node('Transpose', [sliced], name('w_t'), [{ name: 'perm', type: AttrType.INTS, ints: [1, 0] }]);
-      weights.push(toFloat(oriented, name('w_float')));
+      const floatWeights = toFloat(oriented, name('w_float'));
+      weights.push(proj.scale === 1 ? floatWeights : node('Mul', [floatWeights, floats(name('scale'), [proj.scale])], name('w_scaled')));
       const bias = proj.bias
         ? node('Mul', [toFloat(node('Reshape', [proj.bias, ints(name('bias_shape'), [1, -1])], name('bias_row')), name('bias_float')), floats(name('bias_factor'), [proj.biasFactor])], name('bias'))
         : node('Reshape', [floats(name('no_bias'), new Array(proj.width).fill(0)), ints(name('bias_shape'), [1, -1])], name('bias'));
@@ -365,5 +429,5 @@ export function attributionOutputs(index: GraphIndex, structure: DecoderStructur
     outputNames.push(ATTRIBUTION_IO.headInputs, ATTRIBUTION_IO.headWeights, ATTRIBUTION_IO.headBiases);
   }
   const outputs = outputNames.map((name) => ({ name, type: { tensor_type: { elem_type: DataType.FLOAT } } }));
-  return { nodes, initializers, inputs, outputs };
+  return { nodes, initializers, inputs, outputs, ...(headsRefused ? { headsRefused } : {}) };
 }

@@ -357,7 +357,7 @@ function int64Initializer(name: string, values: number[]): Tensor {
  * Rewrites a decoder so that it outputs the lens (LENS_IO) instead of the logits and the KV cache.
  * Merged (If) decoders are flattened to their no-past branch. Throws GraphStructureError.
  */
-export function addLensOutputs(model: Model, layers: number, isTransposeOf?: TransposeCheck): { model: Model; structure: DecoderStructure; tiedEmbedding?: string } {
+export function addLensOutputs(model: Model, layers: number, isTransposeOf?: TransposeCheck): { model: Model; structure: DecoderStructure; tiedEmbedding?: string; headsRefused?: string; attributionRefused?: string } {
   const graph = splitSkipNorms(inlineNoPastBranch(model.graph));
   const index = new GraphIndex(graph);
   const structure = findDecoderStructure(graph, layers, index);
@@ -489,7 +489,7 @@ export function addLensOutputs(model: Model, layers: number, isTransposeOf?: Tra
       ...extra.outputs,
     ],
   };
-  return { model: { ...model, graph: pruneGraph(rewritten) }, structure, tiedEmbedding: embedding };
+  return { model: { ...model, graph: pruneGraph(rewritten) }, structure, tiedEmbedding: embedding, ...('refused' in attribution ? { attributionRefused: attribution.refused } : attribution.headsRefused ? { headsRefused: attribution.headsRefused } : {}) };
 }
 
 // Constants of the translator nodes: slice bounds over a shape and over the site axis.

@@ -16,7 +16,8 @@ export function partLabel(part: Part, finalLayer: number): string {
   return `L${String(part.layer).padStart(Math.max(2, String(finalLayer).length), '0')} ${part.name}`;
 }
 
-function signed(value: number): string {
+/** A value with its sign always shown (+1.234, −0.500; exponent form from 1000 on). */
+export function signed(value: number): string {
   const text = Math.abs(value) >= 1000 ? value.toExponential(2) : value.toFixed(3);
   return value >= 0 ? `+${text}` : text.replace('-', '−');
 }
@@ -29,16 +30,21 @@ function bar(value: number, max: number, c: ChalkInstance): string {
   return `${left}│${right}`;
 }
 
+/** What is explained, the model's own value and the sum of the parts: `logit(" x") = +1.234 (the model's own) · sum of the parts +1.234`. */
+export function explainedLine(record: AttributionRecord): string {
+  const what = record.versus
+    ? `logit(${quoteToken(record.target.text)}) − logit(${quoteToken(record.versus.text)})`
+    : `logit(${quoteToken(record.target.text)})`;
+  const capped = record.softcap ? ` before the softcap ${record.softcap}` : '';
+  return `${what}${capped} = ${signed(record.value)} (the model's own) · sum of the parts ${signed(partsSum(record.parts))}`;
+}
+
 /** The attribution table of one record, with its header, the explained value and the legend. */
 export function renderAttribution(record: AttributionRecord, view: AttributionView): string {
   const { c } = view;
   const at = record.tokens[record.position];
   const header = `${c.bold(quoteToken(record.prompt))}  ${c.dim(`position ${record.position} ${at ? quoteToken(at.text) : ''} · direct logit attribution · ${record.model}`)}`;
-  const what = record.versus
-    ? `logit(${quoteToken(record.target.text)}) − logit(${quoteToken(record.versus.text)})`
-    : `logit(${quoteToken(record.target.text)})`;
-  const capped = record.softcap ? ` before the softcap ${record.softcap}` : '';
-  const explained = `${what}${capped} = ${signed(record.value)} (the model's own) · sum of the parts ${signed(partsSum(record.parts))}`;
+  const explained = explainedLine(record);
   const parts = record.parts.filter((p) => !isHeadPart(p));
   const finalLayer = Math.max(...parts.map((p) => p.layer ?? 0));
   const labels = parts.map((p) => partLabel(p, finalLayer));
@@ -70,7 +76,8 @@ export function renderAttribution(record: AttributionRecord, view: AttributionVi
   return [header, explained, '', c.dim(head), ...rows, ...grid, '', ...legend.map((l) => c.dim(l))].join('\n');
 }
 
-function headLabel(part: Part, finalLayer: number): string {
+/** A head's label: `L01 attn head 0`. */
+export function headLabel(part: Part, finalLayer: number): string {
   return `${partLabel({ ...part, name: 'attn' }, finalLayer)} head ${part.head}`;
 }
 

@@ -1,8 +1,10 @@
 // One self-contained HTML page with every prompt's views: styles and the one small script are
 // inline, and nothing is fetched (no CDN, fonts or scripts from outside).
+import type { AttributionRecord, Part } from '../lens/attribution.js';
 import type { LensRecord, TargetEntry } from '../lens/record.js';
+import { headLabel, partLabel, signed } from './attribution.js';
 import { buildGrid, darkTextOn, rampColor, type Grid, type HeatBy } from './grid.js';
-import { renderChartSvg, targetDifference, xmlEscape, type ChartKind } from './svg.js';
+import { renderAttributionSvg, renderChartSvg, signedColor, targetDifference, xmlEscape, type ChartKind } from './svg.js';
 import { formatProb, quoteToken } from './tokens.js';
 import { siteLabel } from './view.js';
 
@@ -10,7 +12,8 @@ import { siteLabel } from './view.js';
 export type HtmlView =
   | { kind: 'topk'; record: LensRecord }
   | { kind: ChartKind; record: LensRecord }
-  | { kind: 'heatmap'; records: LensRecord[]; by: HeatBy };
+  | { kind: 'heatmap'; records: LensRecord[]; by: HeatBy }
+  | { kind: 'attribute'; record: AttributionRecord };
 
 const esc = xmlEscape;
 const rgb = (t: number) => `rgb(${rampColor(t).join(',')})`;
@@ -131,6 +134,31 @@ function heatmapView(records: LensRecord[], by: HeatBy): string {
     + `<div class="bar"><span>${esc(what)}</span><span>${esc(scale.format(scale.min))}</span><span class="ramp" style="background:linear-gradient(to right,${stops})"></span><span>${esc(scale.format(scale.max))}</span></div>`;
 }
 
+// The head grid is a table of cells like the heatmap's, so the page's one script shows a hovered head's value.
+function attributionView(record: AttributionRecord): string {
+  const at = record.tokens[record.position];
+  const meta = `position ${record.position}${at ? ` ${quoteToken(at.text)}` : ''} · direct logit attribution · ${record.model}`;
+  const heads = record.parts.filter((p) => p.name === 'head');
+  if (heads.length === 0) return `<p class="meta">${esc(meta)}</p>${renderAttributionSvg(record)}`;
+  const finalLayer = Math.max(...record.parts.map((p) => p.layer ?? 0));
+  const count = Math.max(...heads.map((p) => p.head!)) + 1;
+  const max = Math.max(...heads.map((p) => Math.abs(p.value)));
+  const layers = [...new Set(heads.map((p) => p.layer!))];
+  const cell = (p: Part | undefined) => {
+    if (!p) return '<td></td>';
+    const label = p.name === 'head' ? headLabel(p, finalLayer) : partLabel(p, finalLayer);
+    const t = max > 0 ? p.value / max : 0;
+    return `<td class="cell" tabindex="0" data-layer="${p.layer}"${p.head !== undefined ? ` data-head="${p.head}"` : ''} data-value="${p.value}" style="background:${signedColor(t)};color:${Math.abs(t) > 0.6 ? '#fff' : '#000'}">`
+      + `<span class="val">${esc(signed(p.value))}</span><div class="tip"><div class="head">${esc(label)}</div>${esc(signed(p.value))} of ${esc(signed(record.value))}</div></td>`;
+  };
+  const head = `<thead><tr><th></th>${Array.from({ length: count }, (_, h) => `<th>h${h}</th>`).join('')}<th>bias</th></tr></thead>`;
+  const body = layers.map((l) => `<tr><th class="layer">${esc(partLabel({ name: 'attn', layer: l, value: 0 }, finalLayer).replace(' attn', ''))}</th>`
+    + `${Array.from({ length: count }, (_, h) => cell(heads.find((p) => p.layer === l && p.head === h))).join('')}${cell(record.parts.find((p) => p.name === 'attn_bias' && p.layer === l))}</tr>`).join('\n');
+  return `<p class="meta">${esc(meta)}</p>${renderAttributionSvg(record, { grid: false })}`
+    + `<p class="meta">heads: each head's direct part (z_h · W_O[h] through the frozen norm) and the output projection's bias, adding up to the layer's attn; green adds, red takes away; hover or tap a cell for its value</p>`
+    + `<div class="scroll"><table class="grid heads">${head}<tbody>\n${body}</tbody></table></div>`;
+}
+
 function promptOf(view: HtmlView): string {
   return 'records' in view ? (view.records[0]?.prompt ?? '') : view.record.prompt;
 }
@@ -150,6 +178,7 @@ export function renderHtml(command: string, views: HtmlView[]): string {
       previous = prompt;
     }
     const inner = view.kind === 'heatmap' ? heatmapView(view.records, view.by)
+      : view.kind === 'attribute' ? attributionView(view.record)
       : view.kind === 'topk' ? topkView(view.record) : chartView(view.record, view.kind);
     sections.push(`<div class="view ${view.kind}">${inner}</div>`);
   }

@@ -1,6 +1,8 @@
 // Figures to keep: standalone SVG of the prob, rank and diff charts and of the heatmap grid.
 // Strings only; the command layer decides where they are written.
+import { isHeadPart, type AttributionRecord, type Part } from '../lens/attribution.js';
 import type { LensRecord, TargetEntry } from '../lens/record.js';
+import { explainedLine, headLabel, partLabel, signed } from './attribution.js';
 import { buildGrid, cutQuoted, darkTextOn, rampColor, type Grid, type HeatBy } from './grid.js';
 import { siteLabel } from './view.js';
 import { formatProb, quoteToken } from './tokens.js';
@@ -224,4 +226,94 @@ export function renderHeatmapGridSvg(grid: Grid): string {
 /** The heatmap of one prompt's records (one per position) as an `<svg>` element. Throws RangeError on no records. */
 export function renderHeatmapSvg(records: LensRecord[], by: HeatBy): string {
   return renderHeatmapGridSvg(buildGrid(records, by));
+}
+
+/** The fill of a signed contribution `t` = value / max in [−1, 1]: white at 0, towards green (positive) or red (negative). */
+export function signedColor(t: number): string {
+  const [r, g, b] = t >= 0 ? [44, 160, 44] : [214, 39, 40];
+  const a = Math.min(1, Math.abs(t));
+  const mix = (c: number) => Math.round(255 + (c - 255) * a);
+  return `rgb(${mix(r)},${mix(g)},${mix(b)})`;
+}
+
+/** Geometry of the attribution figure, in pixels. */
+const ATTR = { width: 720, rowH: 18, top: 96, labelX: 96, valueX: 170, zeroX: 440, half: 250, cellW: 64, cellH: 24 };
+
+/**
+ * One attribution record as an `<svg>` element: a signed bar per part (negative bars left of the
+ * zero line, positive right, the signed value beside each label, so no colour is needed) and, when
+ * the record has head parts and `grid` is not false, the layers × heads grid shaded by contribution
+ * (each cell's `<title>` gives its value). `color: false` leaves every fill grey or white.
+ */
+export function renderAttributionSvg(record: AttributionRecord, options: { color?: boolean; grid?: boolean } = {}): string {
+  const color = options.color !== false;
+  const parts = record.parts.filter((p) => !isHeadPart(p));
+  const finalLayer = Math.max(...parts.map((p) => p.layer ?? 0));
+  const max = Math.max(...parts.map((p) => Math.abs(p.value)));
+  const { width, rowH, top, labelX, valueX, zeroX, half } = ATTR;
+  const barsBottom = top + parts.length * rowH;
+  const heads = options.grid === false ? [] : record.parts.filter((p) => p.name === 'head');
+  const gridTop = barsBottom + 56;
+  const gridRows = new Set(heads.map((p) => p.layer)).size;
+  const height = heads.length > 0 ? gridTop + 20 + gridRows * ATTR.cellH + 36 : barsBottom + 36;
+  const at = record.tokens[record.position];
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ${FONT} font-size="12" class="lens-attribution">`,
+    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
+    text(width / 2, 24, cutQuoted(record.prompt, 90), 'text-anchor="middle" font-size="16" font-weight="bold" class="title"'),
+    text(width / 2, 44, `position ${record.position}${at ? ` ${quoteToken(at.text)}` : ''} · direct logit attribution · ${record.model}`, 'text-anchor="middle" fill="#555555"'),
+    text(width / 2, 62, explainedLine(record), 'text-anchor="middle" class="explained"'),
+    text(zeroX - half / 2, top - 8, '◀ negative', 'text-anchor="middle" fill="#555555"'),
+    text(zeroX + half / 2, top - 8, 'positive ▶', 'text-anchor="middle" fill="#555555"'),
+    `<g class="parts" ${MONO} font-size="11">`,
+  ];
+  parts.forEach((p, i) => {
+    const y = top + i * rowH;
+    const length = max > 0 ? (Math.abs(p.value) / max) * half : 0;
+    const x = p.value < 0 ? zeroX - length : zeroX;
+    const fill = color ? (p.value < 0 ? '#d62728' : '#2ca02c') : '#888888';
+    const label = partLabel(p, finalLayer);
+    out.push(`<g class="part" data-name="${p.name}" data-layer="${p.layer ?? ''}" data-value="${p.value}">`,
+      text(labelX, y + 13, label, 'text-anchor="end"'),
+      text(valueX, y + 13, signed(p.value), 'text-anchor="end"'),
+      `<rect x="${num(x)}" y="${y + 3}" width="${num(length)}" height="${rowH - 6}" fill="${fill}"><title>${xmlEscape(`${label}: ${signed(p.value)}`)}</title></rect>`,
+      '</g>');
+  });
+  out.push('</g>', `<line class="zero-line" x1="${zeroX}" x2="${zeroX}" y1="${top - 2}" y2="${barsBottom + 2}" stroke="#000000"/>`);
+  if (heads.length > 0) out.push(...headGridSvg(record.parts, finalLayer, gridTop, color));
+  out.push('</svg>');
+  return out.join('\n');
+}
+
+/** The layers × heads grid of the attribution figure: one cell per head and a column for each layer's attn_bias. */
+function headGridSvg(all: Part[], finalLayer: number, gridTop: number, color: boolean): string[] {
+  const { cellW, cellH, labelX } = ATTR;
+  const heads = all.filter((p) => p.name === 'head');
+  const count = Math.max(...heads.map((p) => p.head!)) + 1;
+  const max = Math.max(...heads.map((p) => Math.abs(p.value)));
+  const layers = [...new Set(heads.map((p) => p.layer!))];
+  const left = labelX + 8;
+  const out = [
+    text(left, gridTop - 26, 'heads: each head\'s direct part (z_h · W_O[h] through the frozen norm); they and the bias add up to the layer\'s attn', 'fill="#555555"'),
+    `<g class="heads" ${MONO} font-size="10" text-anchor="middle">`,
+    ...Array.from({ length: count }, (_, h) => text(left + h * cellW + cellW / 2, gridTop - 6, `h${h}`, '')),
+    text(left + count * cellW + cellW / 2, gridTop - 6, 'bias', ''),
+  ];
+  layers.forEach((l, i) => {
+    const y = gridTop + i * cellH;
+    out.push(text(labelX, y + 16, partLabel({ name: 'attn', layer: l, value: 0 }, finalLayer).replace(' attn', ''), 'text-anchor="end" font-size="11"'));
+    const row = [...Array.from({ length: count }, (_, h) => heads.find((p) => p.layer === l && p.head === h)), all.find((p) => p.name === 'attn_bias' && p.layer === l)];
+    row.forEach((p, h) => {
+      if (!p) return;
+      const x = left + h * cellW;
+      const label = p.name === 'head' ? headLabel(p, finalLayer) : partLabel(p, finalLayer);
+      const fill = color && max > 0 ? signedColor(p.value / max) : '#ffffff';
+      out.push(`<g class="${p.name === 'head' ? 'head' : 'attn-bias'}" data-layer="${l}"${p.head !== undefined ? ` data-head="${p.head}"` : ''} data-value="${p.value}">`,
+        `<rect x="${x}" y="${y}" width="${cellW - 1}" height="${cellH - 1}" fill="${fill}" stroke="#cccccc"><title>${xmlEscape(`${label}: ${signed(p.value)}`)}</title></rect>`,
+        text(x + cellW / 2, y + 16, signed(p.value), ''),
+        '</g>');
+    });
+  });
+  out.push('</g>');
+  return out;
 }

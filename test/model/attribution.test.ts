@@ -6,82 +6,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { attribute } from '../../src/commands/attribute.js';
-import type { TargetSpec } from '../../src/commands/analyze.js';
-import type { AttributionRecord, Part } from '../../src/lens/attribution.js';
-import { parseIndexSpec } from '../../src/lens/spec.js';
-import type { Dtype } from '../../src/model/paths.js';
+import { isHeadPart, type AttributionRecord } from '../../src/lens/attribution.js';
 import { DataType, decodeModel, encodeModel, type Node, type Tensor } from '../../src/onnx/proto.js';
 import { FORMS as GPT2_FORMS } from '../fixtures/gpt2.js';
 import { formsOf, tinyConfig, tinyConfigFor, writeDecoderFixture, type Family } from '../fixtures/llama.js';
 import { TORCH_FORMS, torchAvailable, writeTorchFixture, torchSkip } from '../fixtures/torch-export.js';
 import { referenceForward, type AttributionReference as ReferenceResult } from '../reference/gpt2.js';
+import { assertMatchesReference, attributionRecords, env, PROMPT, within } from './attribution-check.js';
 import { referenceDecoderForward } from '../reference/llama.js';
-import { assertOneLineError, cleanEnv, fixture, runCli, scratchDir } from '../helpers.js';
+import { assertOneLineError, fixture, runCli, scratchDir } from '../helpers.js';
 
-const env = cleanEnv({ LENS_CACHE: scratchDir('attribution-cache') });
 const root = scratchDir('attribution-fixtures');
-const PROMPT = 'The most famous sports in USA is';
-// The issue's bound: 1e-4 absolute plus 1e-3 relative.
-const within = (actual: number, expected: number, abs = 1e-4, rel = 1e-3) => Math.abs(actual - expected) <= abs + rel * Math.abs(expected);
-
-async function attributionRecords(dir: string, targets: TargetSpec[], positions: string, dtype: Dtype = 'fp32', heads = false): Promise<AttributionRecord[]> {
-  const out: AttributionRecord[] = [];
-  const options = { model: dir, dtype, positions: parseIndexSpec(positions, { step: false }), offline: true, targets, env, heads };
-  for await (const { records } of attribute([PROMPT], options, { color: false })) out.push(...records);
-  return out;
-}
-
-/** The reference's parts for token t at a position: each write through the frozen final norm and W_U[t], then the biases. */
-function referenceParts(ref: ReferenceResult, position: number, t: number, perPartScale = false, heads = false): Part[] {
-  const L = ref.residual.length - 1;
-  const finalResidual = ref.residual[L][position];
-  const zero = ref.unembed(new Float64Array(finalResidual.length));
-  // W_U[t] · x without the head's bias, which belongs to the bias part.
-  const direct = (x: Float64Array) => ref.unembed(ref.frozenNorm(x, perPartScale ? x : finalResidual))[t] - zero[t];
-  const parts: Part[] = [{ name: 'embed', layer: 0, value: direct(ref.residual[0][position]) }];
-  for (let l = 1; l <= L; l++) {
-    parts.push({ name: 'attn', layer: l, value: direct(ref.attnOut[l - 1][position]) });
-    if (heads) {
-      ref.headOut[l - 1][position].forEach((v, h) => parts.push({ name: 'head', layer: l, head: h, value: direct(v) }));
-      parts.push({ name: 'attn_bias', layer: l, value: direct(ref.attnBias[l - 1]) });
-    }
-    parts.push({ name: 'mlp', layer: l, value: direct(ref.mlpOut[l - 1][position]) });
-  }
-  parts.push({ name: 'bias', layer: null, value: ref.unembed(ref.normBias)[t] });
-  return parts;
-}
-
-function referenceLogit(ref: ReferenceResult, position: number, t: number): number {
-  return ref.unembed(ref.finalNorm(ref.residual[ref.residual.length - 1][position]))[t];
-}
-
-/** Checks a record's parts, value and sum against the reference; the bound `abs`, `rel` as `within`. */
-function assertMatchesReference(record: AttributionRecord, ref: ReferenceResult, what: string, abs = 1e-4, rel = 1e-3): void {
-  const { position } = record;
-  const t = record.target.id, versus = record.versus?.id;
-  const minus = (a: Part[], b: Part[]) => a.map((p, i) => ({ ...p, value: p.value - b[i].value }));
-  const heads = record.parts.some((p) => p.name === 'head');
-  const expected = versus === undefined ? referenceParts(ref, position, t, false, heads) : minus(referenceParts(ref, position, t, false, heads), referenceParts(ref, position, versus, false, heads));
-  assert.deepEqual(record.parts.map((p) => [p.name, p.layer, p.head]), expected.map((p) => [p.name, p.layer, p.head]), `${what}: parts in computation order`);
-  record.parts.forEach((p, i) => assert.ok(within(p.value, expected[i].value, abs, rel), `${what}: ${p.name} L${p.layer} ${p.value} vs reference ${expected[i].value}`));
-  const logit = referenceLogit(ref, position, t) - (versus === undefined ? 0 : referenceLogit(ref, position, versus));
-  assert.ok(within(record.value, logit, abs, rel), `${what}: value ${record.value} vs reference ${logit}`);
-  // The parts add up to the model's own value up to float error (float32 residuals, float64 sums);
-  // each layer's heads and attn_bias to its attn.
-  const sum = record.parts.reduce((s, p) => s + (p.name === 'head' || p.name === 'attn_bias' ? 0 : p.value), 0);
-  for (const attn of record.parts.filter((p) => p.name === 'attn' && heads)) {
-    const split = record.parts.filter((p) => p.layer === attn.layer && (p.name === 'head' || p.name === 'attn_bias')).reduce((s, p) => s + p.value, 0);
-    assert.ok(within(split, attn.value, abs, abs), `${what}: L${attn.layer} heads + attn_bias ${split} vs attn ${attn.value}`);
-  }
-  assert.ok(within(sum, record.value, abs, abs), `${what}: sum of parts ${sum} vs the model's ${record.value}`);
-  // The frozen scale matters on these fixtures: each part normalised by its own σ would be far off
-  // (checked at the float32 bound; float16's is too loose to tell every part apart).
-  if (versus === undefined && abs <= 1e-4) {
-    const perPart = referenceParts(ref, position, t, true, heads);
-    assert.ok(perPart.some((p, i) => Math.abs(p.value - record.parts[i].value) > 100 * (abs + rel * Math.abs(p.value))), `${what}: a per-part σ would pass too`);
-  }
-}
 
 function argmax(values: ArrayLike<number>): number {
   let best = 0;
@@ -222,4 +157,21 @@ test('a softcapped head (Gemma 2\'s c·tanh(u / c)): the parts explain the logit
 test('a head with another op after the unembedding (a tanh without its cap) is refused in one line', async () => {
   const { dir } = withHeadTail('tanh-head', (from, to) => ({ nodes: [op('Tanh', [from], to)], initializers: [] }));
   assertOneLineError(await runCli(['attribute', '-m', dir, '--offline', PROMPT], { env }), 1, /cannot read the final norm and head/);
+});
+
+test('attribute --heads --svg --html: the figures carry the JSON record\'s parts and heads; a path in the model directory is refused', async () => {
+  const { dir } = fixture('untied-head');
+  const out = scratchDir('attribution-figures');
+  const [svg, html] = [join(out, 'parts.svg'), join(out, 'parts.html')];
+  const result = await runCli(['attribute', '-m', dir, '--offline', '--json', '--heads', '--target-id', '4346', '--svg', svg, '--html', html, PROMPT], { env });
+  assert.equal(result.code, 0, result.stderr);
+  const record = JSON.parse(result.stdout) as AttributionRecord;
+  const figure = readFileSync(svg, 'utf8');
+  const values = (text: string, pattern: RegExp) => [...text.matchAll(pattern)].map((m) => Number(m[1]));
+  assert.deepEqual(values(figure, /class="part" data-name="[a-z_]+" data-layer="\d*" data-value="([^"]+)"/g), record.parts.filter((p) => !isHeadPart(p)).map((p) => p.value));
+  assert.deepEqual(values(figure, /class="head" data-layer="\d+" data-head="\d+" data-value="([^"]+)"/g), record.parts.filter((p) => p.name === 'head').map((p) => p.value));
+  const page = readFileSync(html, 'utf8');
+  assert.deepEqual(values(page, /<td class="cell" tabindex="0" data-layer="\d+" data-head="\d+" data-value="([^"]+)"/g), record.parts.filter((p) => p.name === 'head').map((p) => p.value));
+  assert.match(result.stderr, /wrote .*parts\.svg[\s\S]*wrote .*parts\.html/);
+  assertOneLineError(await runCli(['attribute', '-m', dir, '--offline', '--svg', join(dir, 'x.svg'), PROMPT], { env }), 2, /--svg .* is inside/);
 });

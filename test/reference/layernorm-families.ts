@@ -6,7 +6,7 @@
 // per-head fused q/k/v; GPT-NeoX's parallel residual; LFM2's causal short convolutions, per-head
 // q/k RMSNorm and final `embedding_norm`. Used only by the tests.
 import type { HubModel } from '../fixtures/ln-families.js';
-import type { ReferenceResult } from './gpt2.js';
+import { frozenNormOf, type AttributionReference } from './gpt2.js';
 import { apply, geluErf, geluTanh, layerNorm, rmsNorm, rotary, silu } from './llama.js';
 
 type Vec = Float64Array;
@@ -61,7 +61,7 @@ export function alibiSlopes(heads: number): number[] {
 }
 
 /** Runs a family's tiny model on one sequence of token ids (positions 0..T-1). Throws for a family it does not know. */
-export function referenceLnForward(model: HubModel, ids: number[]): ReferenceResult {
+export function referenceLnForward(model: HubModel, ids: number[]): AttributionReference {
   const c = model.config;
   const num = (name: string) => Number(c[name]);
   const get = (name: string) => {
@@ -95,6 +95,22 @@ export function referenceLnForward(model: HubModel, ids: number[]): ReferenceRes
   let x: Vec[];
   let finalNorm: (v: Vec) => Vec;
   let unembed: (v: Vec) => Vec;
+  // Attribution (phi, opt, bloom): what each branch adds, each head's share of it, the final LayerNorm's name.
+  const attnOut: Vec[][] = [], mlpOut: Vec[][] = [], headOut: Vec[][][] = [], attnBias: Vec[] = [];
+  let finalLn: string | undefined;
+  /** Query head h's share of the output projection `name` at every position: its columns h·hd … on its slice of ctx. */
+  const attend = (name: string, ctx: Vec[], heads: number, hd: number) => {
+    const w = get(`${name}.weight`);
+    headOut.push(ctx.map((v) => Array.from({ length: heads }, (_, h) => {
+      const out = new Float64Array(d);
+      for (let o = 0; o < d; o++) for (let i = h * hd; i < (h + 1) * hd; i++) out[o] += w[o * heads * hd + i] * v[i];
+      return out;
+    })));
+    attnBias.push(has(`${name}.bias`) ? Float64Array.from(get(`${name}.bias`)) : new Float64Array(d));
+    const out = ctx.map((v) => lin(name, v));
+    attnOut.push(out);
+    return out;
+  };
 
   switch (c.model_type) {
     case 'phi': {
@@ -108,11 +124,14 @@ export function referenceLnForward(model: HubModel, ids: number[]): ReferenceRes
         const q = h.map((v, pos) => rotate(lin(`${p}.self_attn.q_proj`, v), pos));
         const k = h.map((v, pos) => rotate(lin(`${p}.self_attn.k_proj`, v), pos));
         const vv = h.map((v) => lin(`${p}.self_attn.v_proj`, v));
-        const attn = attention(q, k, vv, heads, heads, hd).map((v) => lin(`${p}.self_attn.dense`, v));
-        x = x.map((r, i) => add(r, attn[i], lin(`${p}.mlp.fc2`, lin(`${p}.mlp.fc1`, h[i]).map(geluTanh))));
+        const attn = attend(`${p}.self_attn.dense`, attention(q, k, vv, heads, heads, hd), heads, hd);
+        const mlp = h.map((v) => lin(`${p}.mlp.fc2`, lin(`${p}.mlp.fc1`, v).map(geluTanh)));
+        mlpOut.push(mlp);
+        x = x.map((r, i) => add(r, attn[i], mlp[i]));
         residual.push(x);
       }
       finalNorm = ln('model.final_layernorm', eps);
+      finalLn = 'model.final_layernorm';
       unembed = head('lm_head.weight', 'lm_head.bias');
       break;
     }
@@ -129,12 +148,16 @@ export function referenceLnForward(model: HubModel, ids: number[]): ReferenceRes
         const p = `model.decoder.layers.${l}`;
         const h = x.map(ln(`${p}.self_attn_layer_norm`, eps));
         const ctx = attention(h.map((v) => lin(`${p}.self_attn.q_proj`, v)), h.map((v) => lin(`${p}.self_attn.k_proj`, v)), h.map((v) => lin(`${p}.self_attn.v_proj`, v)), heads, heads, hd);
-        const m = x.map((r, i) => add(r, lin(`${p}.self_attn.out_proj`, ctx[i])));
+        const attn = attend(`${p}.self_attn.out_proj`, ctx, heads, hd);
+        const m = x.map((r, i) => add(r, attn[i]));
         mid.push(m);
-        x = m.map((r) => add(r, lin(`${p}.fc2`, lin(`${p}.fc1`, ln(`${p}.final_layer_norm`, eps)(r)).map((v) => Math.max(0, v)))));
+        const mlp = m.map((r) => lin(`${p}.fc2`, lin(`${p}.fc1`, ln(`${p}.final_layer_norm`, eps)(r)).map((v) => Math.max(0, v))));
+        mlpOut.push(mlp);
+        x = m.map((r, i) => add(r, mlp[i]));
         residual.push(x);
       }
       finalNorm = ln('model.decoder.final_layer_norm', eps);
+      finalLn = 'model.decoder.final_layer_norm';
       const tied = head('model.decoder.embed_tokens.weight');
       unembed = projected ? (v) => tied(lin('model.decoder.project_out', v)) : tied;
       break;
@@ -151,13 +174,17 @@ export function referenceLnForward(model: HubModel, ids: number[]): ReferenceRes
         const qkv = x.map((v) => lin(`${p}.self_attention.query_key_value`, ln(`${p}.input_layernorm`, eps)(v)));
         const part = (which: number) => qkv.map((v) => headInterleaved(v, hd, which));
         const ctx = attention(part(0), part(1), part(2), heads, heads, hd, (h, _i, j) => slopes[h] * j);
-        const m = x.map((r, i) => add(r, lin(`${p}.self_attention.dense`, ctx[i])));
+        const attn = attend(`${p}.self_attention.dense`, ctx, heads, hd);
+        const m = x.map((r, i) => add(r, attn[i]));
         mid.push(m);
         const gelu = (v: number) => v * 0.5 * (1 + Math.tanh(0.79788456 * v * (1 + 0.044715 * v * v)));
-        x = m.map((r) => add(r, lin(`${p}.mlp.dense_4h_to_h`, lin(`${p}.mlp.dense_h_to_4h`, ln(`${p}.post_attention_layernorm`, eps)(r)).map(gelu))));
+        const mlp = m.map((r) => lin(`${p}.mlp.dense_4h_to_h`, lin(`${p}.mlp.dense_h_to_4h`, ln(`${p}.post_attention_layernorm`, eps)(r)).map(gelu)));
+        mlpOut.push(mlp);
+        x = m.map((r, i) => add(r, mlp[i]));
         residual.push(x);
       }
       finalNorm = ln('transformer.ln_f', eps);
+      finalLn = 'transformer.ln_f';
       unembed = head('transformer.word_embeddings.weight');
       break;
     }
@@ -226,5 +253,13 @@ export function referenceLnForward(model: HubModel, ids: number[]): ReferenceRes
     default:
       throw new Error(`no reference for ${String(c.model_type)}`);
   }
-  return { residual, mid, finalNorm, unembed };
+  const lnEps = c.model_type === 'opt' ? 1e-5 : num(c.model_type === 'bloom' ? 'layer_norm_epsilon' : 'layer_norm_eps');
+  return {
+    residual, mid, finalNorm, unembed, attnOut, mlpOut, headOut, attnBias,
+    frozenNorm: (v, at) => {
+      if (!finalLn) throw new Error(`no attribution reference for ${String(c.model_type)}`);
+      return frozenNormOf(v, at, get(`${finalLn}.weight`), lnEps, true);
+    },
+    normBias: finalLn ? Float64Array.from(get(`${finalLn}.bias`)) : new Float64Array(d),
+  };
 }

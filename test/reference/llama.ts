@@ -207,13 +207,14 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[], arithm
       });
     };
     attnOut.push(attn);
-    // Head h: the columns h·hd … of o_proj's [out, in] weight, applied to its slice of the context alone.
+    // Head h: the columns h·hd … of o_proj's [out, in] weight, applied to its slice of the context alone,
+    // then Granite's residual multiplier (a post-attention norm has no per-head share: not linear).
     headOut.push(ctx.map((v) => Array.from({ length: heads }, (_, h) => {
       const out = new Float64Array(d);
       for (let o = 0; o < d; o++) for (let i = h * hd; i < (h + 1) * hd; i++) out[o] += b.o.w[o * b.o.in + i] * v[i];
-      return out;
+      return toResidual(out);
     })));
-    attnBias.push(b.o.b ? Float64Array.from(b.o.b) : new Float64Array(d));
+    attnBias.push(toResidual(b.o.b ? Float64Array.from(b.o.b) : new Float64Array(d)));
     if (t.parallel) {
       const m = mlp(x.map((v) => norm(v, t.sharedNorm ? b.ln1 : b.ln2)));
       mlpOut.push(m);
