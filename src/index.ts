@@ -12,7 +12,7 @@ export type { LensRecord, LayerRecord, TargetEntry, TopEntry, PieceEntry, TokenI
 export type { Inspection } from './model/inspect.js';
 export type { Dtype } from './model/paths.js';
 export type { CommandName } from './commands/runs.js';
-export { entropyByLayer, klToFinalByLayer, commitmentLayer, logitDiffByLayer, type LayerValue, type TargetRef } from './lens/trajectory.js';
+export { entropyByLayer, klToFinalByLayer, commitmentLayer, logitDiffByLayer, nextTokenCrossEntropyByLayer, type LayerValue, type TargetRef } from './lens/trajectory.js';
 
 /**
  * Stable error codes: E_USAGE a bad argument or input (the CLI's exit 2), E_MODEL a model that cannot
