@@ -3,18 +3,21 @@
 // URL carries the view, and the page asks nothing of any other origin and logs no error.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LensRecord } from '../src/lens/record.js';
 import { serve } from '../src/server/server.js';
 import { inBrowser, openPage, type Page } from './browser.js';
-import { cleanEnv, fixture, runCli, scratchDir } from './helpers.js';
+import { assertClose, cleanEnv, fixture, runCli, scratchDir, TINY } from './helpers.js';
 
 const { dir: MODEL } = fixture('opset14-merged');
+// A second model of the same shape and vocabulary, other weights: the comparison's other side.
+const { dir: MODEL2 } = fixture('opset14-merged', { ...TINY, seed: 11 });
 const cache = scratchDir('server-browser-cache');
 const P = 'Paris is capital of';
 
-async function cliRecords(args: string[]): Promise<LensRecord[]> {
-  const r = await runCli([...args, '-m', MODEL, '--json'], { env: { LENS_CACHE: cache } });
+async function cliRecords(args: string[], model = MODEL): Promise<LensRecord[]> {
+  const r = await runCli([...args, '-m', model, '--json'], { env: { LENS_CACHE: cache } });
   assert.equal(r.code, 0, r.stderr);
   return r.stdout.trim().split('\n').map((line) => JSON.parse(line));
 }
@@ -27,6 +30,13 @@ const cellsOf = (page: Page) => page.evaluate<{ layer: number; position: number;
 /** The rows of the open top-k dialog, whitespace collapsed. */
 const dialogRows = (page: Page) => page.evaluate<string[]>(`
   Array.from(document.querySelectorAll('[role=dialog] tr')).map((r) => r.innerText.replace(/\\s+/g, ' ').trim())`);
+
+const unescapeXml = (text: string) => text.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&amp;/g, '&');
+/** The cells of an exported SVG, read with a pattern of its own (not the page's code): layer, position, token text and fill. */
+function svgCellsOf(svgText: string): { layer: string; position: string; text: string; fill: string }[] {
+  const pattern = /<g class="cell" data-layer="(\d+)" data-position="(\d+)"><rect [^>]*fill="([^"]+)"[^>]*\/><text [^>]*class="tok">([^<]*)<\/text>/g;
+  return [...svgText.matchAll(pattern)].map((m) => ({ layer: m[1], position: m[2], text: unescapeXml(m[4]), fill: m[3] }));
+}
 
 const percent = (p: number) => (p >= 0.9995 ? '100%' : p >= 0.001 ? `${(p * 100).toFixed(1)}%` : p.toExponential(0));
 
@@ -94,6 +104,23 @@ test('lens serve\'s page in headless chromium', (t) => inBrowser(t, async (conte
     assert.equal(url.searchParams.get('pin'), String(pinned.id));
     assert.equal(url.searchParams.get('cell'), '2,3');
     assert.equal(url.searchParams.get('stride'), '2');
+    // Export SVG downloads the grid as drawn: one cell per grid cell, its token text and colour
+    const shown = await page.evaluate<{ layer: string; position: string; text: string; fill: string }[]>(`
+      Array.from(document.querySelectorAll('[role=grid] [role=gridcell]')).map((c) => ({
+        layer: c.dataset.layer, position: c.dataset.position, text: c.querySelector('.tok').textContent, fill: c.style.backgroundColor }))`);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export SVG' }).click()]);
+    assert.equal(download.suggestedFilename(), 'lens-heatmap.svg');
+    const svgText = readFileSync(await download.path(), 'utf8');
+    assert.match(svgText, /^<\?xml[^>]*>\n<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+    assert.doesNotMatch(svgText, /href=|url\(/); // standalone: nothing to fetch
+    const svgCells = svgCellsOf(svgText);
+    assert.deepEqual(svgCells, shown);
+    for (const c of svgCells) {
+      const layer = records[Number(c.position)].layers.find((l) => l.layer === Number(c.layer))!;
+      const quoted = JSON.stringify(layer.top[0].token);
+      assert.equal(c.text, quoted.length <= 12 ? quoted : `${quoted.slice(0, 10)}…"`);
+    }
+
     // LENS_SCREENSHOT_DIR keeps the shot (the README's comes from here)
     await page.screenshot({ path: join(process.env.LENS_SCREENSHOT_DIR ?? scratchDir('serve-shot'), 'serve.png'), fullPage: true });
     const again = await openPage(context, url.href);
@@ -107,6 +134,65 @@ test('lens serve\'s page in headless chromium', (t) => inBrowser(t, async (conte
     assert.deepEqual([...errors, ...again.errors], []);
     const foreign = [...requests, ...again.requests].filter((r) => !r.startsWith(`${served.origin}/`));
     assert.deepEqual(foreign, []);
+  } finally {
+    await served.close();
+  }
+}));
+
+/** The difference grid's cells: layer, position and B − A as the page computed it. */
+const diffCellsOf = (page: Page) => page.evaluate<{ layer: number; position: number; value: number }[]>(`
+  Array.from(document.querySelectorAll('#diff [role=gridcell]')).map((c) => ({
+    layer: Number(c.dataset.layer), position: Number(c.dataset.position), value: Number(c.dataset.value) }))`);
+const cellsIn = (page: Page, box: string) => page.evaluate<{ layer: number; position: number; id: number }[]>(`
+  Array.from(document.querySelectorAll('${box} [role=gridcell]')).map((c) => ({ layer: Number(c.dataset.layer), position: Number(c.dataset.position), id: Number(c.dataset.tokenId) }))`);
+
+test('lens serve\'s page compares a second prompt and a second model', (t) => inBrowser(t, async (context) => {
+  const served = await serve({ models: [MODEL, MODEL2], env: cleanEnv({ LENS_CACHE: cache }), offline: true, port: 0 });
+  try {
+    const Q = 'The tower is in';
+    const A = await cliRecords(['heatmap', '-k', '10', P]);
+    const pinnedId = A[3].layers[3].top[1].id;
+    // the view from a link: compare P with Q on the first model, coloured by a pinned token's probability
+    const query = new URLSearchParams({ prompt: P, model: MODEL, by: 'pinned', pin: String(pinnedId), compare: '1', prompt2: Q, model2: MODEL });
+    const { page, errors, requests } = await openPage(context, `${served.origin}/?${query}`);
+    await page.waitForFunction(`document.querySelectorAll('#heatmap-b [role=gridcell]').length > 0 && document.querySelectorAll('#diff [role=gridcell]').length > 0`);
+    const withPin = await cliRecords(['heatmap', '-k', '10', '--target-id', String(pinnedId), P]);
+    const B = await cliRecords(['heatmap', '-k', '10', '--target-id', String(pinnedId), Q]);
+    // row by row, as the grid reads: layer, then position
+    const topOf = (records: LensRecord[]) => records[0].layers.flatMap((_, s) => records.map((r) => ({ layer: r.layers[s].layer, position: r.position, id: r.layers[s].top[0].id })));
+    assert.deepEqual(await cellsIn(page, '#heatmap-b'), topOf(B));
+    assert.deepEqual(await cellsIn(page, '#heatmap'), topOf(withPin));
+    // the difference: P(pinned) under B minus under A, at the positions both prompts have
+    const shared = Math.min(withPin.length, B.length);
+    const expected = withPin[0].layers.flatMap((l, s) => withPin.slice(0, shared).map((r, p) => ({ layer: l.layer, position: r.position, value: B[p].layers[s].targets[0].prob - r.layers[s].targets[0].prob })));
+    const diff = await diffCellsOf(page);
+    assert.deepEqual(diff.map((c) => [c.layer, c.position]), expected.map((c) => [c.layer, c.position]));
+    assertClose(diff.map((c) => c.value), expected.map((c) => c.value), 1e-12, 'B − A of P(pinned)');
+
+    // linked: selecting a cell in A selects the same layer and position in B and in the difference
+    await page.locator('#heatmap [role=gridcell][data-layer="2"][data-position="1"]').click();
+    const selected = await page.evaluate<string[]>(`Array.from(document.querySelectorAll('[role=gridcell][aria-selected=true]')).map((c) => c.closest('[id]').id + ' ' + c.dataset.layer + ',' + c.dataset.position)`);
+    assert.deepEqual(selected, ['heatmap 2,1', 'heatmap-b 2,1', 'diff 2,1']);
+    const rowsB = await page.evaluate<string[]>(`Array.from(document.querySelectorAll('[role=dialog] tr.top-b')).map((r) => r.innerText.replace(/\\s+/g, ' ').trim())`);
+    assert.deepEqual(rowsB, B[1].layers[2].top.map((e) => `${JSON.stringify(e.token)} ${percent(e.prob)} logit ${e.logit.toFixed(3)}`));
+    assert.equal(new URL(page.url()).searchParams.get('cell'), '2,1');
+
+    // the same prompt under the second model: B is that model's --json
+    await page.getByLabel('Second prompt (empty: the same)').fill('');
+    await page.getByLabel('Second model').selectOption(MODEL2);
+    await page.getByRole('button', { name: 'Run' }).click();
+    await page.waitForFunction(`document.getElementById('side-b').textContent.endsWith(${JSON.stringify(MODEL2)})`);
+    const B2 = await cliRecords(['heatmap', '-k', '10', '--target-id', String(pinnedId), P], MODEL2);
+    assert.deepEqual(await cellsIn(page, '#heatmap-b'), topOf(B2));
+    const diff2 = await diffCellsOf(page);
+    assertClose(diff2.map((c) => c.value), withPin.flatMap((r, p) => r.layers.map((l, s) => ({ s, p }))).sort((x, y) => x.s - y.s || x.p - y.p).map(({ s, p }) => B2[p].layers[s].targets[0].prob - withPin[p].layers[s].targets[0].prob), 1e-12, 'B − A across models');
+    const url = new URL(page.url());
+    assert.equal(url.searchParams.get('model2'), MODEL2);
+    assert.equal(url.searchParams.get('compare'), '1');
+    assert.equal(url.searchParams.get('prompt2'), null);
+
+    assert.deepEqual(errors, []);
+    assert.deepEqual(requests.filter((r) => !r.startsWith(`${served.origin}/`)), []);
   } finally {
     await served.close();
   }
