@@ -6,7 +6,9 @@ import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { serve, MAX_BODY_BYTES, type Served } from '../src/server/server.js';
-import { cleanEnv, fixture, LENS_BIN, runCli, scratchDir } from './helpers.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cleanEnv, fixture, LENS_BIN, runCli, scratchDir, TINY } from './helpers.js';
 
 const { dir: MODEL } = fixture('opset14-merged');
 const cache = scratchDir('server-cache');
@@ -30,7 +32,7 @@ function call(served: Served, path: string, options: { method?: string; headers?
 const runApi = (served: Served, body: unknown) => call(served, '/api/run', { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
 
 async function cliRecords(args: string[]): Promise<unknown[]> {
-  const r = await runCli([...args, '-m', MODEL, '--json'], { env: { LENS_CACHE: cache } });
+  const r = await runCli([...args, '-m', MODEL, '--json', '--offline'], { env: { LENS_CACHE: cache } });
   assert.equal(r.code, 0, r.stderr);
   return r.stdout.trim().split('\n').map((line) => JSON.parse(line));
 }
@@ -44,7 +46,7 @@ test('POST /api/run answers the records --json prints; GET /api/models lists the
   assert.match(served.origin, /^http:\/\/127\.0\.0\.1:\d+$/);
   const models = await call(served, '/api/models');
   assert.equal(models.status, 200);
-  assert.deepEqual(JSON.parse(models.body), { models: [{ model: MODEL, layers: 3, contextLength: 64, vocabSize: 50257 }] });
+  assert.deepEqual(JSON.parse(models.body), { models: [{ model: MODEL, layers: 3, contextLength: 64, vocabSize: 50257, tuned: false }] });
   for (const [body, args] of [
     [{ prompt: P, positions: ':', k: 3 }, ['heatmap', '-k', '3', P]],
     [{ prompt: P, command: 'prob', targets: [' football', 262] }, ['prob', '--target', ' football', '--target-id', '262', P]],
@@ -175,4 +177,77 @@ test('lens serve --host other than loopback warns first', async () => {
   assert.match(lines[0], /^lens: warning: listening on 0\.0\.0\.0: anyone who can reach this address can run the models$/);
   assert.match(lines[1], /^lens: model directory not found/);
   assert.equal(r.code, 1);
+});
+
+const attributeApi = (served: Served, body: unknown) => call(served, '/api/attribute', { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+
+test('POST /api/attribute answers the records `lens attribute --json` prints; bad bodies are 400', async () => {
+  const served = await shared();
+  for (const [body, args] of [
+    [{ prompt: P }, ['attribute', P]],
+    [{ prompt: P, positions: ':', targets: [' football', 262], heads: true }, ['attribute', '--position', ':', '--target', ' football', '--target-id', '262', '--heads', P]],
+    [{ prompt: [P, 'Alan Turing was a'], targets: [{ id: 262 }] }, ['attribute', '--target-id', '262', P, 'Alan Turing was a']],
+  ] as [unknown, string[]][]) {
+    const answer = await attributeApi(served, body);
+    assert.equal(answer.status, 200, answer.body);
+    assert.deepEqual(JSON.parse(answer.body), { records: await cliRecords(args) });
+  }
+  const cli = await runCli(['attribute', '-m', MODEL, '--offline', '--target', 'a', '--target', 'b', '--target', 'c', P], { env: { LENS_CACHE: cache } });
+  const three = await attributeApi(served, { prompt: P, targets: ['a', 'b', 'c'] });
+  assert.equal(three.status, 400);
+  assert.equal(`lens: ${JSON.parse(three.body).error}\n`, cli.stderr);
+  for (const body of ['{bad json', '[]', '{}', '{"prompt": 3}', '{"prompt": "a", "k": 3}', '{"prompt": "a", "model": "/etc"}', '{"prompt": "a", "targets": "x"}', '{"prompt": "a", "targets": [{}]}', '{"prompt": "a", "positions": "9"}', '{"prompt": "a", "positions": [1.5]}']) {
+    const answer = await call(served, '/api/attribute', { body });
+    assert.equal(answer.status, 400, `${body}: ${answer.body}`);
+    assert.equal(JSON.parse(answer.body).code, 'E_USAGE', body);
+  }
+  assert.equal((await call(served, '/api/attribute')).status, 405);
+  // the logit-only server has no tuned lens to switch to
+  const tuned = await runApi(served, { prompt: P, lens: 'tuned' });
+  assert.equal(tuned.status, 400);
+  assert.match(JSON.parse(tuned.body).error, /tuned lens is not loaded/);
+  assert.equal((await runApi(served, { prompt: P, lens: 'other' })).status, 400);
+});
+
+/** A tuned lens for the fixture written as safetensors by hand: config.json and params.safetensors with "i.weight" [d, d] and "i.bias" [d] per layer. */
+function writeTunedLens(d: number, layers: number): string {
+  const dir = scratchDir('serve-tuned-lens');
+  let seed = 5;
+  const next = () => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed / 2 ** 31 - 0.5; };
+  const header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> = {};
+  const values: number[] = [];
+  for (let i = 0; i < layers; i++) {
+    for (const [name, size, shape] of [['weight', d * d, [d, d]], ['bias', d, [d]]] as [string, number, number[]][]) {
+      header[`${i}.${name}`] = { dtype: 'F32', shape, data_offsets: [values.length * 4, (values.length + size) * 4] };
+      for (let j = 0; j < size; j++) values.push(0.2 * next());
+    }
+  }
+  const json = Buffer.from(JSON.stringify(header));
+  const length = Buffer.alloc(8);
+  length.writeBigUInt64LE(BigInt(json.length));
+  writeFileSync(join(dir, 'params.safetensors'), Buffer.concat([length, json, Buffer.from(new Float32Array(values).buffer)]));
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ d_model: d, num_hidden_layers: layers, bias: true, base_model_name_or_path: 'fixture' }));
+  return dir;
+}
+
+test('a server opened with a tuned lens answers tuned records by default and logit records when asked, as the CLI', async () => {
+  const lensDir = writeTunedLens(TINY.d, TINY.layers);
+  const served = await serve({ models: [MODEL], env, offline: true, port: 0, lens: 'tuned', tunedLens: lensDir });
+  try {
+    assert.equal(JSON.parse((await call(served, '/api/models')).body).models[0].tuned, true);
+    const tuned = await runApi(served, { prompt: P, positions: ':', k: 3 });
+    assert.equal(tuned.status, 200, tuned.body);
+    const tunedRecords = JSON.parse(tuned.body).records;
+    assert.equal(tunedRecords[0].mode, 'tuned');
+    assert.deepEqual(tunedRecords, await cliRecords(['heatmap', '-k', '3', '--tuned-lens', lensDir, P]));
+    assert.deepEqual(JSON.parse((await runApi(served, { prompt: P, positions: ':', k: 3, lens: 'tuned' })).body).records, tunedRecords);
+    const logit = await runApi(served, { prompt: P, positions: ':', k: 3, lens: 'logit' });
+    assert.deepEqual(JSON.parse(logit.body).records, await cliRecords(['heatmap', '-k', '3', P]));
+    // the tuned lens has no translators for mid-block sites: the CLI's message
+    const sub = await runApi(served, { prompt: P, sublayers: true });
+    assert.equal(sub.status, 400);
+    assert.match(JSON.parse(sub.body).error, /--sublayers and --lens tuned/);
+  } finally {
+    await served.close();
+  }
 });
