@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { LensRecord } from '../src/lens/record.js';
 import { serve } from '../src/server/server.js';
 import { inBrowser, openPage, type Page } from './browser.js';
+import { writeTunedLens } from './fixtures/tuned-lens.js';
 import { assertClose, cleanEnv, fixture, runCli, scratchDir, TINY } from './helpers.js';
 
 const { dir: MODEL } = fixture('opset14-merged');
@@ -190,6 +191,42 @@ test('lens serve\'s page compares a second prompt and a second model', (t) => in
     assert.equal(url.searchParams.get('model2'), MODEL2);
     assert.equal(url.searchParams.get('compare'), '1');
     assert.equal(url.searchParams.get('prompt2'), null);
+
+    assert.deepEqual(errors, []);
+    assert.deepEqual(requests.filter((r) => !r.startsWith(`${served.origin}/`)), []);
+  } finally {
+    await served.close();
+  }
+}));
+
+test('lens serve\'s page: the lens toggle with a tuned lens loaded, and the attribution panel', (t) => inBrowser(t, async (context) => {
+  const lensDir = writeTunedLens(TINY.d, TINY.layers);
+  const served = await serve({ models: [MODEL], env: cleanEnv({ LENS_CACHE: cache }), offline: true, port: 0, lens: 'tuned', tunedLens: lensDir });
+  try {
+    const { page, errors, requests } = await openPage(context, `${served.origin}/?${new URLSearchParams({ prompt: P })}`);
+    await page.waitForFunction(`document.querySelectorAll('#heatmap [role=gridcell]').length === 16`);
+    const grid = () => cellsIn(page, '#heatmap');
+    const rowMajor = (records: LensRecord[]) => records[0].layers.flatMap((_, s) => records.map((r) => ({ layer: r.layers[s].layer, position: r.position, id: r.layers[s].top[0].id })));
+    const tuned = await cliRecords(['heatmap', '-k', '10', '--tuned-lens', lensDir, P]);
+    const logit = await cliRecords(['heatmap', '-k', '10', P]);
+    assert.notDeepEqual(rowMajor(tuned), rowMajor(logit)); // the toggle must show a difference
+    assert.deepEqual(await grid(), rowMajor(tuned));
+    await page.getByLabel('Lens').selectOption('logit');
+    await page.waitForFunction(`new URL(location.href).searchParams.get('lens') === 'logit'`);
+    await page.waitForFunction(`document.getElementById('status').textContent === 'running\u2026' || document.querySelector('#heatmap [data-layer="1"][data-position="1"]')?.dataset.tokenId === ${JSON.stringify(String(logit[1].layers[1].top[0].id))}`);
+    await page.waitForFunction(`document.getElementById('status').textContent !== 'running\u2026'`);
+    assert.deepEqual(await grid(), rowMajor(logit));
+
+    // attribution of the selected cell's position: the parts `lens attribute --json` prints
+    await page.getByLabel('Attribution', { exact: true }).check();
+    await page.locator('#heatmap [role=gridcell][data-layer="1"][data-position="2"]').click();
+    await page.waitForFunction(`document.querySelectorAll('#attribution tr.part').length > 0`);
+    const [expected] = await cliRecords(['attribute', '--position', '2', P]) as unknown as { position: number; target: { text: string }; value: number; parts: { name: string; layer: number | null; value: number }[] }[];
+    const parts = await page.evaluate<{ name: string; layer: string; value: number }[]>(`
+      Array.from(document.querySelectorAll('#attribution tr.part')).map((r) => ({ name: r.dataset.name, layer: r.dataset.layer, value: Number(r.dataset.value) }))`);
+    assert.deepEqual(parts, expected.parts.map((p) => ({ name: p.name, layer: p.layer === null ? '' : String(p.layer), value: p.value })));
+    assert.match(await page.locator('#attribution-title').innerText(), new RegExp(`position 2 .*: ${expected.value.toFixed(3).replace('.', '\\.')}$`));
+    assert.equal(new URL(page.url()).searchParams.get('attr'), '1');
 
     assert.deepEqual(errors, []);
     assert.deepEqual(requests.filter((r) => !r.startsWith(`${served.origin}/`)), []);

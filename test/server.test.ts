@@ -6,9 +6,8 @@ import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { serve, MAX_BODY_BYTES, type Served } from '../src/server/server.js';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { cleanEnv, fixture, LENS_BIN, runCli, scratchDir, TINY } from './helpers.js';
+import { writeTunedLens } from './fixtures/tuned-lens.js';
 
 const { dir: MODEL } = fixture('opset14-merged');
 const cache = scratchDir('server-cache');
@@ -208,27 +207,6 @@ test('POST /api/attribute answers the records `lens attribute --json` prints; ba
   assert.match(JSON.parse(tuned.body).error, /tuned lens is not loaded/);
   assert.equal((await runApi(served, { prompt: P, lens: 'other' })).status, 400);
 });
-
-/** A tuned lens for the fixture written as safetensors by hand: config.json and params.safetensors with "i.weight" [d, d] and "i.bias" [d] per layer. */
-function writeTunedLens(d: number, layers: number): string {
-  const dir = scratchDir('serve-tuned-lens');
-  let seed = 5;
-  const next = () => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed / 2 ** 31 - 0.5; };
-  const header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }> = {};
-  const values: number[] = [];
-  for (let i = 0; i < layers; i++) {
-    for (const [name, size, shape] of [['weight', d * d, [d, d]], ['bias', d, [d]]] as [string, number, number[]][]) {
-      header[`${i}.${name}`] = { dtype: 'F32', shape, data_offsets: [values.length * 4, (values.length + size) * 4] };
-      for (let j = 0; j < size; j++) values.push(0.2 * next());
-    }
-  }
-  const json = Buffer.from(JSON.stringify(header));
-  const length = Buffer.alloc(8);
-  length.writeBigUInt64LE(BigInt(json.length));
-  writeFileSync(join(dir, 'params.safetensors'), Buffer.concat([length, json, Buffer.from(new Float32Array(values).buffer)]));
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({ d_model: d, num_hidden_layers: layers, bias: true, base_model_name_or_path: 'fixture' }));
-  return dir;
-}
 
 test('a server opened with a tuned lens answers tuned records by default and logit records when asked, as the CLI', async () => {
   const lensDir = writeTunedLens(TINY.d, TINY.layers);

@@ -4,7 +4,7 @@
 import { darkTextOn, rampColor } from './grid.js';
 import { SVG_SERIES_COLORS, xmlEscape } from './svg.js';
 
-export interface LiveModel { model: string; layers: number; contextLength: number }
+export interface LiveModel { model: string; layers: number; contextLength: number; /** Whether a tuned lens is loaded for it. */ tuned?: boolean }
 
 /** The colour ramp the page interpolates: 17 stops over [0, 1], each with whether dark text reads on it. */
 function rampStops(): { rgb: string; dark: boolean }[] {
@@ -43,6 +43,11 @@ td[role=gridcell][aria-selected=true]{outline:3px solid #000;outline-offset:-3px
 .charts{display:flex;gap:18px;flex-wrap:wrap}
 .charts svg{border:1px solid #eee}
 .legend{font-size:12px}
+#attribution td{padding:1px 6px}
+#attribution td.num{text-align:right}
+#attribution .bar{display:inline-block;height:10px}
+#attribution .error{color:#b00}
+.field[hidden]{display:none}
 .grids{display:flex;gap:18px;flex-wrap:wrap;align-items:flex-start}
 .comparison{display:flex;gap:18px;flex-wrap:wrap}
 .comparison[hidden]{display:none}
@@ -58,8 +63,10 @@ const SCRIPT = String.raw`
   var form = $('run-form'), promptBox = $('prompt'), modelBox = $('model'), byBox = $('by'), strideBox = $('stride'), kBox = $('k');
   var statusLine = $('status'), gridBox = $('heatmap'), topkBox = $('topk'), pinList = $('pin-list'), chartBox = $('pin-chart');
   var compareBox = $('compare'), prompt2Box = $('prompt2'), model2Box = $('model2'), gridsBox = $('grids'), comparison = $('comparison');
-  var gridBoxB = $('heatmap-b'), diffBox = $('diff'), exportButton = $('export-svg');
-  var state = { prompt: '', model: models[0].model, by: 'prob', stride: 1, k: 10, pins: [], cell: null, compare: false, prompt2: '', model2: models[0].model };
+  var gridBoxB = $('heatmap-b'), diffBox = $('diff'), exportButton = $('export-svg'), lensBox = $('lens'), attrBox = $('attr'), attrPanel = $('attribution');
+  var state = { prompt: '', model: models[0].model, by: 'prob', stride: 1, k: 10, pins: [], cell: null, compare: false, prompt2: '', model2: models[0].model, lens: 'tuned', attr: false };
+  var anyTuned = models.some(function (m) { return m.tuned; });
+  function hasTuned(model) { return models.some(function (m) { return m.model === model && m.tuned; }); }
   // records: the first side's; recordsB: the comparison's (the second prompt, or the same under the second model).
   var records = null, recordsB = null, pinTexts = {}, running = 0;
 
@@ -94,6 +101,8 @@ const SCRIPT = String.raw`
     if (state.k !== 10) q.set('k', String(state.k));
     if (state.pins.length) q.set('pin', state.pins.join(','));
     if (state.cell) q.set('cell', state.cell.layer + ',' + state.cell.position);
+    if (anyTuned && state.lens !== 'tuned') q.set('lens', state.lens);
+    if (state.attr) q.set('attr', '1');
     if (state.compare) {
       q.set('compare', '1');
       if (state.prompt2) q.set('prompt2', state.prompt2);
@@ -115,6 +124,9 @@ const SCRIPT = String.raw`
     var cell = (q.get('cell') || '').split(',');
     state.cell = cell.length === 2 && /^\d+$/.test(cell[0]) && /^\d+$/.test(cell[1]) ? { layer: Number(cell[0]), position: Number(cell[1]) } : null;
     state.compare = q.get('compare') === '1';
+    state.lens = q.get('lens') === 'logit' ? 'logit' : 'tuned';
+    state.attr = q.get('attr') === '1';
+    lensBox.value = state.lens; attrBox.checked = state.attr;
     state.prompt2 = q.get('prompt2') || '';
     var model2 = q.get('model2');
     if (model2 && models.some(function (m) { return m.model === model2; })) state.model2 = model2;
@@ -128,7 +140,7 @@ const SCRIPT = String.raw`
   function fetchRecords(prompt, model) {
     return fetch('/api/run', {
       method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ prompt: prompt, model: model, positions: ':', k: state.k, targets: state.pins.map(function (id) { return { id: id }; }) }),
+      body: JSON.stringify({ prompt: prompt, model: model, positions: ':', k: state.k, targets: state.pins.map(function (id) { return { id: id }; }), lens: hasTuned(model) ? state.lens : undefined }),
     }).then(function (response) {
       return response.json().then(function (body) { if (!response.ok) throw new Error(body.error || 'error'); return body.records; });
     });
@@ -252,6 +264,7 @@ const SCRIPT = String.raw`
     }
     showTopk();
     drawPins();
+    attribute();
   }
 
   function recordAt(position) { return records && records.filter(function (r) { return r.position === position; })[0]; }
@@ -296,7 +309,38 @@ const SCRIPT = String.raw`
     writeUrl();
     showTopk();
     drawPins();
+    attribute();
   }
+
+  // The direct logit attribution at the selected cell's position (of the first pinned token, else the
+  // final top-1), from /api/attribute, when the Attribution box is ticked.
+  var attributing = 0;
+  function attribute() {
+    var mine = ++attributing;
+    if (!state.attr || !state.cell || !records) { attrPanel.hidden = true; attrPanel.replaceChildren(); return; }
+    var position = state.cell.position;
+    fetch('/api/attribute', {
+      method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: state.prompt, model: state.model, positions: [position], targets: state.pins.slice(0, 1).map(function (id) { return { id: id }; }) }),
+    }).then(function (response) {
+      return response.json().then(function (body) { if (!response.ok) throw new Error(body.error || 'error'); return body.records[0]; });
+    }).then(function (record) {
+      if (mine !== attributing) return;
+      var max = 0;
+      record.parts.forEach(function (p) { max = Math.max(max, Math.abs(p.value)); });
+      var rows = record.parts.map(function (p) {
+        var width = max > 0 ? Math.round(80 * Math.abs(p.value) / max) : 0;
+        var bar = el('span', { class: 'bar', style: 'width:' + width + 'px;background:' + (p.value >= 0 ? '#d62728' : '#1f77b4') });
+        var name = p.layer === null ? p.name : p.name + ' ' + p.layer + (p.head !== undefined ? '.' + p.head : '');
+        return el('tr', { class: 'part', 'data-name': p.name, 'data-layer': p.layer === null ? '' : String(p.layer), 'data-value': String(p.value) }, [el('td', {}, [name]), el('td', { class: 'num' }, [p.value.toFixed(3)]), el('td', {}, [bar])]);
+      });
+      attrPanel.replaceChildren(
+        el('h2', { id: 'attribution-title' }, ['Attribution of logit ' + quote(record.target.text) + ' at position ' + record.position + ' ' + quote(record.tokens[record.position].text) + ': ' + record.value.toFixed(3)]),
+        el('table', { 'aria-labelledby': 'attribution-title' }, [el('thead', {}, [el('tr', {}, [el('th', { scope: 'col' }, ['part']), el('th', { scope: 'col' }, ['logit']), el('th', { scope: 'col' }, [''])])]), el('tbody', {}, rows)]));
+      attrPanel.hidden = false;
+    }).catch(function (error) { if (mine === attributing) { attrPanel.replaceChildren(el('p', { role: 'alert', class: 'error' }, [error.message || String(error)])); attrPanel.hidden = false; } });
+  }
+
   function focusCell(cell) {
     cell.closest('table').querySelectorAll('td[tabindex="0"]').forEach(function (c) { c.setAttribute('tabindex', '-1'); });
     cell.setAttribute('tabindex', '0');
@@ -322,7 +366,7 @@ const SCRIPT = String.raw`
   });
   document.addEventListener('keydown', function (e) {
     if (e.key === 'Escape' && !topkBox.hidden) {
-      state.cell = null; writeUrl(); showTopk(); drawPins();
+      state.cell = null; writeUrl(); showTopk(); drawPins(); attribute();
       var focused = gridsBox.querySelector('td[tabindex="0"]');
       if (focused) focused.focus();
     }
@@ -437,6 +481,9 @@ const SCRIPT = String.raw`
   compareBox.addEventListener('change', function () { form.requestSubmit(); });
   prompt2Box.addEventListener('keydown', function (e) { if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); } });
   exportButton.addEventListener('click', exportSvg);
+  lensBox.addEventListener('change', function () { state.lens = lensBox.value; writeUrl(); run(); });
+  attrBox.addEventListener('change', function () { state.attr = attrBox.checked; writeUrl(); attribute(); });
+  if (anyTuned) $('lens-field').hidden = false;
   promptBox.addEventListener('keydown', function (e) { if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); } });
   byBox.addEventListener('change', function () { state.by = byBox.value; writeUrl(); draw(); });
   strideBox.addEventListener('change', function () { state.stride = Math.max(1, Math.floor(Number(strideBox.value)) || 1); strideBox.value = state.stride; writeUrl(); draw(); });
@@ -472,6 +519,8 @@ export function renderLivePage(options: { models: LiveModel[]; nonce: string }):
 <div class="field"><label><input id="compare" name="compare" type="checkbox"> Compare</label></div>
 <div class="field"><label for="prompt2">Second prompt (empty: the same)</label><textarea id="prompt2" name="prompt2" rows="1"></textarea></div>
 <div class="field"><label for="model2">Second model</label><select id="model2" name="model2">${modelOptions}</select></div>
+<div class="field" id="lens-field" hidden><label for="lens">Lens</label><select id="lens" name="lens"><option value="tuned">tuned lens</option><option value="logit">logit lens</option></select></div>
+<div class="field"><label><input id="attr" name="attr" type="checkbox"> Attribution</label></div>
 <button type="submit">Run</button>
 <button type="button" id="export-svg">Export SVG</button>
 </form>
@@ -484,6 +533,7 @@ export function renderLivePage(options: { models: LiveModel[]; nonce: string }):
 </div>
 </div>
 <div id="topk" role="dialog" aria-labelledby="topk-title" hidden></div>
+<section id="attribution" aria-label="Attribution of the selected position" hidden></section>
 <section id="pins" aria-label="Pinned tokens"><h2>Pinned tokens</h2><ul id="pin-list"></ul><div id="pin-chart"></div></section>
 <script nonce="${xmlEscape(options.nonce)}">var CONFIG = ${configJson};${SCRIPT}</script>
 </body>
