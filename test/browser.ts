@@ -16,6 +16,7 @@ export interface Page {
   goto(url: string): Promise<unknown>;
   locator(selector: string): Locator;
   screenshot(options: { path: string; fullPage?: boolean }): Promise<unknown>;
+  setViewportSize(size: { width: number; height: number }): Promise<void>;
   mouse: { move(x: number, y: number): Promise<void> };
   keyboard: { press(key: string): Promise<void> };
   getByLabel(text: string, options?: { exact?: boolean }): Locator;
@@ -76,5 +77,18 @@ export async function inBrowser(t: { skip(message: string): void }, body: (conte
     await body(launched.context);
   } finally {
     await launched.context.close();
+  }
+}
+
+/**
+ * Waits until `expression` is truthy in the page, polled from here by evaluate: playwright's own
+ * waitForFunction sometimes evaluates a string predicate by eval inside the page, which the served
+ * page's Content-Security-Policy (no 'unsafe-eval') refuses.
+ */
+export async function waitUntil(page: Page, expression: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await page.evaluate<boolean>(`Boolean(${expression})`))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${expression}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }

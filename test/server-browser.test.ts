@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LensRecord } from '../src/lens/record.js';
 import { serve } from '../src/server/server.js';
-import { inBrowser, openPage, type Page } from './browser.js';
+import { inBrowser, openPage, waitUntil, type Page } from './browser.js';
 import { writeTunedLens } from './fixtures/tuned-lens.js';
 import { assertClose, cleanEnv, fixture, runCli, scratchDir, TINY } from './helpers.js';
 
@@ -47,7 +47,7 @@ test('lens serve\'s page in headless chromium', (t) => inBrowser(t, async (conte
     const { page, errors, requests } = await openPage(context, `${served.origin}/`);
     await page.getByLabel('Prompt', { exact: true }).fill(P);
     await page.keyboard.press('Enter');
-    await page.waitForFunction(`document.querySelectorAll('[role=gridcell]').length === 16`);
+    await waitUntil(page, `document.querySelectorAll('[role=gridcell]').length === 16`);
 
     // the grid: layers 0–3 × positions 0–3, each cell the CLI's top-1
     const records = await cliRecords(['heatmap', '-k', '10', P]);
@@ -76,7 +76,7 @@ test('lens serve\'s page in headless chromium', (t) => inBrowser(t, async (conte
     await page.keyboard.press('ArrowRight');
     await page.keyboard.press('ArrowDown');
     await page.keyboard.press('Enter');
-    await page.waitForFunction(`document.getElementById('topk-title').textContent.startsWith('L02 · position 3')`);
+    await waitUntil(page, `document.getElementById('topk-title').textContent.startsWith('L02 · position 3')`);
     assert.deepEqual(await page.evaluate(`[document.activeElement.dataset.layer, document.activeElement.dataset.position]`), ['2', '3']);
     await page.keyboard.press('Escape');
     await dialog.waitFor({ state: 'hidden' });
@@ -86,7 +86,7 @@ test('lens serve\'s page in headless chromium', (t) => inBrowser(t, async (conte
     // pin the cell's second token: the page reruns with it as a target and charts it
     const pinned = records[3].layers[2].top[1];
     await page.locator(`[role=dialog] button[data-pin="${pinned.id}"]`).click();
-    await page.waitForFunction(`document.querySelectorAll('#pin-chart svg polyline').length === 2`);
+    await waitUntil(page, `document.querySelectorAll('#pin-chart svg polyline').length === 2`);
     const withTarget = await cliRecords(['heatmap', '-k', '10', '--target-id', String(pinned.id), P]);
     const target = withTarget[3].layers[2].targets[0];
     const rows = await dialogRows(page);
@@ -96,7 +96,7 @@ test('lens serve\'s page in headless chromium', (t) => inBrowser(t, async (conte
     // stride 2 keeps layers 0 and 2, and the last (3)
     await page.getByLabel('Layer stride').fill('2');
     await page.getByLabel('Layer stride').press('Enter');
-    await page.waitForFunction(`document.querySelectorAll('[role=gridcell]').length === 12`);
+    await waitUntil(page, `document.querySelectorAll('[role=gridcell]').length === 12`);
     assert.deepEqual([...new Set((await cellsOf(page)).map((c) => c.layer))], [0, 2, 3]);
 
     // the URL holds the view: a fresh page on it shows the same
@@ -125,7 +125,7 @@ test('lens serve\'s page in headless chromium', (t) => inBrowser(t, async (conte
     // LENS_SCREENSHOT_DIR keeps the shot (the README's comes from here)
     await page.screenshot({ path: join(process.env.LENS_SCREENSHOT_DIR ?? scratchDir('serve-shot'), 'serve.png'), fullPage: true });
     const again = await openPage(context, url.href);
-    await again.page.waitForFunction(`document.querySelectorAll('#pin-chart svg polyline').length === 2 && document.querySelectorAll('[role=gridcell]').length === 12`);
+    await waitUntil(again.page, `document.querySelectorAll('#pin-chart svg polyline').length === 2 && document.querySelectorAll('[role=gridcell]').length === 12`);
     assert.equal(await again.page.getByLabel('Prompt', { exact: true }).inputValue(), P);
     assert.equal(await again.page.getByLabel('Layer stride').inputValue(), '2');
     assert.match(await again.page.locator('#topk-title').innerText(), /^L02 · position 3 " of"$/);
@@ -156,7 +156,7 @@ test('lens serve\'s page compares a second prompt and a second model', (t) => in
     // the view from a link: compare P with Q on the first model, coloured by a pinned token's probability
     const query = new URLSearchParams({ prompt: P, model: MODEL, by: 'pinned', pin: String(pinnedId), compare: '1', prompt2: Q, model2: MODEL });
     const { page, errors, requests } = await openPage(context, `${served.origin}/?${query}`);
-    await page.waitForFunction(`document.querySelectorAll('#heatmap-b [role=gridcell]').length > 0 && document.querySelectorAll('#diff [role=gridcell]').length > 0`);
+    await waitUntil(page, `document.querySelectorAll('#heatmap-b [role=gridcell]').length > 0 && document.querySelectorAll('#diff [role=gridcell]').length > 0`);
     const withPin = await cliRecords(['heatmap', '-k', '10', '--target-id', String(pinnedId), P]);
     const B = await cliRecords(['heatmap', '-k', '10', '--target-id', String(pinnedId), Q]);
     // row by row, as the grid reads: layer, then position
@@ -182,7 +182,7 @@ test('lens serve\'s page compares a second prompt and a second model', (t) => in
     await page.getByLabel('Second prompt (empty: the same)').fill('');
     await page.getByLabel('Second model').selectOption(MODEL2);
     await page.getByRole('button', { name: 'Run' }).click();
-    await page.waitForFunction(`document.getElementById('side-b').textContent.endsWith(${JSON.stringify(MODEL2)})`);
+    await waitUntil(page, `document.getElementById('side-b').textContent.endsWith(${JSON.stringify(MODEL2)})`);
     const B2 = await cliRecords(['heatmap', '-k', '10', '--target-id', String(pinnedId), P], MODEL2);
     assert.deepEqual(await cellsIn(page, '#heatmap-b'), topOf(B2));
     const diff2 = await diffCellsOf(page);
@@ -191,6 +191,11 @@ test('lens serve\'s page compares a second prompt and a second model', (t) => in
     assert.equal(url.searchParams.get('model2'), MODEL2);
     assert.equal(url.searchParams.get('compare'), '1');
     assert.equal(url.searchParams.get('prompt2'), null);
+    // LENS_SCREENSHOT_DIR keeps this one too (the README's comparison shot)
+    await page.locator('#heatmap [role=gridcell][data-layer="2"][data-position="3"]').click();
+    await page.getByLabel('Colour by').selectOption('prob');
+    await page.setViewportSize({ width: 1500, height: 700 });
+    await page.screenshot({ path: join(process.env.LENS_SCREENSHOT_DIR ?? scratchDir('serve-shot'), 'serve-compare.png'), fullPage: true });
 
     assert.deepEqual(errors, []);
     assert.deepEqual(requests.filter((r) => !r.startsWith(`${served.origin}/`)), []);
@@ -204,7 +209,7 @@ test('lens serve\'s page: the lens toggle with a tuned lens loaded, and the attr
   const served = await serve({ models: [MODEL], env: cleanEnv({ LENS_CACHE: cache }), offline: true, port: 0, lens: 'tuned', tunedLens: lensDir });
   try {
     const { page, errors, requests } = await openPage(context, `${served.origin}/?${new URLSearchParams({ prompt: P })}`);
-    await page.waitForFunction(`document.querySelectorAll('#heatmap [role=gridcell]').length === 16`);
+    await waitUntil(page, `document.querySelectorAll('#heatmap [role=gridcell]').length === 16`);
     const grid = () => cellsIn(page, '#heatmap');
     const rowMajor = (records: LensRecord[]) => records[0].layers.flatMap((_, s) => records.map((r) => ({ layer: r.layers[s].layer, position: r.position, id: r.layers[s].top[0].id })));
     const tuned = await cliRecords(['heatmap', '-k', '10', '--tuned-lens', lensDir, P]);
@@ -212,15 +217,15 @@ test('lens serve\'s page: the lens toggle with a tuned lens loaded, and the attr
     assert.notDeepEqual(rowMajor(tuned), rowMajor(logit)); // the toggle must show a difference
     assert.deepEqual(await grid(), rowMajor(tuned));
     await page.getByLabel('Lens').selectOption('logit');
-    await page.waitForFunction(`new URL(location.href).searchParams.get('lens') === 'logit'`);
-    await page.waitForFunction(`document.getElementById('status').textContent === 'running\u2026' || document.querySelector('#heatmap [data-layer="1"][data-position="1"]')?.dataset.tokenId === ${JSON.stringify(String(logit[1].layers[1].top[0].id))}`);
-    await page.waitForFunction(`document.getElementById('status').textContent !== 'running\u2026'`);
+    await waitUntil(page, `new URL(location.href).searchParams.get('lens') === 'logit'`);
+    await waitUntil(page, `document.getElementById('status').textContent === 'running\u2026' || document.querySelector('#heatmap [data-layer="1"][data-position="1"]')?.dataset.tokenId === ${JSON.stringify(String(logit[1].layers[1].top[0].id))}`);
+    await waitUntil(page, `document.getElementById('status').textContent !== 'running\u2026'`);
     assert.deepEqual(await grid(), rowMajor(logit));
 
     // attribution of the selected cell's position: the parts `lens attribute --json` prints
     await page.getByLabel('Attribution', { exact: true }).check();
     await page.locator('#heatmap [role=gridcell][data-layer="1"][data-position="2"]').click();
-    await page.waitForFunction(`document.querySelectorAll('#attribution tr.part').length > 0`);
+    await waitUntil(page, `document.querySelectorAll('#attribution tr.part').length > 0`);
     const [expected] = await cliRecords(['attribute', '--position', '2', P]) as unknown as { position: number; target: { text: string }; value: number; parts: { name: string; layer: number | null; value: number }[] }[];
     const parts = await page.evaluate<{ name: string; layer: string; value: number }[]>(`
       Array.from(document.querySelectorAll('#attribution tr.part')).map((r) => ({ name: r.dataset.name, layer: r.dataset.layer, value: Number(r.dataset.value) }))`);

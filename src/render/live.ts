@@ -28,7 +28,7 @@ table{border-collapse:collapse;font-family:ui-monospace,"DejaVu Sans Mono",Menlo
 th,td{padding:3px 6px;white-space:pre}
 th[role=rowheader]{text-align:right}
 th[role=columnheader]{font-weight:normal;text-align:center}
-td[role=gridcell]{min-width:80px;height:30px;text-align:center;cursor:pointer;border:1px solid #fff;line-height:1.2}
+td[role=gridcell]{min-width:70px;height:30px;text-align:center;cursor:pointer;border:1px solid #fff;line-height:1.2}
 td[role=gridcell]:focus{outline:2px solid #d33;outline-offset:-2px}
 td[role=gridcell][aria-selected=true]{outline:3px solid #000;outline-offset:-3px}
 .val{font-size:10px;opacity:.9}
@@ -48,8 +48,8 @@ td[role=gridcell][aria-selected=true]{outline:3px solid #000;outline-offset:-3px
 #attribution .bar{display:inline-block;height:10px}
 #attribution .error{color:#b00}
 .field[hidden]{display:none}
-.grids{display:flex;gap:18px;flex-wrap:wrap;align-items:flex-start}
-.comparison{display:flex;gap:18px;flex-wrap:wrap}
+.grids{display:flex;gap:14px;align-items:flex-start;overflow-x:auto}
+.comparison{display:contents}
 .comparison[hidden]{display:none}
 #prompt2{width:min(320px,60vw);font:14px ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace}
 `;
@@ -213,7 +213,11 @@ const SCRIPT = String.raw`
 
   // The comparison's difference per cell: B − A of the coloured quantity, at the same layer and position
   // (the positions both prompts have, the layers both models have); red where B is higher, blue lower.
-  function signed(d) { return (d > 0 ? '+' : d < 0 ? '\u2212' : '') + (natsScale() ? nats(Math.abs(d)) : (Math.abs(d) * 100).toFixed(1) + ' pp'); }
+  // Probabilities in percentage points (a tiny one as a power of ten), nats as the grid shows them.
+  function signed(d) {
+    var a = Math.abs(d);
+    return (d > 0 ? '+' : d < 0 ? '\u2212' : '') + (natsScale() ? nats(a) : a >= 0.0005 || a === 0 ? (a * 100).toFixed(1) + ' pp' : a.toExponential(0));
+  }
   function diffTable() {
     var byPosition = {};
     recordsB.forEach(function (r) { byPosition[r.position] = r; });
