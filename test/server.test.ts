@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { serve, MAX_BODY_BYTES, type Served } from '../src/server/server.js';
-import { cleanEnv, fixture, LENS_BIN, runCli, scratchDir, TINY } from './helpers.js';
+import { assertOneLineError, cleanEnv, fixture, LENS_BIN, runCli, scratchDir, TINY } from './helpers.js';
 import { writeTunedLens } from './fixtures/tuned-lens.js';
 
 const { dir: MODEL } = fixture('opset14-merged');
@@ -228,4 +228,11 @@ test('a server opened with a tuned lens answers tuned records by default and log
   } finally {
     await served.close();
   }
+});
+
+test('lens serve: --tuned-lens with --lens logit, and --lens tuned without a lens, are one-line usage errors', async () => {
+  const both = await runCli(['serve', '-m', MODEL, '--offline', '--port', '0', '--lens', 'logit', '--tuned-lens', 'somewhere'], { env: { LENS_CACHE: cache } });
+  assertOneLineError(both, 2, /--tuned-lens goes with --lens tuned/);
+  const none = await runCli(['serve', '-m', MODEL, '--offline', '--port', '0', '--lens', 'tuned'], { env: { LENS_CACHE: cache } });
+  assertOneLineError(none, 2, /--lens tuned needs --tuned-lens/);
 });
