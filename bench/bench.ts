@@ -175,11 +175,18 @@ function benchModel(name: string, spec: BenchModel) {
   const attribution = spec.heatmap
     ? JSON.parse(runNode([join(ROOT, 'dist', 'bench', 'attribute.js'), dir, JSON.stringify(PROMPTS), dtype], { LENS_CACHE: cache }).stdout) as { plain: number[]; heads: number[] }
     : undefined;
-  rmSync(cache, { recursive: true, force: true });
   const attributionRows = attribution ? [
     row('attribute, one position, per prompt', median(attribution.plain), NaN, median(attribution.plain) / baselinePerPrompt, '≤ 1.3× baseline forward (the command\'s own loop: parts computed, record built)'),
     row('attribute --heads, one position, per prompt', median(attribution.heads), NaN, median(attribution.heads) / baselinePerPrompt, '≤ 1.5× baseline forward'),
   ] : [];
+  // lens serve on the same warm cache: its first answer after start, then warm requests one prompt each.
+  const served = JSON.parse(runNode([join(ROOT, 'dist', 'bench', 'serve.js'), dir, JSON.stringify(PROMPTS), dtype], { LENS_CACHE: cache }).stdout) as { firstAnswer: number; warm: number[] };
+  rmSync(cache, { recursive: true, force: true });
+  const coldMs = median(cold.map((r) => r.wallMs));
+  const serveRows = [
+    row('serve: first answer after start', served.firstAnswer, NaN, served.firstAnswer / coldMs, `≤ the CLI's cold run (${Math.round(coldMs)} ms); ratio to it, not to the baseline`),
+    row('serve: warm POST /api/run, one prompt', median(served.warm), NaN, median(served.warm) / lensPerPrompt, `≤ 1.2× the CLI's per_prompt (${Math.round(lensPerPrompt)} ms); ratio to it, not to the baseline`),
+  ];
   const tunedRows = tuned ? [
     row(`tuned lens: load params.pt (${tuned.paramsMb.toFixed(0)} MB)`, median(tuned.load), NaN, NaN, `≤ 200 ms (CPU time ${Math.round(median(tuned.loadCpu))} ms)`),
     row('tuned lens: model run per prompt', median(tuned.tuned), NaN, median(tuned.tuned) / median(tuned.logit), `≤ 1.1× the logit lens's run (${Math.round(median(tuned.logit))} ms, same prompts, interleaved); ratio to it, not to the baseline`),
@@ -205,12 +212,13 @@ function benchModel(name: string, spec: BenchModel) {
     ...attributionRows,
     ...tunedRows,
     ...tuneRows,
+    ...serveRows,
   ].map((r) => ({ ...r, name: `${name}: ${r.name}` }));
   const MB = 2 ** 20;
   return {
     model: { name, label: spec.label, form: spec.form, shape: spec.shape, onnxMb: Math.round(modelMb) }, rows,
     entrySize: { name, modelMb: Math.round(modelMb), ownMb: Number((entry.own / MB).toFixed(1)), linkedMb: Number((entry.linked / MB).toFixed(1)) },
-    raw: { prepare: prepare.map(timing), cold: cold.map(timing), lensPerPrompt: lensParsed.perPrompt, lensRunOnly: lensParsed.runOnly, baseline: baselineParsed, heatmap: heat, tuned, tune: tuning },
+    raw: { prepare: prepare.map(timing), cold: cold.map(timing), lensPerPrompt: lensParsed.perPrompt, lensRunOnly: lensParsed.runOnly, baseline: baselineParsed, heatmap: heat, tuned, tune: tuning, serve: served },
   };
 }
 

@@ -302,10 +302,13 @@ export function buildProgram(): Command {
     .option('--host <address>', 'address to listen on; other than 127.0.0.1 exposes the models to the network', '127.0.0.1')
     .option('--port <n>', 'port to listen on (0: a free one)', integer(0, '--port'), 8080)
     .option('--queue <n>', 'requests that may wait behind the running one before more are refused (503)', integer(0, '--queue'), 16)
+    .addOption(new Option('--lens <lens>', 'tuned: also load --tuned-lens for every model (the page opens on it and toggles to the logit lens); default: tuned with --tuned-lens, else logit').choices(['logit', 'tuned']))
+    .option('--tuned-lens <dir|name>', 'the tuned lens for --lens tuned: a directory, or a lens name in the tuned-lens Space')
     .option('--offline', 'never touch the network (also HF_HUB_OFFLINE=1)')
     .option('--verbose', 'show stack traces of internal errors')
-    .action(async (opts: { model: string[]; revision: string; dtype: Dtype; host: string; port: number; queue: number; offline?: boolean }) => {
+    .action(async (opts: { model: string[]; revision: string; dtype: Dtype; host: string; port: number; queue: number; offline?: boolean; lens?: 'logit' | 'tuned'; tunedLens?: string }) => {
       if (opts.port > 65535) throw usageError(`--port ${opts.port} is not a port (0..65535)`);
+      if (opts.lens === 'logit' && opts.tunedLens !== undefined) throw usageError('--tuned-lens goes with --lens tuned', 'leave out --lens logit: the page toggles between the lenses');
       const env = process.env;
       const [{ serve, isLoopback }, { LensError }] = await Promise.all([import('./server/server.js'), import('./index.js')]);
       if (!isLoopback(opts.host)) process.stderr.write(`lens: warning: listening on ${opts.host}: anyone who can reach this address can run the models\n`);
@@ -316,6 +319,7 @@ export function buildProgram(): Command {
       try {
         served = await serve({
           models, dtype: opts.dtype, revision: opts.revision, offline: !!opts.offline || offlineFromEnv(env), env, host: opts.host, port: opts.port, queue: opts.queue, batch: true,
+          lens: opts.lens ?? (opts.tunedLens !== undefined ? 'tuned' : 'logit'), tunedLens: opts.tunedLens,
           onProgress: (p) => { if (p.phase === 'download') bar?.(p.done, p.total, p.file); else if (showProgress) process.stderr.write('lens: preparing the model for the lens (once per model)…\n'); },
         });
       } catch (error) {

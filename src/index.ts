@@ -4,15 +4,17 @@ import { UserError } from './errors.js';
 import type { Analyzer, TargetSpec } from './commands/analyze.js';
 import { checkTargetCount, COMMAND_RUNS, type CommandName } from './commands/runs.js';
 import type { LensRecord } from './lens/record.js';
+import type { AttributionRecord } from './lens/attribution.js';
 import { IndexSpecError, parseIndexSpec, selectLayers, thinLayers, type IndexSpec } from './lens/spec.js';
 import type { Inspection } from './model/inspect.js';
 import { DTYPE_SUFFIX, offlineFromEnv, type Dtype } from './model/paths.js';
 
 export type { LensRecord, LayerRecord, TargetEntry, TopEntry, PieceEntry, TokenInfo, Site } from './lens/record.js';
 export type { Inspection } from './model/inspect.js';
+export type { AttributionRecord } from './lens/attribution.js';
 export type { Dtype } from './model/paths.js';
 export type { CommandName } from './commands/runs.js';
-export { entropyByLayer, klToFinalByLayer, commitmentLayer, logitDiffByLayer, type LayerValue, type TargetRef } from './lens/trajectory.js';
+export { entropyByLayer, klToFinalByLayer, commitmentLayer, logitDiffByLayer, nextTokenCrossEntropyByLayer, type LayerValue, type TargetRef } from './lens/trajectory.js';
 
 /**
  * Stable error codes: E_USAGE a bad argument or input (the CLI's exit 2), E_MODEL a model that cannot
@@ -64,6 +66,10 @@ export interface OpenOptions {
   batch?: boolean;
   /** The environment lens reads (HF_ENDPOINT, HF_HOME, …); default process.env. */
   env?: NodeJS.ProcessEnv;
+  /** The lens runs read through by default (default 'logit'); 'tuned' needs `tunedLens` (the CLI's --lens tuned). */
+  lens?: 'logit' | 'tuned';
+  /** The tuned lens: a directory (config.json and params.pt or params.safetensors), or a lens name in tuned-lens's Space. */
+  tunedLens?: string;
 }
 
 /** A target: its text (all its tokens), a token id, or either as an object. */
@@ -85,6 +91,19 @@ export interface RunOptions {
   raw?: boolean;
   /** Without targets, follow the lens's own top-1 tokens or the final layer's top 2 (default: the command's). */
   lensTargets?: 'top1' | 'top2';
+  /** Read through this lens instead of the one opened with: 'logit' on a lens opened with a tuned lens; 'tuned' needs one (E_USAGE otherwise). */
+  lens?: 'logit' | 'tuned';
+  /** Cancels the call, queued or running (E_ABORTED). */
+  signal?: AbortSignal;
+}
+
+export interface AttributeOptions {
+  /** Positions to read, as in run (default -1, the last). */
+  positions?: number | number[] | string;
+  /** One target (its first token's logit) or two (the first's logit minus the second's); none: each position's final top-1. */
+  targets?: TargetInput[];
+  /** Also one part per attention head (and each output projection's bias). */
+  heads?: boolean;
   /** Cancels the call, queued or running (E_ABORTED). */
   signal?: AbortSignal;
 }
@@ -100,6 +119,10 @@ export interface Lens {
   readonly vocabSize: number;
   /** One record per prompt and position, prompts in order (the records `--json` prints). Rejects with LensError. */
   run(prompts: string | string[], options?: RunOptions): Promise<LensRecord[]>;
+  /** Whether a tuned lens was loaded at open (runs may then pick `lens: 'logit'` or `'tuned'`). */
+  readonly tuned: boolean;
+  /** Direct logit attribution: one record per prompt and position, the records `lens attribute --json` prints. Rejects with LensError. */
+  attribute(prompts: string | string[], options?: AttributeOptions): Promise<AttributionRecord[]>;
   /** What `lens inspect --json` shows for the model. Rejects with LensError. */
   info(): Promise<Inspection>;
   /** Waits for the calls under way, then frees the model; later calls reject with E_CLOSED. */
@@ -112,6 +135,12 @@ function aborted(signal: AbortSignal | undefined): LensError | undefined {
 
 function usage(message: string): LensError {
   return new LensError('E_USAGE', message);
+}
+
+function promptList(prompts: string | string[]): string[] {
+  const list = typeof prompts === 'string' ? [prompts] : prompts;
+  if (!Array.isArray(list) || !list.every((p) => typeof p === 'string')) throw usage('give a prompt or an array of prompts (strings)');
+  return list;
 }
 
 function indexSpec(value: number | number[] | string, what: string, step: boolean): IndexSpec {
@@ -160,7 +189,7 @@ export async function openLens(options: OpenOptions = {}): Promise<Lens> {
   try {
     const { openAnalyzer } = await import('./commands/analyze.js');
     analyzer = await openAnalyzer({
-      ...load, batch: options.batch, warn: () => {},
+      ...load, batch: options.batch, warn: () => {}, lens: options.lens, tunedLens: options.tunedLens,
       progress: onProgress && ((done, total, file) => onProgress({ phase: 'download', file, done, total })),
       onPrepare: onProgress && (() => onProgress({ phase: 'prepare' })),
     });
@@ -189,7 +218,7 @@ export async function openLens(options: OpenOptions = {}): Promise<Lens> {
   };
 
   return {
-    model, layers: analyzer.model.layers, contextLength: analyzer.model.contextLength, vocabSize: analyzer.model.vocabSize,
+    model, tuned: analyzer.tuned, layers: analyzer.model.layers, contextLength: analyzer.model.contextLength, vocabSize: analyzer.model.vocabSize,
     run(prompts, runOptions = {}) {
       try {
         const name = runOptions.command;
@@ -197,8 +226,8 @@ export async function openLens(options: OpenOptions = {}): Promise<Lens> {
         const command = name === undefined ? undefined : COMMAND_RUNS[name];
         if (runOptions.targets !== undefined && !Array.isArray(runOptions.targets)) throw usage('targets: give an array of texts or token ids');
         if (runOptions.lensTargets !== undefined && runOptions.lensTargets !== 'top1' && runOptions.lensTargets !== 'top2') throw usage('lensTargets: "top1" or "top2"');
-        const list = typeof prompts === 'string' ? [prompts] : prompts;
-        if (!Array.isArray(list) || !list.every((p) => typeof p === 'string')) throw usage('give a prompt or an array of prompts (strings)');
+        if (runOptions.lens !== undefined && runOptions.lens !== 'logit' && runOptions.lens !== 'tuned') throw usage('lens: "logit" or "tuned"');
+        const list = promptList(prompts);
         const k = runOptions.k ?? 5;
         if (!Number.isSafeInteger(k) || k < 1) throw usage('-k must be at least 1.');
         const targets = (runOptions.targets ?? []).map(targetSpec);
@@ -210,12 +239,30 @@ export async function openLens(options: OpenOptions = {}): Promise<Lens> {
         };
         const layers = runOptions.layers;
         return enqueue(runOptions.signal, async (checkpoint) => {
-          const analyzeOne = analyzer.plan(request, checkpoint);
+          const analyzeOne = analyzer.plan(request, checkpoint, runOptions.lens);
           const records: LensRecord[] = [];
           for (const prompt of list) records.push(...(await analyzeOne(prompt)).records);
           if (layers === undefined || records.length === 0) return records;
           const kept = keptLayers(layers, records[0].layers.at(-1)!.layer);
           return records.map((record) => ({ ...record, layers: thinLayers(record.layers, kept) }));
+        });
+      } catch (error) {
+        return Promise.reject(toLensError(error));
+      }
+    },
+    attribute(prompts, attributeOptions = {}) {
+      try {
+        const list = promptList(prompts);
+        if (attributeOptions.targets !== undefined && !Array.isArray(attributeOptions.targets)) throw usage('targets: give an array of texts or token ids');
+        const request = {
+          positions: indexSpec(attributeOptions.positions ?? '-1', 'positions', false),
+          targets: (attributeOptions.targets ?? []).map(targetSpec), heads: attributeOptions.heads === true,
+        };
+        return enqueue(attributeOptions.signal, async (checkpoint) => {
+          const attributeOne = (await import('./commands/attribute.js')).planAttribution(analyzer.model, request, checkpoint);
+          const records: AttributionRecord[] = [];
+          for (const prompt of list) records.push(...(await attributeOne(prompt)).records);
+          return records;
         });
       } catch (error) {
         return Promise.reject(toLensError(error));

@@ -16,18 +16,22 @@ export interface Page {
   goto(url: string): Promise<unknown>;
   locator(selector: string): Locator;
   screenshot(options: { path: string; fullPage?: boolean }): Promise<unknown>;
+  setViewportSize(size: { width: number; height: number }): Promise<void>;
   mouse: { move(x: number, y: number): Promise<void> };
   keyboard: { press(key: string): Promise<void> };
   getByLabel(text: string, options?: { exact?: boolean }): Locator;
+  getByRole(role: string, options?: { name?: string }): Locator;
   url(): string;
   waitForFunction(expression: string): Promise<unknown>;
   evaluate<T>(expression: string): Promise<T>;
+  waitForEvent(event: 'download'): Promise<{ path(): Promise<string>; suggestedFilename(): string }>;
 }
 export interface Locator {
   hover(): Promise<void>; tap(): Promise<void>; innerText(): Promise<string>; count(): Promise<number>;
   waitFor(options: { state: 'visible' | 'hidden' }): Promise<void>;
   click(): Promise<void>; fill(text: string): Promise<void>; focus(): Promise<void>; press(key: string): Promise<void>;
   getAttribute(name: string): Promise<string | null>; inputValue(): Promise<string>; nth(index: number): Locator;
+  check(): Promise<void>; selectOption(value: string): Promise<unknown>;
 }
 export interface Context { pages(): Page[]; newPage(): Promise<Page>; close(): Promise<void> }
 interface Playwright { chromium: { launchPersistentContext(dir: string, options: Record<string, unknown>): Promise<Context> } }
@@ -49,7 +53,7 @@ export async function launchBrowser(): Promise<{ context: Context } | { missing:
     return { missing };
   }
   const context = await playwright!.chromium.launchPersistentContext(scratchDir('chromium-profile'), {
-    executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, hasTouch: true, viewport: { width: 1000, height: 700 },
+    executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, hasTouch: true, acceptDownloads: true, viewport: { width: 1000, height: 700 },
   });
   return { context };
 }
@@ -73,5 +77,18 @@ export async function inBrowser(t: { skip(message: string): void }, body: (conte
     await body(launched.context);
   } finally {
     await launched.context.close();
+  }
+}
+
+/**
+ * Waits until `expression` is truthy in the page, polled from here by evaluate: playwright's own
+ * waitForFunction sometimes evaluates a string predicate by eval inside the page, which the served
+ * page's Content-Security-Policy (no 'unsafe-eval') refuses.
+ */
+export async function waitUntil(page: Page, expression: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await page.evaluate<boolean>(`Boolean(${expression})`))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${expression}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }

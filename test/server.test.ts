@@ -6,7 +6,8 @@ import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { serve, MAX_BODY_BYTES, type Served } from '../src/server/server.js';
-import { cleanEnv, fixture, LENS_BIN, runCli, scratchDir } from './helpers.js';
+import { assertOneLineError, cleanEnv, fixture, LENS_BIN, runCli, scratchDir, TINY } from './helpers.js';
+import { writeTunedLens } from './fixtures/tuned-lens.js';
 
 const { dir: MODEL } = fixture('opset14-merged');
 const cache = scratchDir('server-cache');
@@ -30,7 +31,7 @@ function call(served: Served, path: string, options: { method?: string; headers?
 const runApi = (served: Served, body: unknown) => call(served, '/api/run', { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
 
 async function cliRecords(args: string[]): Promise<unknown[]> {
-  const r = await runCli([...args, '-m', MODEL, '--json'], { env: { LENS_CACHE: cache } });
+  const r = await runCli([...args, '-m', MODEL, '--json', '--offline'], { env: { LENS_CACHE: cache } });
   assert.equal(r.code, 0, r.stderr);
   return r.stdout.trim().split('\n').map((line) => JSON.parse(line));
 }
@@ -44,7 +45,7 @@ test('POST /api/run answers the records --json prints; GET /api/models lists the
   assert.match(served.origin, /^http:\/\/127\.0\.0\.1:\d+$/);
   const models = await call(served, '/api/models');
   assert.equal(models.status, 200);
-  assert.deepEqual(JSON.parse(models.body), { models: [{ model: MODEL, layers: 3, contextLength: 64, vocabSize: 50257 }] });
+  assert.deepEqual(JSON.parse(models.body), { models: [{ model: MODEL, layers: 3, contextLength: 64, vocabSize: 50257, tuned: false }] });
   for (const [body, args] of [
     [{ prompt: P, positions: ':', k: 3 }, ['heatmap', '-k', '3', P]],
     [{ prompt: P, command: 'prob', targets: [' football', 262] }, ['prob', '--target', ' football', '--target-id', '262', P]],
@@ -175,4 +176,63 @@ test('lens serve --host other than loopback warns first', async () => {
   assert.match(lines[0], /^lens: warning: listening on 0\.0\.0\.0: anyone who can reach this address can run the models$/);
   assert.match(lines[1], /^lens: model directory not found/);
   assert.equal(r.code, 1);
+});
+
+const attributeApi = (served: Served, body: unknown) => call(served, '/api/attribute', { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+
+test('POST /api/attribute answers the records `lens attribute --json` prints; bad bodies are 400', async () => {
+  const served = await shared();
+  for (const [body, args] of [
+    [{ prompt: P }, ['attribute', P]],
+    [{ prompt: P, positions: ':', targets: [' football', 262], heads: true }, ['attribute', '--position', ':', '--target', ' football', '--target-id', '262', '--heads', P]],
+    [{ prompt: [P, 'Alan Turing was a'], targets: [{ id: 262 }] }, ['attribute', '--target-id', '262', P, 'Alan Turing was a']],
+  ] as [unknown, string[]][]) {
+    const answer = await attributeApi(served, body);
+    assert.equal(answer.status, 200, answer.body);
+    assert.deepEqual(JSON.parse(answer.body), { records: await cliRecords(args) });
+  }
+  const cli = await runCli(['attribute', '-m', MODEL, '--offline', '--target', 'a', '--target', 'b', '--target', 'c', P], { env: { LENS_CACHE: cache } });
+  const three = await attributeApi(served, { prompt: P, targets: ['a', 'b', 'c'] });
+  assert.equal(three.status, 400);
+  assert.equal(`lens: ${JSON.parse(three.body).error}\n`, cli.stderr);
+  for (const body of ['{bad json', '[]', '{}', '{"prompt": 3}', '{"prompt": "a", "k": 3}', '{"prompt": "a", "model": "/etc"}', '{"prompt": "a", "targets": "x"}', '{"prompt": "a", "targets": [{}]}', '{"prompt": "a", "positions": "9"}', '{"prompt": "a", "positions": [1.5]}']) {
+    const answer = await call(served, '/api/attribute', { body });
+    assert.equal(answer.status, 400, `${body}: ${answer.body}`);
+    assert.equal(JSON.parse(answer.body).code, 'E_USAGE', body);
+  }
+  assert.equal((await call(served, '/api/attribute')).status, 405);
+  // the logit-only server has no tuned lens to switch to
+  const tuned = await runApi(served, { prompt: P, lens: 'tuned' });
+  assert.equal(tuned.status, 400);
+  assert.match(JSON.parse(tuned.body).error, /tuned lens is not loaded/);
+  assert.equal((await runApi(served, { prompt: P, lens: 'other' })).status, 400);
+});
+
+test('a server opened with a tuned lens answers tuned records by default and logit records when asked, as the CLI', async () => {
+  const lensDir = writeTunedLens(TINY.d, TINY.layers);
+  const served = await serve({ models: [MODEL], env, offline: true, port: 0, lens: 'tuned', tunedLens: lensDir });
+  try {
+    assert.equal(JSON.parse((await call(served, '/api/models')).body).models[0].tuned, true);
+    const tuned = await runApi(served, { prompt: P, positions: ':', k: 3 });
+    assert.equal(tuned.status, 200, tuned.body);
+    const tunedRecords = JSON.parse(tuned.body).records;
+    assert.equal(tunedRecords[0].mode, 'tuned');
+    assert.deepEqual(tunedRecords, await cliRecords(['heatmap', '-k', '3', '--tuned-lens', lensDir, P]));
+    assert.deepEqual(JSON.parse((await runApi(served, { prompt: P, positions: ':', k: 3, lens: 'tuned' })).body).records, tunedRecords);
+    const logit = await runApi(served, { prompt: P, positions: ':', k: 3, lens: 'logit' });
+    assert.deepEqual(JSON.parse(logit.body).records, await cliRecords(['heatmap', '-k', '3', P]));
+    // the tuned lens has no translators for mid-block sites: the CLI's message
+    const sub = await runApi(served, { prompt: P, sublayers: true });
+    assert.equal(sub.status, 400);
+    assert.match(JSON.parse(sub.body).error, /--sublayers and --lens tuned/);
+  } finally {
+    await served.close();
+  }
+});
+
+test('lens serve: --tuned-lens with --lens logit, and --lens tuned without a lens, are one-line usage errors', async () => {
+  const both = await runCli(['serve', '-m', MODEL, '--offline', '--port', '0', '--lens', 'logit', '--tuned-lens', 'somewhere'], { env: { LENS_CACHE: cache } });
+  assertOneLineError(both, 2, /--tuned-lens goes with --lens tuned/);
+  const none = await runCli(['serve', '-m', MODEL, '--offline', '--port', '0', '--lens', 'tuned'], { env: { LENS_CACHE: cache } });
+  assertOneLineError(none, 2, /--lens tuned needs --tuned-lens/);
 });

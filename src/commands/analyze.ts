@@ -81,10 +81,13 @@ export interface Analyzer {
   model: LensModel;
   /**
    * Checks `request` against the model (targets resolved, sub-layer sites present) and returns the
-   * function that analyzes one prompt; `checkpoint` runs before each forward (to stop a cancelled run).
+   * function that analyzes one prompt; `checkpoint` runs before each forward (to stop a cancelled run);
+   * `lens` picks the logit lens of a model opened with a tuned one ('tuned' without one is a UserError).
    * Throws UserError on bad input, here or from the returned function.
    */
-  plan(request: RunRequest, checkpoint?: () => void): (prompt: string) => Promise<PromptResult>;
+  plan(request: RunRequest, checkpoint?: () => void, lens?: 'logit' | 'tuned'): (prompt: string) => Promise<PromptResult>;
+  /** Whether a tuned lens is loaded: plan reads through it unless asked for the logit lens. */
+  tuned: boolean;
   dispose(): Promise<void>;
 }
 
@@ -101,7 +104,13 @@ export async function openAnalyzer(options: Omit<AnalyzeOptions, keyof RunReques
     await model.dispose();
     throw error;
   }
-  return { model, plan: (request, checkpoint) => planRuns(model, tuned, request, checkpoint), dispose: () => model.dispose() };
+  return {
+    model, tuned: tuned !== undefined, dispose: () => model.dispose(),
+    plan: (request, checkpoint, lens) => {
+      if (lens === 'tuned' && !tuned) throw usageError('the tuned lens is not loaded', 'open the model with --lens tuned --tuned-lens DIR|NAME');
+      return planRuns(model, lens === 'logit' ? undefined : tuned, request, checkpoint);
+    },
+  };
 }
 
 type TunedLensValues = Awaited<ReturnType<typeof loadTunedLens>>;

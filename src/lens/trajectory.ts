@@ -52,3 +52,22 @@ export function logitDiffByLayer(record: LensRecord, a: TargetRef, b: TargetRef)
   const ia = targetIndex(record, a), ib = targetIndex(record, b);
   return byLayer(record, (entry) => entry.targets[ia].logit - entry.targets[ib].logit);
 }
+
+/**
+ * The cross-entropy of the prompt's actual next token at each site of a record, in nats (−ln P; divide
+ * by ln 2 for bits) [sites]: the token at position + 1, read from the record's targets (by its id, a
+ * single-token target) or else its top-k. Run the prompt with that token as a target (or a large k) to
+ * have it at every site; over all positions p < n−1 the records give the per-position curve. Throws
+ * RangeError at the prompt's last position (no next token) or when a site has neither entry.
+ */
+export function nextTokenCrossEntropyByLayer(record: LensRecord): LayerValue[] {
+  const next = record.tokens[record.position + 1];
+  if (!next) throw new RangeError(`position ${record.position} is the prompt's last: it has no next token`);
+  return byLayer(record, (entry) => {
+    const target = entry.targets.find((t) => t.id === next.id && t.pieces.length <= 1);
+    if (target) return -target.logprob;
+    const top = entry.top.find((t) => t.id === next.id);
+    if (top) return -Math.log(top.prob);
+    throw new RangeError(`the next token ${JSON.stringify(next.text)} (id ${next.id}) is neither a target nor in the top ${entry.top.length} at layer ${entry.layer}`);
+  });
+}

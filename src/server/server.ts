@@ -5,7 +5,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { networkInterfaces } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { LensError, openLens, toLensError, type Lens, type OpenOptions, type RunOptions } from '../index.js';
+import { LensError, openLens, toLensError, type AttributeOptions, type Lens, type OpenOptions, type RunOptions } from '../index.js';
 import { renderLivePage } from '../render/live.js';
 
 /** Request bodies past this are refused (413). */
@@ -70,9 +70,12 @@ function readBody(req: IncomingMessage): Promise<string> {
 }
 
 /** The run options a request may set, checked for type; everything else in the body is refused. */
-const RUN_FIELDS = ['command', 'positions', 'targets', 'k', 'sublayers', 'layers', 'raw', 'lensTargets'] as const;
+const RUN_FIELDS = ['command', 'positions', 'targets', 'k', 'sublayers', 'layers', 'raw', 'lensTargets', 'lens'] as const;
+/** The same for /api/attribute. */
+const ATTRIBUTE_FIELDS = ['positions', 'targets', 'heads'] as const;
 
-function parseRunRequest(text: string, models: Map<string, Lens>, first: string): { lens: Lens; prompt: string | string[]; options: RunOptions } {
+/** A request's model, prompt and options (only `fields`, passed on to the library, which checks their values). Throws HttpError 400. */
+function parseRequest<O>(text: string, models: Map<string, Lens>, first: string, fields: readonly string[]): { lens: Lens; prompt: string | string[]; options: O } {
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -87,9 +90,9 @@ function parseRunRequest(text: string, models: Map<string, Lens>, first: string)
   if (typeof model !== 'string' || !models.has(model)) {
     throw new HttpError(400, `model ${JSON.stringify(model)} is not served (serving: ${[...models.keys()].map((m) => JSON.stringify(m)).join(', ')})`);
   }
-  const unknown = Object.keys(rest).filter((key) => !(RUN_FIELDS as readonly string[]).includes(key));
-  if (unknown.length > 0) throw new HttpError(400, `unknown field${unknown.length === 1 ? '' : 's'} ${unknown.map((k) => JSON.stringify(k)).join(', ')} (known: prompt, model, ${RUN_FIELDS.join(', ')})`);
-  return { lens: models.get(model)!, prompt, options: rest as RunOptions };
+  const unknown = Object.keys(rest).filter((key) => !fields.includes(key));
+  if (unknown.length > 0) throw new HttpError(400, `unknown field${unknown.length === 1 ? '' : 's'} ${unknown.map((k) => JSON.stringify(k)).join(', ')} (known: prompt, model, ${fields.join(', ')})`);
+  return { lens: models.get(model)!, prompt, options: rest as O };
 }
 
 function send(res: ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
@@ -119,7 +122,7 @@ export async function serve(options: ServeOptions): Promise<Served> {
     throw error;
   }
   const first = options.models[0];
-  const catalogue = { models: [...models.values()].map((lens) => ({ model: lens.model, layers: lens.layers, contextLength: lens.contextLength, vocabSize: lens.vocabSize })) };
+  const catalogue = { models: [...models.values()].map((lens) => ({ model: lens.model, layers: lens.layers, contextLength: lens.contextLength, vocabSize: lens.vocabSize, tuned: lens.tuned })) };
 
   // One forward at a time over all models: each run waits for the one before; `waiting` counts them.
   let chain: Promise<unknown> = Promise.resolve();
@@ -153,17 +156,19 @@ export async function serve(options: ServeOptions): Promise<Served> {
       return;
     }
     if (path === '/api/models' && req.method === 'GET') { sendJson(res, 200, catalogue); return; }
-    if (path === '/api/run') {
-      if (req.method !== 'POST') throw new HttpError(405, 'POST a JSON body to /api/run');
-      const { lens, prompt, options: runOptions } = parseRunRequest(await readBody(req), models, first);
+    if (path === '/api/run' || path === '/api/attribute') {
+      if (req.method !== 'POST') throw new HttpError(405, `POST a JSON body to ${path}`);
+      const attribution = path === '/api/attribute';
+      const { lens, prompt, options } = parseRequest<RunOptions & AttributeOptions>(await readBody(req), models, first, attribution ? ATTRIBUTE_FIELDS : RUN_FIELDS);
       // A client that goes away cancels its run, queued or running.
       const gone = new AbortController();
       res.on('close', () => { if (!res.writableFinished) gone.abort(); });
-      const records = await runSerially(() => (gone.signal.aborted ? Promise.reject(new LensError('E_ABORTED', 'cancelled')) : lens.run(prompt, { ...runOptions, signal: gone.signal })));
+      const call = () => (attribution ? lens.attribute(prompt, { ...options, signal: gone.signal }) : lens.run(prompt, { ...options, signal: gone.signal }));
+      const records = await runSerially<unknown[]>(() => (gone.signal.aborted ? Promise.reject(new LensError('E_ABORTED', 'cancelled')) : call()));
       sendJson(res, 200, { records });
       return;
     }
-    throw new HttpError(404, `no ${req.method} ${path} here (GET /, GET /api/models, POST /api/run)`, 'E_NOT_FOUND');
+    throw new HttpError(404, `no ${req.method} ${path} here (GET /, GET /api/models, POST /api/run, POST /api/attribute)`, 'E_NOT_FOUND');
   }
 
   const server = createServer((req, res) => {

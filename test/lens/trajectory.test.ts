@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { LayerRecord, LensRecord } from '../../src/lens/record.js';
-import { commitmentLayer, entropyByLayer, klToFinalByLayer, logitDiffByLayer } from '../../src/lens/trajectory.js';
+import { commitmentLayer, entropyByLayer, klToFinalByLayer, logitDiffByLayer, nextTokenCrossEntropyByLayer } from '../../src/lens/trajectory.js';
 import { assertClose } from '../helpers.js';
 
 /** A hand-written record: per site its entropy, KL and each target's (rank, logit). */
@@ -41,4 +41,19 @@ test('commitment: the first site from which the target stays in the top k', () =
 test('logit difference of two targets by layer', () => {
   assertClose(logitDiffByLayer(r, ' yes', ' no').map((v) => v.value), [3.5, -0.75, -3, -2, 0.5], 1e-12, 'yes − no');
   assertClose(logitDiffByLayer(r, 11, 10).map((v) => v.value), [-3.5, 0.75, 3, 2, -0.5], 1e-12, 'no − yes by id');
+});
+
+test('cross-entropy of the actual next token: −ln P from the targets, else the top-k, in nats', () => {
+  const top = (id: number, prob: number) => ({ id, token: `t${id}`, prob, logit: 0 });
+  const target = (logprob: number) => ({ text: ' b', id: 7, prob: Math.exp(logprob), logit: 0, rank: 1, logprob, pieces: [], first_top1: null, first_top10: null });
+  const at = (position: number, layers: LayerRecord[]): LensRecord => ({ model: 'm', mode: 'norm', prompt: 'a b c', tokens: [{ id: 5, text: 'a' }, { id: 7, text: ' b' }, { id: 9, text: ' c' }], position, layers });
+  const sites: LayerRecord[] = [
+    { layer: 0, site: 'block', top: [top(3, 0.5), top(7, 0.25)], entropy: 0, kl_to_final: 0, targets: [] }, // −ln 0.25 = 2 ln 2
+    { layer: 1, site: 'block', top: [top(3, 0.9)], entropy: 0, kl_to_final: 0, targets: [target(-3)] }, // the target's logprob
+    { layer: 2, site: 'block', top: [top(7, 1)], entropy: 0, kl_to_final: 0, targets: [] }, // P = 1: 0 nats
+  ];
+  assertClose(nextTokenCrossEntropyByLayer(at(0, sites)).map((v) => v.value), [2 * Math.LN2, 3, 0], 1e-12, 'nats');
+  assert.deepEqual(nextTokenCrossEntropyByLayer(at(0, sites)).map((v) => v.layer), [0, 1, 2]);
+  assert.throws(() => nextTokenCrossEntropyByLayer(at(2, sites)), /last/); // no next token
+  assert.throws(() => nextTokenCrossEntropyByLayer(at(1, sites)), /neither/); // ' c' (9) is nowhere
 });
