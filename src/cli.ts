@@ -64,12 +64,17 @@ function collect<T>(parse: (v: string) => T) {
   return (value: string, previous: T[] = []): T[] => [...previous, parse(value)];
 }
 
-/** The options naming the model and the positions to read, shared by every command that runs the model. */
-function addModelOptions(cmd: Command, position = '-1'): Command {
+/** The options naming the model: which repository or directory, which revision, which weights. */
+function addModelSource(cmd: Command): Command {
   return cmd
     .option('-m, --model <id|dir>', 'hub repo id or local model directory', DEFAULT_MODEL)
     .option('--revision <rev>', 'hub revision of a repo id: branch, tag or commit', 'main')
-    .addOption(new Option('--dtype <dtype>', 'weights variant').choices(Object.keys(DTYPE_SUFFIX)).default('fp32'))
+    .addOption(new Option('--dtype <dtype>', 'weights variant').choices(Object.keys(DTYPE_SUFFIX)).default('fp32'));
+}
+
+/** The options naming the model and the positions to read, shared by every command that runs the model. */
+function addModelOptions(cmd: Command, position = '-1'): Command {
+  return addModelSource(cmd)
     .addOption(new Option('--position <spec>', 'token positions to read: N (negative from the end), a list 0,3,-1, a slice 2:5, -4: or :')
       .argParser(indexSpec('--position', false)).default(parseIndexSpec(position, { step: false }), position));
 }
@@ -331,11 +336,8 @@ export function buildProgram(): Command {
       await new Promise<void>((resolve) => process.once('SIGTERM', () => { void served.close().then(resolve); }));
     });
 
-  program.command('eval')
-    .description('the logit lens (and a tuned lens) over a text: per layer the mean KL to the final layer, cross-entropy of the next token, and entropy')
-    .option('-m, --model <id|dir>', 'hub repo id or local model directory', DEFAULT_MODEL)
-    .option('--revision <rev>', 'hub revision of a repo id: branch, tag or commit', 'main')
-    .addOption(new Option('--dtype <dtype>', 'weights variant').choices(Object.keys(DTYPE_SUFFIX)).default('fp32'))
+  addModelSource(program.command('eval')
+    .description('the logit lens (and a tuned lens) over a text: per layer the mean KL to the final layer, cross-entropy of the next token, and entropy'))
     .requiredOption('--data <file>', 'the text to read')
     .option('--tuned-lens <dir|name>', 'also evaluate this tuned lens: a directory, or a lens name in the tuned-lens Space')
     .option('--max-tokens <n>', 'read at most this many tokens of the text', integer(2, '--max-tokens'))
@@ -369,11 +371,8 @@ export function buildProgram(): Command {
       }
     });
 
-  program.command('tune')
-    .description('train a tuned lens on a text (CPU) and write it as tuned-lens does: config.json and params.pt')
-    .option('-m, --model <id|dir>', 'hub repo id or local model directory', DEFAULT_MODEL)
-    .option('--revision <rev>', 'hub revision of a repo id: branch, tag or commit', 'main')
-    .addOption(new Option('--dtype <dtype>', 'weights variant').choices(Object.keys(DTYPE_SUFFIX)).default('fp32'))
+  addModelSource(program.command('tune')
+    .description('train a tuned lens on a text (CPU) and write it as tuned-lens does: config.json and params.pt'))
     .requiredOption('--data <file>', 'the training text')
     .requiredOption('--out <dir>', 'the lens directory to write (new or empty; with --resume, the run to continue)')
     .option('--steps <n>', 'optimizer steps (default 250)', integer(1, '--steps'))

@@ -5,20 +5,12 @@
 // Nesterov momentum 0.9, weight decay 1e-3 (added to the gradient), learning rate 1 · (1 − 0.9)
 // decaying linearly to 0, the gradient's norm over all translators clipped to 1.
 
-/** The final norm and the head, whole: what the gradient flows back through. */
-export interface TuneHead {
+import type { FinalHead } from './attribution.js';
+
+/** The final norm and the head, whole: what the gradient flows back through (attribution's head with all of W_U). */
+export interface TuneHead extends Omit<FinalHead, 'unembedRows' | 'headBias'> {
   /** W_U [V, d] flattened. */
   unembed: Float32Array;
-  /** The factor the head multiplies W_U · y by. */
-  headScale: number;
-  /** A softcapped head's cap c (logit = c · tanh(z / c)). */
-  softcap?: number;
-  /** The final norm's gain and bias [d]. */
-  gain: ArrayLike<number>;
-  bias: ArrayLike<number>;
-  epsilon: number;
-  /** LayerNorm (subtracts the mean) or RMSNorm. */
-  centred: boolean;
 }
 
 /** log-softmax of logits [V] in float64. */
