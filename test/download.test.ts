@@ -25,7 +25,7 @@ beforeEach(() => {
 
 /** The largest piece one read of the response body gives here: what a resumed download may fetch twice. */
 const ONE_CHUNK = 64 << 10;
-const env = (cache: string, extra: NodeJS.ProcessEnv = {}) => ({ HF_ENDPOINT: hub.url, LENS_CACHE: cache, LENS_STALL_TIMEOUT_MS: '1500', ...extra });
+const env = (cache: string, extra: NodeJS.ProcessEnv = {}) => ({ HF_ENDPOINT: hub.url, LENS_CACHE: cache, LENS_STALL_TIMEOUT_MS: '30000', ...extra });
 const downloaded = (cache: string, file: string) => join(cache, 'hub', 'tiny', 'gpt2', file);
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 /** The body bytes storage sent for `file` over every GET. */

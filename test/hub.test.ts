@@ -15,7 +15,7 @@ const hub = await startHub();
 hub.repos.set('tiny/gpt2', MODEL);
 after(() => hub.close());
 
-const env = (cache: string, extra: NodeJS.ProcessEnv = {}) => ({ HF_ENDPOINT: hub.url, LENS_CACHE: cache, LENS_STALL_TIMEOUT_MS: '1500', ...extra });
+const env = (cache: string, extra: NodeJS.ProcessEnv = {}) => ({ HF_ENDPOINT: hub.url, LENS_CACHE: cache, LENS_STALL_TIMEOUT_MS: '30000', ...extra });
 const withoutModel = (stdout: string) => stdout.trim().split('\n').map((l) => { const r = JSON.parse(l) as LensRecord; return JSON.stringify({ ...r, model: '' }); });
 
 /** Every file under dir, recursively. */
@@ -81,7 +81,7 @@ test('failures: refused, 404, stalled and short bodies each give one line and le
   const cases: [string, () => void, NodeJS.ProcessEnv, RegExp][] = [
     ['refused', () => {}, { HF_ENDPOINT: `http://127.0.0.1:${await closedPort()}` }, /cannot reach the hub at http:\/\/127\.0\.0\.1:\d+ .*ECONNREFUSED/],
     ['404', () => hub.faults.set('tokenizer.json', 'missing'), {}, /download of tokenizer.json failed: HTTP 404/],
-    ['stall', () => hub.faults.set('onnx/model.onnx_data', 'stall'), {}, /download of onnx\/model.onnx_data was interrupted: no data for 1.5 s/],
+    ['stall', () => hub.faults.set('onnx/model.onnx_data', 'stall'), { LENS_STALL_TIMEOUT_MS: '1500' }, /download of onnx\/model.onnx_data was interrupted: no data for 1.5 s/],
     ['short', () => hub.faults.set('onnx/model.onnx', 'short'), {}, /download of onnx\/model.onnx (was cut short|was interrupted)/],
   ];
   for (const [name, inject, extra, pattern] of cases) {
