@@ -1,5 +1,5 @@
 // A tuned lens on disk: a directory with tuned-lens's config.json and params.safetensors or params.pt.
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
 import { readSafetensors, readTorchStateDict, type Tensor } from './torch-file.js';
@@ -38,6 +38,7 @@ function withFileSource<T>(path: string, use: (source: ByteSource) => T): T {
  */
 export function readTunedLensDir(dir: string): TunedLens {
   const configPath = join(dir, 'config.json');
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`tuned lens directory not found: ${dir}`, 'give the directory holding config.json and params.pt, or a lens name from the tuned-lens Space');
   if (!existsSync(configPath)) throw new UserError(`--tuned-lens ${dir} has no config.json`, 'a tuned lens directory holds config.json and params.pt, as TunedLens.save writes them');
   let config: TunedLensConfig;
   try {

@@ -11,20 +11,21 @@ export interface Translators { count: number; width: number; weight: Float32Arra
 
 /**
  * TunedLensConfig from config.json's parsed value; `unembed_hash` and other fields are ignored.
- * Throws a UserError naming a missing or invalid field, or a lens type other than linear_tuned_lens.
+ * Throws a UserError naming a missing or invalid field, or a lens type other than linear_tuned_lens
+ * (the caller prefixes the file's path).
  */
 export function parseTunedLensConfig(value: unknown): TunedLensConfig {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new UserError('config.json is not a JSON object');
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new UserError('not a JSON object');
   const config = value as Record<string, unknown>;
   const count = (field: string) => {
     const n = config[field];
-    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1) throw new UserError(`config.json has no valid ${field} (a positive integer)`);
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 1) throw new UserError(`no valid ${field} (a positive integer)`);
     return n;
   };
   const lensType = config.lens_type ?? 'linear_tuned_lens';
-  if (lensType !== 'linear_tuned_lens') throw new UserError(`config.json's lens_type is ${JSON.stringify(lensType)}; lens reads linear_tuned_lens`);
+  if (lensType !== 'linear_tuned_lens') throw new UserError(`lens_type is ${JSON.stringify(lensType)}; lens reads linear_tuned_lens`);
   const bias = config.bias ?? true;
-  if (typeof bias !== 'boolean') throw new UserError('config.json\'s bias is not true or false');
+  if (typeof bias !== 'boolean') throw new UserError('bias is not true or false');
   const baseModel = typeof config.base_model_name_or_path === 'string' ? config.base_model_name_or_path : '';
   return { baseModel, width: count('d_model'), layers: count('num_hidden_layers'), bias };
 }

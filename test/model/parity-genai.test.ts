@@ -13,20 +13,13 @@ import { referenceDecoderForward } from '../reference/llama.js';
 import { referenceLens } from '../reference/gpt2.js';
 import { assertClose, cleanEnv, scratchDir } from '../helpers.js';
 import { assertLensMatches, ownLogits } from './lens-check.js';
-import { decoderAsStored, variantTolerance } from './stored-weights.js';
+import { decoderAsStored, genaiAsStored, variantTolerance } from './stored-weights.js';
 
 // GroupQueryAttention sums in another order than the reference (the bound of the fused forms).
 const TOL = 2e-4;
 const PROMPT = 'The most famous sports in USA is';
 const env = cleanEnv({ LENS_CACHE: scratchDir('parity-genai-cache') });
 const root = scratchDir('genai-fixtures');
-
-/** The float32 weights as the form stores them: q4 linears and head dequantized; the shared embedding is the head. */
-function asStored(w: DecoderWeights, form: string): DecoderWeights {
-  if (!GENAI_FORMS[form].q4) return w;
-  const stored = decoderAsStored(w, 'q4');
-  return GENAI_FORMS[form].sharedEmbeddings ? { ...stored, embed: stored.lmHead! } : stored;
-}
 
 // LongRoPE with an original context of 6 positions: the 8-token prompt takes the long caches, a
 // 4-token one the short. The cos/sin scale is Phi-3.5-mini's, √(1 + ln 32 / ln 4096) (131072 of
@@ -74,7 +67,7 @@ for (const { family, form, afterHead, atEmbedding, prompts } of CASES) {
       for (const prompt of prompts ?? [PROMPT]) {
         const ids = model.encodePrompt(prompt);
         const positions = [ids.length - 1, 0, 2];
-        const ref = referenceDecoderForward(asStored(weights, form), ids);
+        const ref = referenceDecoderForward(genaiAsStored(weights, form), ids);
         const own = await ownLogits(join(dir, genaiFile(form)), ids, [weights.config.kvHeads, headDim(weights.config)]);
         const worst = await assertLensMatches(model, ids, positions, ref, own, weights.config.d, TOL);
         t.diagnostic(`${ids.length} tokens: largest difference ${worst.toExponential(2)} (bound ${TOL})`);

@@ -6,6 +6,7 @@
 import type { Gpt2Weights } from '../fixtures/gpt2.js';
 import { VOCAB } from '../fixtures/gpt2.js';
 import { transpose, type DecoderWeights, type Linear } from '../fixtures/llama.js';
+import { GENAI_FORMS } from '../fixtures/genai.js';
 import { BNB4_CODES, floatToHalfBits, quantizeBlockwise4, quantizeBnb4, quantizePerTensor, type Bnb4Type, type WeightType } from '../fixtures/variants.js';
 
 /** The value of IEEE half bits `h`. */
@@ -123,6 +124,13 @@ export function decoderAsStored(w: DecoderWeights, dtype: 'fp16' | 'q4' | 'q4f16
     blocks: w.blocks.map((b, i) => ({ ...rest.blocks[i], q: lin(b.q)!, k: lin(b.k)!, v: lin(b.v)!, o: lin(b.o)!, gate: lin(b.gate), up: lin(b.up)!, down: lin(b.down)! })),
     lmHead: stored(head, vocab, d),
   };
+}
+
+/** A genai builder fixture's float32 weights as `form` stores them: q4 linears and head dequantized; a shared embedding is the head. */
+export function genaiAsStored(w: DecoderWeights, form: string): DecoderWeights {
+  if (!GENAI_FORMS[form].q4) return w;
+  const stored = decoderAsStored(w, 'q4');
+  return GENAI_FORMS[form].sharedEmbeddings ? { ...stored, embed: stored.lmHead! } : stored;
 }
 
 /**

@@ -68,7 +68,7 @@ print(json.dumps({'keys': list(state.keys()), 'shapes': [list(v.shape) for v in 
   assert.equal(torchSide.config.num_hidden_layers, L);
   assert.equal(torchSide.config.lens_type, 'linear_tuned_lens');
   assert.ok(torchSide.layers.some(([w]) => w.some((x) => Math.abs(x) > 1e-4)), 'trained translators are not zero');
-  await assertTunedMatches(dir, { dir: out, layers: torchSide.layers }, [464, 749, 5863, 5701, 287, 4916, 318], (ids) => referenceForward(weights, ids));
+  await assertTunedMatches(dir, [{ dir: out, layers: torchSide.layers }], [464, 749, 5863, 5701, 287, 4916, 318], (ids) => referenceForward(weights, ids));
 
   const heldOut = await evaluate({ model: dir, dtype: 'fp32', offline: true, env, data: textFile('held-out.txt', HELD_OUT), tunedLens: out });
   for (let l = 0; l < L; l++) assert.ok(heldOut.tuned![l].kl < heldOut.logit[l].kl, `L${l}: tuned ${heldOut.tuned![l].kl} vs logit ${heldOut.logit[l].kl}`);

@@ -7,39 +7,16 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadLensModel } from '../../src/model/runtime.js';
-import { readTunedLensDir } from '../../src/tuned/lens-dir.js';
 import { tinyConfigFor, writeDecoderFixture } from '../fixtures/llama.js';
 import { referenceForward } from '../reference/gpt2.js';
-import { assertTunedMatches, referenceTuned, type LensValues } from './tuned-reference.js';
+import { assertTunedMatches, makeLens, referenceTuned } from './tuned-reference.js';
 import { referenceDecoderForward } from '../reference/llama.js';
 import { logProbs } from '../reference/stats.js';
 import { assertClose, cleanEnv, fixture, runCli, scratchDir, TINY } from '../helpers.js';
-import { runTorchScript } from './torch-python.js';
 import { startHub } from '../hub-server.js';
-import type { TestContext } from 'node:test';
 
 const TOL = 1e-4;
 const env = cleanEnv({ LENS_CACHE: scratchDir('tuned-cache') });
-
-/** Python: a TunedLens-shaped ModuleList saved by torch.save as tuned-lens saves it, and its values as torch holds them. */
-const MAKE_LENS = `
-import json, sys, torch
-out, d, layers, dtype, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
-torch.manual_seed(seed)
-lens = torch.nn.ModuleList([torch.nn.Linear(d, d) for _ in range(layers)]).to(getattr(torch, dtype))
-torch.save(lens.state_dict(), out + '/params.pt')
-json.dump({'base_model_name_or_path': 'fixture', 'd_model': d, 'num_hidden_layers': layers, 'bias': True,
-           'base_model_revision': None, 'unemebd_hash': 'ignored', 'lens_type': 'linear_tuned_lens'}, open(out + '/config.json', 'w'))
-print(json.dumps([[m.weight.float().flatten().tolist(), m.bias.float().tolist()] for m in lens]))
-`;
-
-/** A tuned lens directory made by torch, or false when torch is missing (the test is then skipped). */
-function makeLens(t: TestContext, d: number, layers: number, dtype: 'float32' | 'float16', seed = 3): LensValues | false {
-  const dir = scratchDir('tuned-lens');
-  const out = runTorchScript(t, MAKE_LENS, dir, [dir, String(d), String(layers), dtype, String(seed)]);
-  return out === false ? false : { dir, layers: JSON.parse(out) };
-}
 
 const GPT2_IDS = [464, 749, 5863, 5701, 287, 4916, 318]; // "The most famous sports in USA is"
 
@@ -48,7 +25,7 @@ for (const dtype of ['float32', 'float16'] as const) {
     const lens = makeLens(t, TINY.d, TINY.layers, dtype);
     if (!lens) return;
     const { dir, weights } = fixture('opset17-flat');
-    await assertTunedMatches(dir, lens, GPT2_IDS, (ids) => referenceForward(weights, ids));
+    await assertTunedMatches(dir, [lens], GPT2_IDS, (ids) => referenceForward(weights, ids));
   });
 
   test(`tuned lens (${dtype} params.pt from torch) matches the float64 reference: Llama`, async (t) => {
@@ -57,7 +34,7 @@ for (const dtype of ['float32', 'float16'] as const) {
     if (!lens) return;
     const dir = join(scratchDir('tuned-llama'), 'llama');
     const weights = writeDecoderFixture(dir, config, 'flat');
-    await assertTunedMatches(dir, lens, (encode) => encode('The most famous sports in USA is'), (ids) => referenceDecoderForward(weights, ids));
+    await assertTunedMatches(dir, [lens], (encode) => encode('The most famous sports in USA is'), (ids) => referenceDecoderForward(weights, ids));
   });
 }
 
@@ -66,7 +43,7 @@ test('a 41-layer tuned lens on a 41-layer GPT-2 matches the float64 reference', 
   const lens = makeLens(t, config.d, config.layers, 'float32');
   if (!lens) return;
   const { dir, weights } = fixture('opset17-flat', config);
-  await assertTunedMatches(dir, lens, GPT2_IDS, (ids) => referenceForward(weights, ids));
+  await assertTunedMatches(dir, [lens], GPT2_IDS, (ids) => referenceForward(weights, ids));
 });
 
 test('command line: --tuned-lens gives "mode": "tuned" records with the reference probabilities; usage and file errors are one line', async (t) => {
@@ -109,7 +86,11 @@ test('command line: --tuned-lens gives "mode": "tuned" records with the referenc
   copyFileSync(join(lens.dir, 'params.pt'), join(broken, 'missing-key', 'params.pt'));
   writeFileSync(join(broken, 'missing-key', 'config.json'), JSON.stringify({ base_model_name_or_path: 'x', d_model: TINY.d, num_hidden_layers: TINY.layers, bias: true, lens_type: 'linear_tuned_lens' }).replace('"bias":true', '"bias":false'));
   await oneLine(['--tuned-lens', join(broken, 'missing-key')], 1, /unexpected keys \(0\.bias/);
-  await oneLine(['--tuned-lens', join(broken, 'nowhere')], 1, /has no config\.json/);
+  await oneLine(['--tuned-lens', join(broken, 'nowhere')], 1, /^lens: tuned lens directory not found: .*nowhere \(/);
+  await oneLine(['--tuned-lens', join(lens.dir, 'config.json')], 1, /^lens: tuned lens directory not found: .*config\.json \(/);
+  await oneLine(['--tuned-lens', join(broken, 'missing-key', '..')], 1, /has no config\.json/);
+  writeFileSync(join(broken, 'missing-key', 'config.json'), JSON.stringify({ d_model: '32', num_hidden_layers: TINY.layers }));
+  await oneLine(['--tuned-lens', join(broken, 'missing-key')], 1, /missing-key\/config\.json: no valid d_model \(a positive integer\)$/m);
   mkdirSync(join(broken, 'truncated'));
   copyFileSync(join(lens.dir, 'config.json'), join(broken, 'truncated', 'config.json'));
   const whole = readFileSync(join(lens.dir, 'params.pt'));
