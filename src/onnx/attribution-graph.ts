@@ -132,7 +132,7 @@ function readFinalNorm(index: GraphIndex, structure: DecoderStructure): FinalNor
   return { gain, bias, epsilon: [...epsilons][0], centred };
 }
 
-interface Head { product: StoredProduct; bias?: string; biasFactor: number; scale: number; softcap?: number }
+interface Head { product: StoredProduct; roundsInput?: string; bias?: string; biasFactor: number; scale: number; softcap?: number }
 
 /** The unembedding as a stored matrix, its bias and scaling, from the unembedding to the logits. Throws Refusal. */
 function readHead(index: GraphIndex, structure: DecoderStructure): Head {
@@ -140,7 +140,13 @@ function readHead(index: GraphIndex, structure: DecoderStructure): Head {
   const product = storedProductAt(index, productOutput(index, unembed));
   if (typeof product === 'string') throw new Refusal(`the head: ${product}`);
   if (!product) throw new Refusal(`the head is a ${unembed.op_type} attribute cannot read as a product by stored weights`);
-  const head: Head = { product, bias: product.bias, biasFactor: product.biasFactor, scale: product.scale };
+  // A QuantizeLinear between the norm and a float head (QDQ form) rounds its input as q8's does.
+  let quantizes = false;
+  for (let t = product.input, n = index.producer.get(t); n && t !== structure.finalNormOutput; t = index.dynamicInputs(n)[0], n = index.producer.get(t)) {
+    quantizes ||= n.op_type === 'QuantizeLinear' || n.op_type === 'DynamicQuantizeLinear';
+  }
+  const roundsInput = product.roundsInput ?? (quantizes ? 'quantizes its input (QuantizeLinear)' : undefined);
+  const head: Head = { product, roundsInput, bias: product.bias, biasFactor: product.biasFactor, scale: product.scale };
   // The ops from the head's product to the logits, in computation order.
   const chain: Node[] = [];
   for (let name = logits, node = index.producer.get(name); name !== product.output; name = index.dynamicInputs(node!)[0], node = index.producer.get(name)) {
@@ -359,7 +365,7 @@ export function attributionOutputs(index: GraphIndex, structure: DecoderStructur
   // The head's columns for the targets, [d, T], as the float matrix it multiplies by.
   const columns = head.product.block(emit, 'lens/attribution/unembed_', ids);
   node('Transpose', [columns], ATTRIBUTION_IO.unembedRows, [{ name: 'perm', type: AttrType.INTS, ints: [1, 0] }]);
-  node('Identity', [floats('lens/attribution/head_rounds', [head.product.roundsInput ? 1 : 0])], ATTRIBUTION_IO.headRounds);
+  node('Identity', [floats('lens/attribution/head_rounds', [head.roundsInput ? 1 : 0])], ATTRIBUTION_IO.headRounds);
   if (head.bias) {
     const flat = node('Reshape', [head.bias, ints('lens/attribution/flat', [-1])], 'lens/attribution/bias_flat');
     const picked = toFloat(node('Gather', [flat, ids], 'lens/attribution/bias_rows', axis(0)), 'lens/attribution/bias_float');

@@ -5,9 +5,11 @@
 // per tensor: the record then carries the parts' sum and its difference from the model's value.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AttributionRecord } from '../../src/lens/attribution.js';
 import type { Dtype } from '../../src/model/paths.js';
+import { DataType, decodeModel, encodeModel, type Node } from '../../src/onnx/proto.js';
 import { buildDecoderModel, DECODER_FORMS, tinyConfig, writeDecoderFixture, type DecoderWeights, type Family } from '../fixtures/llama.js';
 import { GENAI_FORMS, genaiConfig, writeGenaiFixture } from '../fixtures/genai.js';
 import { quantizePerTensor, writeVariants } from '../fixtures/variants.js';
@@ -150,4 +152,33 @@ test('attribute on GPT-2\'s q8: the parts add up to W̃ · LN(r_L), the record c
   const result = await runCli(['attribute', '-m', dir, '--offline', '--dtype', 'q8', '--target-id', '4346', PROMPT], { env });
   assert.equal(result.code, 0, result.stderr);
   assert.match(result.stdout, /sum of the parts [−+][\d.]+ · [−+][\d.]+ from the head quantizing its input/);
+});
+
+test('a float head behind QuantizeLinear → DequantizeLinear (QDQ) is marked as rounding its input; the parts are the float reference\'s', async () => {
+  // Untied: lens clones the head as it is (a tied one it computes as E · hᵀ from the norm's output).
+  const source = fixture('untied-head');
+  const dir = join(root, 'qdq-head');
+  cpSync(source.dir, dir, { recursive: true });
+  const path = join(dir, 'onnx', 'model.onnx');
+  const model = decodeModel(readFileSync(path));
+  const logits = model.graph.output[0].name;
+  const head = model.graph.node.find((n) => n.output.includes(logits))!;
+  assert.equal(head.op_type, 'MatMul', 'the fixture\'s head is a MatMul by a stored weight');
+  const x = head.input[0];
+  head.input[0] = 'head_input_dq';
+  const op = (op_type: string, input: string[], output: string): Node => ({ name: output, op_type, input, output: [output], attribute: [], domain: '' });
+  model.graph.node.splice(model.graph.node.indexOf(head), 0, op('QuantizeLinear', [x, 'qdq_scale', 'qdq_zero'], 'head_input_q'), op('DequantizeLinear', ['head_input_q', 'qdq_scale', 'qdq_zero'], 'head_input_dq'));
+  model.graph.initializer.push(
+    { name: 'qdq_scale', dims: [], data_type: DataType.FLOAT, raw_data: new Uint8Array(Float32Array.of(0.05).buffer) },
+    { name: 'qdq_zero', dims: [], data_type: DataType.UINT8, raw_data: Uint8Array.of(128) },
+  );
+  writeFileSync(path, encodeModel(model));
+  const [record] = await attributionRecords(dir, [{ id: 4346 }], '-1');
+  assert.ok(record.quantized_head, 'marked');
+  const ref = referenceForward(source.weights, record.tokens.map((t) => t.id));
+  const { quantized_head: marked, ...plain } = record;
+  // Every part and the sum are the float model's (the parts do not see the rounding); the value is not.
+  assertMatchesReference({ ...plain, value: marked.parts_sum }, ref, 'QDQ head');
+  assert.ok(within(marked.difference, record.value - marked.parts_sum, 1e-9, 0));
+  assert.ok(Math.abs(marked.difference) > 1e-4, `the rounding shows: ${marked.difference}`);
 });
