@@ -1,7 +1,9 @@
 // What direct logit attribution needs from a decoder graph, added as outputs of the lens graph:
 // the final norm's gain, bias and epsilon, the head's rows for the targets asked and its bias and
 // scale, and, for parallel blocks, each branch's output. Found by structure, from the residual
-// walk of the lens; a head or norm it cannot read as float weights adds nothing (attribute refuses).
+// walk of the lens; the head and the output projections are read through stored-products.ts as the
+// float matrices their kernels multiply by (quantized weights dequantized in the graph). A head or
+// norm it cannot read adds nothing (attribute refuses, naming why).
 import type { DecoderStructure } from './lens-graph.js';
 import type { GraphIndex } from './graph.js';
 import { AttrType, DataType, halfToFloat, type Node, type Tensor, type ValueInfo } from './proto.js';
