@@ -159,7 +159,7 @@ export interface AttributionRecord {
   /** Present only for a softcapped head: its cap; `value` and the parts are then the logits before it. */
   softcap?: number;
   /**
-   * Present only when the head quantizes its input (q8): the parts explain the dequantized head
+   * Present only when the head quantizes its input (q8, QDQ, int8 MatMulNBits): the parts explain the dequantized head
    * applied to the unrounded input, which is not the model's logit; `parts_sum` is their sum and
    * `difference` = value − parts_sum, the share of the head's rounding that no part carries.
    */

@@ -19,7 +19,7 @@ export const ATTRIBUTION_IO = {
   unembedRows: 'lens_unembed_rows',
   /** float [T]: the head's bias for each target, as it reaches the logits (after the scaling that follows it); 0 without one. */
   headBias: 'lens_head_bias',
-  /** float [1]: 1 when the head quantizes its input (q8's DynamicQuantizeLinear): its logits are then not linear in the residual; 0 otherwise. */
+  /** float [1]: 1 when the head quantizes its input (q8's DynamicQuantizeLinear, a QDQ QuantizeLinear, int8 MatMulNBits): its logits are then not linear in the residual; 0 otherwise. */
   headRounds: 'lens_head_rounds',
   /** float [1]: the factor the head multiplies W_U·x by before the logits (alpha, logit scales); 1 if none. */
   headScale: 'lens_head_scale',
