@@ -12,14 +12,14 @@ import type { Dtype } from '../../src/model/paths.js';
 import { DataType, decodeModel, encodeModel, type Node } from '../../src/onnx/proto.js';
 import { buildDecoderModel, DECODER_FORMS, tinyConfig, writeDecoderFixture, type DecoderWeights, type Family } from '../fixtures/llama.js';
 import { GENAI_FORMS, genaiConfig, writeGenaiFixture } from '../fixtures/genai.js';
-import { quantizePerTensor, writeVariants } from '../fixtures/variants.js';
+import { BNB4, quantizeMatMulBnb4, quantizePerTensor, VARIANT_FILES, writeVariants } from '../fixtures/variants.js';
 import { referenceForward } from '../reference/gpt2.js';
 import { referenceDecoderForward } from '../reference/llama.js';
 import { referenceQ8DecoderForward } from '../reference/q8.js';
 import { assertOneLineError, fixture, runCli, scratchDir } from '../helpers.js';
 import { assertMatchesReference, attributionRecords, env, PROMPT, referenceLogit, within } from './attribution-check.js';
 import { exactU8S8 } from './q8-check.js';
-import { decoderAsStored, gpt2AsStored } from './stored-weights.js';
+import { decoderAsStored, fp4Stored, gpt2AsStored } from './stored-weights.js';
 
 const root = scratchDir('attribution-quantized');
 // float16 residuals and head: the parts stay within a few parts in a thousand of the reference (the
@@ -183,4 +183,12 @@ test('a float head behind QuantizeLinear → DequantizeLinear (QDQ) is marked as
   assertMatchesReference({ ...plain, value: marked.parts_sum }, ref, 'QDQ head');
   assert.ok(within(marked.difference, record.value - marked.parts_sum, 1e-9, 0));
   assert.ok(Math.abs(marked.difference) > 1e-4, `the rounding shows: ${marked.difference}`);
+});
+
+test('attribute on llama\'s bnb4 with FP4 codes: parts and heads the reference on the stored weights', async () => {
+  const dir = join(root, 'llama-fp4');
+  const weights = writeDecoderFixture(dir, tinyConfig('llama'), 'flat');
+  writeFileSync(join(dir, 'onnx', VARIANT_FILES.bnb4), encodeModel(quantizeMatMulBnb4(buildDecoderModel(weights, DECODER_FORMS['flat-nocast']), BNB4.FP4)));
+  const [record] = await attributionRecords(dir, [{ id: 7 }, { id: 11 }], '-1', 'bnb4', true);
+  assertMatchesReference(record, referenceDecoderForward(fp4Stored(weights), record.tokens.map((t) => t.id)), 'llama bnb4 FP4 --heads');
 });
