@@ -38,7 +38,7 @@ export interface StoredProduct {
 const CONSTANT_PASS = new Set(['Cast', 'Identity', 'DequantizeLinear']);
 
 /** The shape of a constant tensor: an initializer, or one behind Casts, Transposes and DequantizeLinear. */
-export function constantDims(index: GraphIndex, name: string): number[] | undefined {
+function constantDims(index: GraphIndex, name: string): number[] | undefined {
   const initializer = index.graph.initializer.find((t) => t.name === name);
   if (initializer) return initializer.dims.map(Number);
   const node = index.producer.get(name);
@@ -242,4 +242,3 @@ export function productOutput(index: GraphIndex, node: Node): string {
   return mul?.output[0] ?? node.output[0];
 }
 
-export { transposed as transposeMatrix };
