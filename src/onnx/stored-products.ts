@@ -241,4 +241,3 @@ export function productOutput(index: GraphIndex, node: Node): string {
   const mul = cast && index.consumers.get(cast.output[0])?.find((n) => n.op_type === 'Mul');
   return mul?.output[0] ?? node.output[0];
 }
-
