@@ -1,7 +1,7 @@
 // lens attribute: the direct logit attribution of a target's final logit (or of a difference of
 // two) to the embeddings, each block's attention and MLP, and the biases, at each position read.
 import { usageError, UserError } from '../errors.js';
-import { attributeWrites, beforeSoftcap, componentWrites, subtractParts, withHeadWrites, type AttributionRecord } from '../lens/attribution.js';
+import { attributeWrites, beforeSoftcap, componentWrites, partsSum, subtractParts, withHeadWrites, type AttributionRecord } from '../lens/attribution.js';
 import type { IndexSpec } from '../lens/spec.js';
 import type { Dtype } from '../model/paths.js';
 import type { LensModel } from '../model/runtime.js';
@@ -59,11 +59,11 @@ function checkTargets(targets: TargetSpec[]): void {
 export function planAttribution(model: LensModel, request: AttributeRequest, checkpoint: () => void = () => {}): (prompt: string) => Promise<{ records: AttributionRecord[]; defaultTarget: boolean }> {
   checkTargets(request.targets);
   if (!model.attributable) {
-    const why = model.attributionRefused ?? 'a quantized head, or ops after the head other than a bias, a scale or a softcap';
-    throw new UserError(`attribute cannot read the final norm and head of ${model.id} as float weights: ${why}`, 'try --dtype fp32');
+    const why = model.attributionRefused ?? 'a head lens cannot read as a matrix, or ops after the head other than a bias, a scale or a softcap';
+    throw new UserError(`attribute cannot read the final norm and head of ${model.id} as stored weights: ${why}`, 'try --dtype fp32');
   }
   if (request.heads && (!model.headSites || !model.attentionHeads)) {
-    const why = model.headsRefused ?? 'lens finds no output projection by float weights after each attention (or the config does not give the number of heads)';
+    const why = model.headsRefused ?? 'lens finds no output projection by stored weights after each attention (or the config does not give the number of heads)';
     throw new UserError(`--heads on ${model.id}: ${why}`, 'leave out --heads (or try --dtype fp32)');
   }
   const given = request.targets.map((spec) => resolveTarget(spec, model)).map((t) => ({ id: t.ids[0], text: model.tokenText(t.ids[0]) }));
@@ -98,12 +98,14 @@ export function planAttribution(model: LensModel, request: AttributeRequest, che
       const target = defaults ? defaults[p] : given[0].id;
       const versus = defaults ? undefined : given[1]?.id;
       const parts = versus === undefined ? partsFor(target) : subtractParts(partsFor(target), partsFor(versus));
+      const value = ownLogit(target) - (versus === undefined ? 0 : ownLogit(versus));
       return {
         model: model.id, prompt, tokens, position,
         target: { id: target, text: model.tokenText(target) },
         versus: versus === undefined ? null : { id: versus, text: model.tokenText(versus) },
-        value: ownLogit(target) - (versus === undefined ? 0 : ownLogit(versus)),
+        value,
         ...(head.softcap ? { softcap: head.softcap } : {}),
+        ...(head.roundsInput ? { quantized_head: { parts_sum: partsSum(parts), difference: value - partsSum(parts) } } : {}),
         parts,
       };
     });

@@ -19,6 +19,8 @@ export interface FinalHead {
   epsilon: number;
   /** LayerNorm (subtracts the mean) or RMSNorm. */
   centred: boolean;
+  /** Whether the head quantizes its input before multiplying (q8): its logit is then not linear in the parts. */
+  roundsInput?: boolean;
 }
 
 export type PartName = 'embed' | 'attn' | 'head' | 'attn_bias' | 'mlp' | 'bias';
@@ -156,6 +158,12 @@ export interface AttributionRecord {
   value: number;
   /** Present only for a softcapped head: its cap; `value` and the parts are then the logits before it. */
   softcap?: number;
+  /**
+   * Present only when the head quantizes its input (q8, QDQ, int8 MatMulNBits): the parts explain the dequantized head
+   * applied to the unrounded input, which is not the model's logit; `parts_sum` is their sum and
+   * `difference` = value − parts_sum, the share of the head's rounding that no part carries.
+   */
+  quantized_head?: { parts_sum: number; difference: number };
   parts: Part[];
 }
 

@@ -16,7 +16,7 @@ import { reachedPhase } from './phases.js';
 import { holdDirectory, waitWhileRemoved } from './lease.js';
 
 /** Bumped whenever the rewrite changes, so older cache entries are not reused. */
-const REWRITE_VERSION = 6;
+const REWRITE_VERSION = 7;
 /** The file that marks a complete entry and says what it was built from. */
 export const ENTRY_MARKER = 'lens-entry.json';
 // The tests lower these ($LENS_TEST_DIGEST=<whole-file limit>,<samples>) to show that a damaged

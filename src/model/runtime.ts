@@ -233,7 +233,7 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
           unembedRows: toFloat32(outputs[ATTRIBUTION_IO.unembedRows]), headBias: toFloat32(outputs[ATTRIBUTION_IO.headBias]),
           headScale: toFloat32(outputs[ATTRIBUTION_IO.headScale])[0], softcap: toFloat32(outputs[ATTRIBUTION_IO.headSoftcap])[0] || undefined, gain,
           bias: outputs[ATTRIBUTION_IO.normBias] ? toFloat32(outputs[ATTRIBUTION_IO.normBias]) : new Float32Array(gain.length),
-          epsilon, centred: centred === 1,
+          epsilon, centred: centred === 1, roundsInput: toFloat32(outputs[ATTRIBUTION_IO.headRounds])[0] === 1,
           branches: outputs[ATTRIBUTION_IO.branches] ? toFloat32(outputs[ATTRIBUTION_IO.branches]) : undefined,
         };
         if (attribution.heads) {

@@ -1,10 +1,13 @@
 // What direct logit attribution needs from a decoder graph, added as outputs of the lens graph:
 // the final norm's gain, bias and epsilon, the head's rows for the targets asked and its bias and
 // scale, and, for parallel blocks, each branch's output. Found by structure, from the residual
-// walk of the lens; a head or norm it cannot read as float weights adds nothing (attribute refuses).
+// walk of the lens; the head and the output projections are read through stored-products.ts as the
+// float matrices their kernels multiply by (quantized weights dequantized in the graph). A head or
+// norm it cannot read adds nothing (attribute refuses, naming why).
 import type { DecoderStructure } from './lens-graph.js';
 import type { GraphIndex } from './graph.js';
 import { AttrType, DataType, halfToFloat, type Node, type Tensor, type ValueInfo } from './proto.js';
+import { productOutput, storedProductAt, type Emitter, type StoredProduct } from './stored-products.js';
 
 /** Names of the inputs and outputs attribution adds to the lens graph. */
 export const ATTRIBUTION_IO = {
@@ -12,10 +15,12 @@ export const ATTRIBUTION_IO = {
   targetIds: 'lens_target_ids',
   /** INT64 [Q]: positions at which to read the branch outputs (parallel blocks only); Q = 0 reads none. */
   branchPositions: 'lens_branch_positions',
-  /** float [T, d]: the unembedding's row W_U[t] for each target id. */
+  /** float [T, d]: the unembedding's row W_U[t] for each target id, as the float matrix the head multiplies by (quantized weights dequantized). */
   unembedRows: 'lens_unembed_rows',
   /** float [T]: the head's bias for each target, as it reaches the logits (after the scaling that follows it); 0 without one. */
   headBias: 'lens_head_bias',
+  /** float [1]: 1 when the head quantizes its input (q8's DynamicQuantizeLinear, a QDQ QuantizeLinear, int8 MatMulNBits): its logits are then not linear in the residual; 0 otherwise. */
+  headRounds: 'lens_head_rounds',
   /** float [1]: the factor the head multiplies W_U·x by before the logits (alpha, logit scales); 1 if none. */
   headScale: 'lens_head_scale',
   /** float [1]: a softcapped head's cap c (logits = c·tanh(u)), whose scale and bias then give c·u; 0 without one. */
@@ -129,30 +134,24 @@ function readFinalNorm(index: GraphIndex, structure: DecoderStructure): FinalNor
   return { gain, bias, epsilon: [...epsilons][0], centred };
 }
 
-interface Head { weight: string; vocabAxis: 0 | 1; bias?: string; biasFactor: number; scale: number; softcap?: number }
+interface Head { product: StoredProduct; roundsInput?: string; bias?: string; biasFactor: number; scale: number; softcap?: number }
 
-/** The unembedding's weight, orientation, bias and scaling, from the unembedding to the logits. Throws Refusal. */
+/** The unembedding as a stored matrix, its bias and scaling, from the unembedding to the logits. Throws Refusal. */
 function readHead(index: GraphIndex, structure: DecoderStructure): Head {
   const { unembed, logits } = structure;
-  const weight = unembed.input[1];
-  if (!weight || index.dynamic.has(weight) || !index.dynamic.has(unembed.input[0])) {
-    throw new Refusal(`the head is a ${unembed.op_type} attribute cannot read as float weights (quantized?)`);
+  const product = storedProductAt(index, productOutput(index, unembed));
+  if (typeof product === 'string') throw new Refusal(`the head: ${product}`);
+  if (!product) throw new Refusal(`the head is a ${unembed.op_type} attribute cannot read as a product by stored weights`);
+  // A QuantizeLinear between the norm and a float head (QDQ form) rounds its input as q8's does.
+  let quantizes = false;
+  for (let t = product.input, n = index.producer.get(t); n && t !== structure.finalNormOutput; t = index.dynamicInputs(n)[0], n = index.producer.get(t)) {
+    quantizes ||= n.op_type === 'QuantizeLinear' || n.op_type === 'DynamicQuantizeLinear';
   }
-  let head: Head;
-  if (unembed.op_type === 'MatMul') {
-    head = { weight, vocabAxis: 1, biasFactor: 1, scale: 1 };
-  } else if (unembed.op_type === 'Gemm') {
-    const int = (name: string) => Number(unembed.attribute.find((a) => a.name === name)?.i ?? 0);
-    const float = (name: string) => Number(unembed.attribute.find((a) => a.name === name)?.f ?? 1);
-    if (int('transA') !== 0) throw new Refusal('the head Gemm transposes its input');
-    const alpha = float('alpha');
-    head = { weight, vocabAxis: int('transB') === 1 ? 0 : 1, bias: unembed.input[2] || undefined, biasFactor: float('beta'), scale: alpha };
-  } else {
-    throw new Refusal(`the head is a ${unembed.op_type}, not a float MatMul or Gemm (quantized weights)`);
-  }
+  const roundsInput = product.roundsInput ?? (quantizes ? 'quantizes its input (QuantizeLinear)' : undefined);
+  const head: Head = { product, roundsInput, bias: product.bias, biasFactor: product.biasFactor, scale: product.scale };
   // The ops from the head's product to the logits, in computation order.
   const chain: Node[] = [];
-  for (let name = logits, node = index.producer.get(name); node !== unembed; name = index.dynamicInputs(node)[0], node = index.producer.get(name)) {
+  for (let name = logits, node = index.producer.get(name); name !== product.output; name = index.dynamicInputs(node!)[0], node = index.producer.get(name)) {
     if (!node) throw new Refusal('the logits do not come from the head');
     chain.unshift(node);
   }
@@ -190,10 +189,9 @@ function readHead(index: GraphIndex, structure: DecoderStructure): Head {
  * norm's output (OPT's project_out), which the parts would have to go through first. Throws Refusal.
  */
 function checkHeadReadsNorm(index: GraphIndex, norm: FinalNorm, head: Head): void {
-  const dims = (name: string) => index.graph.initializer.find((t) => t.name === name)?.dims.map(Number);
-  const gain = dims(norm.gain), weight = dims(head.weight);
-  if (!gain || !weight) return;
-  const width = weight[head.vocabAxis === 1 ? 0 : 1];
+  const gain = index.graph.initializer.find((t) => t.name === norm.gain)?.dims.map(Number);
+  const width = head.product.dims?.[0];
+  if (!gain || width === undefined) return;
   if (width !== gain.reduce((a, b) => a * b, 1)) {
     throw new Refusal(`the head reads a ${width}-wide projection of the ${gain.reduce((a, b) => a * b, 1)}-wide final norm (OPT's project_out), which attribute does not carry the parts through`);
   }
@@ -262,7 +260,7 @@ function reaches(index: GraphIndex, from: string, stop: string, match: (n: Node)
   return false;
 }
 
-interface OutProjection { input: string; weight: string; rowAxis: 0 | 1; rows: number; width: number; bias?: string; biasFactor: number; scale: number }
+interface OutProjection { product: StoredProduct; rows: number; width: number; bias?: string; biasFactor: number; scale: number }
 
 // Ops of a norm: met between the output projection and the residual, they make the attention's
 // write a norm of the heads' sum (Gemma 2's and OLMo2's post-attention norms), not linear in it.
@@ -304,18 +302,15 @@ function readOutProjections(index: GraphIndex, attention: string[]): OutProjecti
         t = index.dynamicInputs(node)[0];
         continue;
       }
-      const weight = index.graph.initializer.find((w) => w.name === node.input[1] && w.dims.length === 2);
-      if (!weight || !index.dynamic.has(node.input[0])) break;
-      const [a, b] = weight.dims.map(Number);
-      if (node.op_type === 'MatMul') return { input: node.input[0], weight: weight.name, rowAxis: 0, rows: a, width: b, bias, biasFactor, scale };
-      if (node.op_type !== 'Gemm') break;
-      const int = (name: string) => Number(node.attribute.find((x) => x.name === name)?.i ?? 0);
-      const float = (name: string) => Number(node.attribute.find((x) => x.name === name)?.f ?? 1);
-      if (int('transA') !== 0 || float('alpha') !== 1 || (bias && node.input[2])) break;
-      if (node.input[2]) { bias = node.input[2]; biasFactor = float('beta') * scale; }
-      return int('transB') === 1
-        ? { input: node.input[0], weight: weight.name, rowAxis: 1, rows: b, width: a, bias, biasFactor, scale }
-        : { input: node.input[0], weight: weight.name, rowAxis: 0, rows: a, width: b, bias, biasFactor, scale };
+      const product = storedProductAt(index, t);
+      if (typeof product === 'string') throw new Refusal(`block ${l + 1}'s attention output projection: ${product}`);
+      if (!product || !product.dims || (bias && product.bias)) break;
+      if (product.roundsInput && !product.dequantizeInput) {
+        throw new Refusal(`block ${l + 1}'s attention output projection ${product.roundsInput}, which the graph does not show, so its heads' shares would not add up to what it writes`);
+      }
+      const [rows, width] = product.dims;
+      if (product.bias) { bias = product.bias; biasFactor = product.biasFactor * scale; }
+      return { product, rows, width, bias, biasFactor, scale: scale * product.scale };
     }
     if (normBehind(index, t)) throw new Refusal(`block ${l + 1}'s attention output goes through a norm before the residual (a post-attention norm), and a norm of the heads' sum is not the sum of the heads' parts`);
     throw new Refusal(`block ${l + 1}'s attention does not end in an output projection by a stored weight`);
@@ -368,9 +363,11 @@ export function attributionOutputs(index: GraphIndex, structure: DecoderStructur
   const axis = (i: number) => [{ name: 'axis', type: AttrType.INT, i }];
   const ids = ATTRIBUTION_IO.targetIds;
 
-  const gathered = node('Gather', [head.weight, ids], 'lens/attribution/rows', axis(head.vocabAxis));
-  const rows = head.vocabAxis === 0 ? gathered : node('Transpose', [gathered], 'lens/attribution/rows_t', [{ name: 'perm', type: AttrType.INTS, ints: [1, 0] }]);
-  toFloat(rows, ATTRIBUTION_IO.unembedRows);
+  const emit: Emitter = { node, floats, ints };
+  // The head's columns for the targets, [d, T], as the float matrix it multiplies by.
+  const columns = head.product.block(emit, 'lens/attribution/unembed_', ids);
+  node('Transpose', [columns], ATTRIBUTION_IO.unembedRows, [{ name: 'perm', type: AttrType.INTS, ints: [1, 0] }]);
+  node('Identity', [floats('lens/attribution/head_rounds', [head.roundsInput ? 1 : 0])], ATTRIBUTION_IO.headRounds);
   if (head.bias) {
     const flat = node('Reshape', [head.bias, ints('lens/attribution/flat', [-1])], 'lens/attribution/bias_flat');
     const picked = toFloat(node('Gather', [flat, ids], 'lens/attribution/bias_rows', axis(0)), 'lens/attribution/bias_float');
@@ -386,7 +383,7 @@ export function attributionOutputs(index: GraphIndex, structure: DecoderStructur
   node('Identity', [floats('lens/attribution/norm_shape', [norm.epsilon, norm.centred ? 1 : 0])], ATTRIBUTION_IO.normShape);
 
   const inputs: ValueInfo[] = [{ name: ids, type: { tensor_type: { elem_type: DataType.INT64, shape: { dim: [{ dim_param: 'lens_targets' }] } } } }];
-  const outputNames: string[] = [ATTRIBUTION_IO.unembedRows, ATTRIBUTION_IO.headBias, ATTRIBUTION_IO.headScale, ATTRIBUTION_IO.headSoftcap, ATTRIBUTION_IO.normGain, ...(norm.bias ? [ATTRIBUTION_IO.normBias] : []), ATTRIBUTION_IO.normShape];
+  const outputNames: string[] = [ATTRIBUTION_IO.unembedRows, ATTRIBUTION_IO.headRounds, ATTRIBUTION_IO.headBias, ATTRIBUTION_IO.headScale, ATTRIBUTION_IO.headSoftcap, ATTRIBUTION_IO.normGain, ...(norm.bias ? [ATTRIBUTION_IO.normBias] : []), ATTRIBUTION_IO.normShape];
   if (branches.length > 0) {
     const positions = ATTRIBUTION_IO.branchPositions;
     inputs.push({ name: positions, type: { tensor_type: { elem_type: DataType.INT64, shape: { dim: [{ dim_param: 'lens_branch_positions' }] } } } });
@@ -407,16 +404,16 @@ export function attributionOutputs(index: GraphIndex, structure: DecoderStructur
     const positions = ATTRIBUTION_IO.headPositions, rowCount = ATTRIBUTION_IO.headRowCount;
     const int64Input = (name: string, dim: string): ValueInfo => ({ name, type: { tensor_type: { elem_type: DataType.INT64, shape: { dim: [{ dim_param: dim }] } } } });
     inputs.push(int64Input(positions, 'lens_head_positions'), int64Input(rowCount, 'lens_head_row_count'));
-    const zero = ints('lens/attribution/head_zero', [0]);
     const inputsPicked: string[] = [], weights: string[] = [], biases: string[] = [];
     projections.forEach((proj, l) => {
       const name = (what: string) => `lens/attribution/head_${l + 1}_${what}`;
       // Batch 1: row t of z as [B·T, K] is position t.
-      const rows = node('Reshape', [proj.input, ints(name('shape'), [-1, proj.rows])], name('z_rows'));
-      inputsPicked.push(toFloat(node('Gather', [rows, positions], name('z'), axis(0)), name('z_float')));
-      const sliced = node('Slice', [proj.weight, zero, rowCount, ints(name('axis'), [proj.rowAxis])], name('w'));
-      const oriented = proj.rowAxis === 0 ? sliced : node('Transpose', [sliced], name('w_t'), [{ name: 'perm', type: AttrType.INTS, ints: [1, 0] }]);
-      const floatWeights = toFloat(oriented, name('w_float'));
+      const rows = node('Reshape', [proj.product.input, ints(name('shape'), [-1, proj.rows])], name('z_rows'));
+      const picked = node('Gather', [rows, positions], name('z'), axis(0));
+      // quantize_dynamic's projection multiplies the quantized z: its heads' shares are those of z̃.
+      inputsPicked.push(proj.product.dequantizeInput ? proj.product.dequantizeInput(emit, name(''), picked) : toFloat(picked, name('z_float')));
+      // [K', N]: all K rows when asked (rowCount), none otherwise.
+      const floatWeights = proj.product.block(emit, name('w_'), undefined, rowCount);
       weights.push(proj.scale === 1 ? floatWeights : node('Mul', [floatWeights, floats(name('scale'), [proj.scale])], name('w_scaled')));
       const bias = proj.bias
         ? node('Mul', [toFloat(node('Reshape', [proj.bias, ints(name('bias_shape'), [1, -1])], name('bias_row')), name('bias_float')), floats(name('bias_factor'), [proj.biasFactor])], name('bias'))

@@ -466,7 +466,7 @@ export function addLensOutputs(model: Model, layers: number, isTransposeOf?: Tra
     }
   }
 
-  // Direct logit attribution's outputs (none when the head or norm is not float weights it can read).
+  // Direct logit attribution's outputs (none when the head or norm is not something it can read).
   const attribution = attributionOutputs(index, structure, structure.mids === undefined);
   const extra = 'refused' in attribution ? { nodes: [], initializers: [], inputs: [], outputs: [] } : attribution;
 

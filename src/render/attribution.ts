@@ -36,7 +36,9 @@ export function explainedLine(record: AttributionRecord): string {
     ? `logit(${quoteToken(record.target.text)}) − logit(${quoteToken(record.versus.text)})`
     : `logit(${quoteToken(record.target.text)})`;
   const capped = record.softcap ? ` before the softcap ${record.softcap}` : '';
-  return `${what}${capped} = ${signed(record.value)} (the model's own) · sum of the parts ${signed(partsSum(record.parts))}`;
+  // A head that quantizes its input (q8) is not linear in the parts: the gap is its rounding.
+  const rounding = record.quantized_head ? ` · ${signed(record.quantized_head.difference)} from the head quantizing its input` : '';
+  return `${what}${capped} = ${signed(record.value)} (the model's own) · sum of the parts ${signed(partsSum(record.parts))}${rounding}`;
 }
 
 /** The attribution table of one record, with its header, the explained value and the legend. */

@@ -16,7 +16,7 @@ import { assertClose } from '../helpers.js';
  * adding. x86-64 with AVX2 or AVX512 but no VNNI uses vpmaddubsw, which adds each pair of products in a
  * saturating int16 (255·127·2 > 32767). u8·u8 (uint8 weights) widens to int16 first everywhere: exact.
  */
-function exactU8S8(): boolean {
+export function exactU8S8(): boolean {
   if (arch() !== 'x64') return true;
   try {
     return /\b(avx512_vnni|avx_vnni)\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));

@@ -7,7 +7,7 @@ import type { Gpt2Weights } from '../fixtures/gpt2.js';
 import { VOCAB } from '../fixtures/gpt2.js';
 import { transpose, type DecoderWeights, type Linear } from '../fixtures/llama.js';
 import { GENAI_FORMS } from '../fixtures/genai.js';
-import { BNB4_CODES, floatToHalfBits, quantizeBlockwise4, quantizeBnb4, quantizePerTensor, type Bnb4Type, type WeightType } from '../fixtures/variants.js';
+import { BNB4, BNB4_CODES, floatToHalfBits, quantizeBlockwise4, quantizeBnb4, quantizePerTensor, type Bnb4Type, type WeightType } from '../fixtures/variants.js';
 
 /** The value of IEEE half bits `h`. */
 function halfToFloat(h: number): number {
@@ -180,4 +180,14 @@ export function variantTolerance(dtype: StoredDtype, layer: number, x: ArrayLike
   if (dtype === 'fp16' || dtype === 'q4f16') return (2 + 2 * layer) * HALF_ROUNDOFF * products + float32;
   if (dtype === 'q8' || dtype === 'uint8') return (1 + layer) * quantStep + float32;
   throw new Error(`no tolerance for ${dtype as string}`);
+}
+
+/** decoderAsStored's bnb4 weights with FP4 codes. */
+export function fp4Stored(w: DecoderWeights): DecoderWeights {
+  const lin = <T extends { w: Float32Array; out: number; in: number } | undefined>(l: T): T => (l && { ...l, w: bnb4RoundTrip(l.w, l.out, l.in, BNB4.FP4) }) as T;
+  return {
+    ...w,
+    blocks: w.blocks.map((b) => ({ ...b, q: lin(b.q), k: lin(b.k), v: lin(b.v), o: lin(b.o), gate: lin(b.gate), up: lin(b.up), down: lin(b.down) })),
+    lmHead: bnb4RoundTrip(w.lmHead ?? w.embed, w.config.vocab, w.config.d, BNB4.FP4),
+  };
 }

@@ -15,7 +15,7 @@ import { referenceDecoderForward } from '../reference/llama.js';
 import { referenceLens } from '../reference/gpt2.js';
 import { assertClose, cleanEnv, scratchDir } from '../helpers.js';
 import { assertVariantLayers, ownLogits } from './lens-check.js';
-import { bnb4RoundTrip, decoderAsStored } from './stored-weights.js';
+import { decoderAsStored, fp4Stored } from './stored-weights.js';
 
 const env = cleanEnv({ LENS_CACHE: scratchDir('variants-bnb4-cache') });
 const root = scratchDir('variants-bnb4');
@@ -66,14 +66,4 @@ for (const [family, type] of [['llama', BNB4.NF4], ['qwen2', BNB4.NF4], ['llama'
       await model.dispose();
     }
   });
-}
-
-/** decoderAsStored's bnb4 weights with FP4 codes. */
-function fp4Stored(w: ReturnType<typeof writeDecoderFixture>): ReturnType<typeof writeDecoderFixture> {
-  const lin = <T extends { w: Float32Array; out: number; in: number } | undefined>(l: T): T => (l && { ...l, w: bnb4RoundTrip(l.w, l.out, l.in, BNB4.FP4) }) as T;
-  return {
-    ...w,
-    blocks: w.blocks.map((b) => ({ ...b, q: lin(b.q), k: lin(b.k), v: lin(b.v), o: lin(b.o), gate: lin(b.gate), up: lin(b.up), down: lin(b.down) })),
-    lmHead: bnb4RoundTrip(w.lmHead ?? w.embed, w.config.vocab, w.config.d, BNB4.FP4),
-  };
 }

@@ -83,6 +83,18 @@ export function rotary(x: Vec, pos: number, rot: number, theta: number, interlea
 export interface DecoderArithmetic {
   embedRow(id: number): Vec;
   linear(lin: Linear, xs: Vec[]): Vec[];
+  /**
+   * Each head's share of the output projection `lin` applied to every position, [T][H][out], no bias:
+   * by default the columns h·hd … of its weight on that head's slice of the input.
+   */
+  headShares?(lin: Linear, xs: Vec[], heads: number): Vec[][];
+}
+
+/** Head h's share of `lin` on x: the columns h·size … (h+1)·size of its [out, in] weight times x's slice, no bias. */
+export function headShare(lin: Linear, x: ArrayLike<number>, h: number, size: number): Vec {
+  const out = new Float64Array(lin.out);
+  for (let o = 0; o < lin.out; o++) for (let i = h * size; i < (h + 1) * size; i++) out[o] += lin.w[o * lin.in + i] * x[i];
+  return out;
 }
 
 /** Float64 throughout, from the float32 weights. */
@@ -209,11 +221,8 @@ export function referenceDecoderForward(w: DecoderWeights, ids: number[], arithm
     attnOut.push(attn);
     // Head h: the columns h·hd … of o_proj's [out, in] weight, applied to its slice of the context alone,
     // then Granite's residual multiplier (a post-attention norm has no per-head share: not linear).
-    headOut.push(ctx.map((v) => Array.from({ length: heads }, (_, h) => {
-      const out = new Float64Array(d);
-      for (let o = 0; o < d; o++) for (let i = h * hd; i < (h + 1) * hd; i++) out[o] += b.o.w[o * b.o.in + i] * v[i];
-      return toResidual(out);
-    })));
+    const shares = arithmetic.headShares?.(b.o, ctx, heads) ?? ctx.map((v) => Array.from({ length: heads }, (_, h) => headShare(b.o, v, h, hd)));
+    headOut.push(shares.map((perHead) => perHead.map(toResidual)));
     attnBias.push(toResidual(b.o.b ? Float64Array.from(b.o.b) : new Float64Array(d)));
     if (t.parallel) {
       const m = mlp(x.map((v) => norm(v, t.sharedNorm ? b.ln1 : b.ln2)));

@@ -8,8 +8,8 @@
 // saturating int16), to show what such a CPU computes. Used only by the tests.
 import { quantizePerTensor, type WeightType } from '../fixtures/variants.js';
 import type { DecoderWeights, Linear } from '../fixtures/llama.js';
-import { afterHead, referenceDecoderForward, type DecoderArithmetic } from './llama.js';
-import type { ReferenceResult } from './gpt2.js';
+import { afterHead, headShare, referenceDecoderForward, type DecoderArithmetic } from './llama.js';
+import type { AttributionReference } from './gpt2.js';
 
 type Vec = Float64Array;
 
@@ -25,7 +25,7 @@ export interface Q8Options {
   pairSaturation?: boolean;
 }
 
-export interface Q8ReferenceResult extends ReferenceResult {
+export interface Q8ReferenceResult extends AttributionReference {
   /** The model's own logits [T][V]: the head's input quantized with one scale for all T positions. */
   ownLogits: Vec[];
   /**
@@ -153,6 +153,13 @@ export function referenceQ8DecoderForward(w: DecoderWeights, ids: number[], opti
   const arithmetic: DecoderArithmetic = {
     embedRow: (id) => Float64Array.from({ length: d }, (_, i) => (table.q[id * d + i] - table.zeroPoint) * table.scale),
     linear: (lin: Linear, xs: Vec[]) => quantizedProduct(xs, weightOf(lin.w, lin.out, lin.in, true), lin.b, saturate),
+    // The projection multiplies the whole sequence's quantized input: each head's share is its slice of that.
+    headShares: (lin: Linear, xs: Vec[], heads: number) => {
+      const weight = weightOf(lin.w, lin.out, lin.in, true);
+      const { q, scale, zeroPoint } = dynamicQuantize(xs);
+      const dequantized = { ...lin, w: Float32Array.from({ length: lin.out * lin.in }, (_, k) => (weight.q[(k % lin.in) * weight.out + Math.floor(k / lin.in)] - weight.zeroPoint) * weight.scale) };
+      return q.map((row) => Array.from({ length: heads }, (_, h) => headShare(dequantized, Float64Array.from(row, (v) => (v - zeroPoint) * scale), h, lin.in / heads)));
+    },
   };
   const ref = referenceDecoderForward(w, ids, arithmetic);
   const head = weightOf(w.lmHead ?? w.embed, vocab, d, true);
