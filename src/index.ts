@@ -269,7 +269,7 @@ export async function openLens(options: OpenOptions = {}): Promise<Lens> {
       }
     },
     info() {
-      return enqueue(undefined, async () => (await import('./model/inspect.js')).inspectModel(model, load));
+      return enqueue(undefined, async () => (await import('./model/inspect.js')).inspectResolved(analyzer.model.source));
     },
     async close() {
       if (closed) return;

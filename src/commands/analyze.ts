@@ -8,6 +8,7 @@ import type { Dtype } from '../model/paths.js';
 import type { LensModel, LensRun } from '../model/runtime.js';
 import { palette } from '../render/style.js';
 import type { View } from '../render/view.js';
+import type { TunedLens } from '../tuned/lens-dir.js';
 
 /** A target as the user gave it: a text (all its tokens) or a token id. */
 export type TargetSpec = { text: string } | { id: number };
@@ -95,9 +96,14 @@ export interface Analyzer {
 export async function openAnalyzer(options: Omit<AnalyzeOptions, keyof RunRequest>): Promise<Analyzer> {
   // The runtime pulls in transformers.js and onnxruntime: load it only when a command runs.
   const { loadLensModel } = await import('../model/runtime.js');
-  // The lens's files are read before the model loads, so that a bad file fails fast.
-  const tuned = options.lens === 'tuned' ? await loadTunedLens(options) : undefined;
-  const model = await loadLensModel(options.model, options);
+  const { resolveModel } = await import('../model/hub.js');
+  const hub = options.lens === 'tuned' ? await import('../model/tuned-hub.js') : undefined;
+  // A lens given by --tuned-lens is read before the model is resolved, so that a bad file fails fast;
+  // without one, the Space's lens is looked up under the names the resolved model suggests.
+  let tuned = hub && options.tunedLens !== undefined ? await hub.loadTunedLens(options.tunedLens, options) : undefined;
+  const source = await resolveModel(options.model, options);
+  if (hub && !tuned) tuned = await hub.findTunedLensFor(source, options);
+  const model = await loadLensModel(source, options);
   try {
     if (tuned) (await import('../tuned/lens-dir.js')).checkLensFits(tuned, model);
   } catch (error) {
@@ -113,9 +119,7 @@ export async function openAnalyzer(options: Omit<AnalyzeOptions, keyof RunReques
   };
 }
 
-type TunedLensValues = Awaited<ReturnType<typeof loadTunedLens>>;
-
-function planRuns(model: LensModel, tuned: TunedLensValues | undefined, options: RunRequest, checkpoint: () => void = () => {}): (prompt: string) => Promise<PromptResult> {
+function planRuns(model: LensModel, tuned: TunedLens | undefined, options: RunRequest, checkpoint: () => void = () => {}): (prompt: string) => Promise<PromptResult> {
   if (tuned && options.raw) throw usageError('--raw and --lens tuned do not go together', 'the tuned lens always ends with the final norm');
   if (tuned && options.sublayers) throw usageError('--sublayers and --lens tuned do not go together', 'a tuned lens has translators for the block outputs only');
   if (options.sublayers && !model.midSites) {
@@ -191,11 +195,6 @@ export async function* analyzePrompts(prompts: AsyncIterable<string> | Iterable<
 }
 
 /** The tuned lens `options` name. Throws UserError. */
-async function loadTunedLens(options: Omit<AnalyzeOptions, keyof RunRequest>) {
-  const hub = await import('../model/tuned-hub.js');
-  // Without --tuned-lens the Space's lens is looked up under the names the model suggests.
-  return options.tunedLens === undefined ? hub.findTunedLensFor(options.model, options) : hub.loadTunedLens(options.tunedLens, options);
-}
 
 /** Runs the lens on each prompt in turn, yielding one record per prompt per position. Throws UserError on bad input. */
 export async function* analyze(prompts: AsyncIterable<string> | Iterable<string>, options: AnalyzeOptions): AsyncGenerator<LensRecord> {
