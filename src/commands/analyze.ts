@@ -43,6 +43,8 @@ export interface AnalyzeOptions {
   onPrepare?: () => void;
   /** Prompts come in a batch (--file): favour per-prompt speed over load time. */
   batch?: boolean;
+  /** Cancels the model's download under way (the library's openLens signal). */
+  signal?: AbortSignal;
   /** Most lens logits (sites × positions × vocabulary) one forward may return; more positions take more forwards. */
   logitsBudget?: number;
 }
@@ -89,6 +91,8 @@ export interface Analyzer {
   plan(request: RunRequest, checkpoint?: () => void, lens?: 'logit' | 'tuned'): (prompt: string) => Promise<PromptResult>;
   /** Whether a tuned lens is loaded: plan reads through it unless asked for the logit lens. */
   tuned: boolean;
+  /** The tuned lens loaded, fitted to the model (undefined without one). */
+  tunedLens?: TunedLens;
   dispose(): Promise<void>;
 }
 
@@ -111,7 +115,7 @@ export async function openAnalyzer(options: Omit<AnalyzeOptions, keyof RunReques
     throw error;
   }
   return {
-    model, tuned: tuned !== undefined, dispose: () => model.dispose(),
+    model, tuned: tuned !== undefined, tunedLens: tuned, dispose: () => model.dispose(),
     plan: (request, checkpoint, lens) => {
       if (lens === 'tuned' && !tuned) throw usageError('the tuned lens is not loaded', 'open the model with --lens tuned --tuned-lens DIR|NAME');
       return planRuns(model, lens === 'logit' ? undefined : tuned, request, checkpoint);

@@ -20,6 +20,8 @@ export interface ResolveOptions {
   /** The hub revision (branch, tag or commit) of a repo id; default main. */
   revision?: string;
   env?: NodeJS.ProcessEnv;
+  /** Cancels a download under way (the files so far are kept to resume). */
+  signal?: AbortSignal;
   /** Called as a file arrives, with its bytes on disk, its size and the whole download's; absent when progress is not shown. */
   progress?: (done: number, total: number | undefined, file: string, overall?: { done: number; total?: number }) => void;
 }
@@ -174,8 +176,8 @@ async function download(repo: string, revision: string, dir: string, options: Re
     if (!holdDirectory(dir)) throw new UserError(`the cache directory ${dir} is being removed by another lens process`, 'run the command again');
   }
   const marker = readMarker(dir);
-  const settings = transferSettings(env);
-  const { stallMs, headers } = settings;
+  const settings = { ...transferSettings(env), signal: options.signal };
+  const { stallMs, headers, signal } = settings;
   let overallDone = 0;
   const fetchFiles = async (files: string[]) => {
     const wanted = files.filter((file) => !haveFile(dir, marker, file));
@@ -183,7 +185,7 @@ async function download(repo: string, revision: string, dir: string, options: Re
     const published: PublishedFile[] = [];
     for (const file of wanted) {
       removeStaleTemporaries(dirname(join(dir, file)));
-      published.push(await publishedFile(file, `${hubEndpoint(env)}/${repo}/resolve/${encodeURIComponent(revision)}/${file}`, { headers, stallMs }));
+      published.push(await publishedFile(file, `${hubEndpoint(env)}/${repo}/resolve/${encodeURIComponent(revision)}/${file}`, { headers, stallMs, signal }));
     }
     const overallTotal = published.every((p) => p.size !== undefined) ? published.reduce((sum, p) => sum + p.size!, overallDone) : undefined;
     for (const item of published) {
