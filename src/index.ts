@@ -62,7 +62,7 @@ export interface OpenOptions {
   offline?: boolean;
   /** lens's cache directory (default: $LENS_CACHE, else ~/.cache/lens). */
   cacheDir?: string;
-  /** Cancels the opening (E_ABORTED), a download under way included (its files so far are kept to resume). */
+  /** Cancels the opening (E_ABORTED), a download under way included (the model's or the tuned lens's; its files so far are kept to resume). */
   signal?: AbortSignal;
   onProgress?: (progress: LensProgress) => void;
   /** Many runs will follow: spend load time on packed weights for faster runs (the CLI's --file). */
@@ -141,8 +141,8 @@ export interface Lens {
    * in a file (equal to the last bit when opened with `batch: true`, as eval loads). Rejects with LensError.
    */
   evaluate(text: string, options?: EvaluateOptions): Promise<EvalResult>;
-  /** What `lens inspect --json` shows for the model. Rejects with LensError. */
-  info(): Promise<Inspection>;
+  /** What `lens inspect --json` shows for the model; `signal` cancels it while queued (E_ABORTED). Rejects with LensError. */
+  info(options?: { signal?: AbortSignal }): Promise<Inspection>;
   /** Waits for the calls under way, then frees the model; later calls reject with E_CLOSED. */
   close(): Promise<void>;
 }
@@ -299,8 +299,8 @@ export async function openLens(options: OpenOptions = {}): Promise<Lens> {
         return Promise.reject(toLensError(error));
       }
     },
-    info() {
-      return enqueue(undefined, async () => (await import('./model/inspect.js')).inspectResolved(analyzer.model.source));
+    info(infoOptions = {}) {
+      return enqueue(infoOptions.signal, async () => (await import('./model/inspect.js')).inspectResolved(analyzer.model.source));
     },
     async close() {
       if (closed) return;

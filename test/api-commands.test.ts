@@ -71,6 +71,7 @@ test('lens.evaluate equals lens eval --json, with the tuned lens opened and with
     const cancelled = new AbortController();
     cancelled.abort();
     await assert.rejects(logitOnly.evaluate(text, { signal: cancelled.signal }), (e: unknown) => e instanceof LensError && e.code === 'E_ABORTED');
+    await assert.rejects(logitOnly.info({ signal: cancelled.signal }), (e: unknown) => e instanceof LensError && e.code === 'E_ABORTED');
   } finally {
     await logitOnly.close();
   }
@@ -99,16 +100,22 @@ test("openLens's signal cancels a download under way: E_ABORTED, not the stall t
   const hub = await startHub();
   try {
     hub.repos.set('tiny/stalling', MODEL);
-    // Half the graph, then silence: only the signal can end the wait before the 30 s stall time.
+    // Half the graph, then silence, with a stall time of an hour: only the signal can end the wait.
     hub.faults.set('onnx/model.onnx', 'stall');
     const controller = new AbortController();
     const files: string[] = [];
     const opening = openLens({
       model: 'tiny/stalling', offline: false, signal: controller.signal,
-      env: cleanEnv({ LENS_CACHE: scratchDir('api-abort-cache'), HF_ENDPOINT: hub.url, LENS_STALL_TIMEOUT_MS: '30000' }),
+      env: cleanEnv({ LENS_CACHE: scratchDir('api-abort-cache'), HF_ENDPOINT: hub.url, LENS_STALL_TIMEOUT_MS: String(3600_000) }),
       onProgress: (p) => { if (p.phase === 'download' && p.done > 0 && !files.includes(p.file)) { files.push(p.file); if (p.file === 'onnx/model.onnx') controller.abort(); } },
     });
+    // A hang guard, not a speed check: uncancelled, the download would wait out the hour; the guard
+    // closes the hub's connections after two minutes so that the test fails instead of hanging.
+    let guardFired = false;
+    const guard = setTimeout(() => { guardFired = true; void hub.close(); }, 120_000);
     await assert.rejects(opening, (error: unknown) => error instanceof LensError && error.code === 'E_ABORTED');
+    clearTimeout(guard);
+    assert.equal(guardFired, false, 'the download went on after the signal');
     assert.ok(files.includes('onnx/model.onnx'), `the graph's download had begun: ${files.join(', ')}`);
   } finally {
     await hub.close();

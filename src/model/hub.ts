@@ -213,9 +213,9 @@ function transferSettings(env: NodeJS.ProcessEnv): { stallMs: number; headers: R
   return { stallMs, headers, connections, parallelMinBytes };
 }
 
-/** Downloads one file to `dest`, resumable and verified as a model's files are; returns its size. Throws UserError. */
-export async function downloadFile(url: string, dest: string, env: NodeJS.ProcessEnv, progress: ResolveOptions['progress'], file: string): Promise<number> {
-  const settings = transferSettings(env);
+/** Downloads one file to `dest`, resumable and verified as a model's files are (`signal` cancels it); returns its size. Throws UserError. */
+export async function downloadFile(url: string, dest: string, env: NodeJS.ProcessEnv, progress: ResolveOptions['progress'], file: string, signal?: AbortSignal): Promise<number> {
+  const settings = { ...transferSettings(env), signal };
   removeStaleTemporaries(dirname(dest));
   const published = await publishedFile(file, url, settings);
   const onBytes = progress && ((done: number, total: number | undefined) => progress(done, total, file, { done, total }));

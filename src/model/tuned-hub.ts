@@ -32,7 +32,7 @@ function complete(dir: string): boolean {
  * $LENS_CACHE/tuned-lens/<name> ($HF_ENDPOINT, HF_TOKEN and offline mode as for models). A download
  * that does not read as a lens is removed, not cached. Throws UserError.
  */
-export async function loadTunedLens(src: string, options: Pick<ResolveOptions, 'offline' | 'env' | 'progress'>): Promise<TunedLens> {
+export async function loadTunedLens(src: string, options: Pick<ResolveOptions, 'offline' | 'env' | 'progress' | 'signal'>): Promise<TunedLens> {
   if (looksLikePath(src)) return readTunedLensDir(src);
   if (!LENS_NAME.test(src) || src.split('/').some((part) => part.startsWith('.'))) {
     throw new UserError(`--tuned-lens ${JSON.stringify(src)} is neither a directory nor a lens name`, 'give a directory, or a name like gpt2 from the tuned-lens Space', 2);
@@ -46,8 +46,8 @@ export async function loadTunedLens(src: string, options: Pick<ResolveOptions, '
   return lens;
 }
 
-/** Where and how a lens of the Space is fetched: lens's cache root, the environment (hub address, token), offline mode, progress. */
-interface SpaceOptions { cacheRoot: string; env: NodeJS.ProcessEnv; offline: boolean; progress?: ResolveOptions['progress'] }
+/** Where and how a lens of the Space is fetched: lens's cache root, the environment (hub address, token), offline mode, progress, cancellation. */
+interface SpaceOptions { cacheRoot: string; env: NodeJS.ProcessEnv; offline: boolean; progress?: ResolveOptions['progress']; signal?: AbortSignal }
 
 /**
  * The tuned lens of the Space folder `name`, from the cache or downloaded into
@@ -64,7 +64,7 @@ async function spaceLens(name: string, options: SpaceOptions): Promise<TunedLens
   const sizes: Record<string, number> = {};
   try {
     for (const file of LENS_FILES) {
-      sizes[file] = await downloadFile(`${hubEndpoint(env)}/${TUNED_LENS_SPACE}/resolve/main/lens/${name}/${file}`, join(dir, file), env, options.progress, `lens/${name}/${file}`);
+      sizes[file] = await downloadFile(`${hubEndpoint(env)}/${TUNED_LENS_SPACE}/resolve/main/lens/${name}/${file}`, join(dir, file), env, options.progress, `lens/${name}/${file}`, options.signal);
     }
     const lens = readTunedLensDir(dir);
     writeAtomically(join(dir, COMPLETE_MARKER), JSON.stringify(sizes));
@@ -85,13 +85,13 @@ async function spaceLens(name: string, options: SpaceOptions): Promise<TunedLens
  * published wins; fetched under the model's cache root and environment. Throws a UserError listing
  * the names tried when none is published.
  */
-export async function findTunedLensFor(model: ResolvedModel, options: Pick<ResolveOptions, 'offline' | 'progress'>): Promise<TunedLens> {
+export async function findTunedLensFor(model: ResolvedModel, options: Pick<ResolveOptions, 'offline' | 'progress' | 'signal'>): Promise<TunedLens> {
   const modelSpec = model.id;
   const nameOrPath = typeof model.config._name_or_path === 'string' ? model.config._name_or_path : undefined;
   const names = tunedLensNameCandidates([modelSpec, nameOrPath]);
   const offline: string[] = [];
   for (const name of names) {
-    const lens = await spaceLens(name, { cacheRoot: model.cacheRoot, env: model.env, offline: options.offline, progress: options.progress });
+    const lens = await spaceLens(name, { cacheRoot: model.cacheRoot, env: model.env, offline: options.offline, progress: options.progress, signal: options.signal });
     if (lens === 'offline') offline.push(name);
     else if (lens !== 'not published') return lens;
   }
