@@ -198,8 +198,6 @@ export async function* analyzePrompts(prompts: AsyncIterable<string> | Iterable<
   }
 }
 
-/** The tuned lens `options` name. Throws UserError. */
-
 /** Runs the lens on each prompt in turn, yielding one record per prompt per position. Throws UserError on bad input. */
 export async function* analyze(prompts: AsyncIterable<string> | Iterable<string>, options: AnalyzeOptions): AsyncGenerator<LensRecord> {
   for await (const result of analyzePrompts(prompts, options)) yield* result.records;
