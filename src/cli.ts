@@ -307,7 +307,7 @@ export function buildProgram(): Command {
     .option('--host <address>', 'address to listen on; other than 127.0.0.1 exposes the models to the network', '127.0.0.1')
     .option('--port <n>', 'port to listen on (0: a free one)', integer(0, '--port'), 8080)
     .option('--queue <n>', 'requests that may wait behind the running one before more are refused (503)', integer(0, '--queue'), 16)
-    .addOption(new Option('--lens <lens>', 'tuned: also load --tuned-lens for every model (the page opens on it and toggles to the logit lens); default: tuned with --tuned-lens, else logit').choices(['logit', 'tuned']))
+    .addOption(new Option('--lens <lens>', 'tuned: also load --tuned-lens (without it, the Space\'s lens of each model) for every model (the page opens on it and toggles to the logit lens); default: tuned with --tuned-lens, else logit').choices(['logit', 'tuned']))
     .option('--tuned-lens <dir|name>', 'the tuned lens for --lens tuned: a directory, or a lens name in the tuned-lens Space')
     .option('--offline', 'never touch the network (also HF_HUB_OFFLINE=1)')
     .option('--verbose', 'show stack traces of internal errors')

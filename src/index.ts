@@ -5,6 +5,7 @@ import type { Analyzer, TargetSpec } from './commands/analyze.js';
 import { checkTargetCount, COMMAND_RUNS, type CommandName } from './commands/runs.js';
 import type { LensRecord } from './lens/record.js';
 import type { AttributionRecord } from './lens/attribution.js';
+import type { EvalResult } from './commands/eval.js';
 import { IndexSpecError, parseIndexSpec, selectLayers, thinLayers, type IndexSpec } from './lens/spec.js';
 import type { Inspection } from './model/inspect.js';
 import { DTYPE_SUFFIX, offlineFromEnv, type Dtype } from './model/paths.js';
@@ -12,6 +13,8 @@ import { DTYPE_SUFFIX, offlineFromEnv, type Dtype } from './model/paths.js';
 export type { LensRecord, LayerRecord, TargetEntry, TopEntry, PieceEntry, TokenInfo, Site } from './lens/record.js';
 export type { Inspection } from './model/inspect.js';
 export type { AttributionRecord } from './lens/attribution.js';
+export type { EvalResult } from './commands/eval.js';
+export type { EvalLayer } from './lens/eval.js';
 export type { Dtype } from './model/paths.js';
 export type { CommandName } from './commands/runs.js';
 export { entropyByLayer, klToFinalByLayer, commitmentLayer, logitDiffByLayer, nextTokenCrossEntropyByLayer, type LayerValue, type TargetRef } from './lens/trajectory.js';
@@ -59,7 +62,7 @@ export interface OpenOptions {
   offline?: boolean;
   /** lens's cache directory (default: $LENS_CACHE, else ~/.cache/lens). */
   cacheDir?: string;
-  /** Cancels the opening (E_ABORTED). */
+  /** Cancels the opening (E_ABORTED), a download under way included (the model's or the tuned lens's; its files so far are kept to resume). */
   signal?: AbortSignal;
   onProgress?: (progress: LensProgress) => void;
   /** Many runs will follow: spend load time on packed weights for faster runs (the CLI's --file). */
@@ -108,6 +111,15 @@ export interface AttributeOptions {
   signal?: AbortSignal;
 }
 
+export interface EvaluateOptions {
+  /** Read at most this many tokens of the text (the CLI's --max-tokens). */
+  maxTokens?: number;
+  /** Tokens done of the total, after each forward. */
+  onProgress?: (done: number, total: number) => void;
+  /** Cancels the call, queued or running (E_ABORTED). */
+  signal?: AbortSignal;
+}
+
 /** A model opened for the lens. Calls run one at a time, in the order they were made. */
 export interface Lens {
   /** The model as named when opened. */
@@ -123,8 +135,14 @@ export interface Lens {
   readonly tuned: boolean;
   /** Direct logit attribution: one record per prompt and position, the records `lens attribute --json` prints. Rejects with LensError. */
   attribute(prompts: string | string[], options?: AttributeOptions): Promise<AttributionRecord[]>;
-  /** What `lens inspect --json` shows for the model. Rejects with LensError. */
-  info(): Promise<Inspection>;
+  /**
+   * The logit lens over a text (and the tuned lens, when one was opened): per layer the mean KL to the
+   * final layer, cross-entropy and entropy in nats, what `lens eval --json` prints for the same text
+   * in a file (equal to the last bit when opened with `batch: true`, as eval loads). Rejects with LensError.
+   */
+  evaluate(text: string, options?: EvaluateOptions): Promise<EvalResult>;
+  /** What `lens inspect --json` shows for the model; `signal` cancels it while queued (E_ABORTED). Rejects with LensError. */
+  info(options?: { signal?: AbortSignal }): Promise<Inspection>;
   /** Waits for the calls under way, then frees the model; later calls reject with E_CLOSED. */
   close(): Promise<void>;
 }
@@ -189,12 +207,13 @@ export async function openLens(options: OpenOptions = {}): Promise<Lens> {
   try {
     const { openAnalyzer } = await import('./commands/analyze.js');
     analyzer = await openAnalyzer({
-      ...load, batch: options.batch, warn: () => {}, lens: options.lens, tunedLens: options.tunedLens,
+      ...load, batch: options.batch, warn: () => {}, lens: options.lens, tunedLens: options.tunedLens, signal: options.signal,
       progress: onProgress && ((done, total, file) => onProgress({ phase: 'download', file, done, total })),
       onPrepare: onProgress && (() => onProgress({ phase: 'prepare' })),
     });
   } catch (error) {
-    throw toLensError(error);
+    // A download cancelled by the signal fails as an interrupted download: it is reported as the cancellation.
+    throw aborted(options.signal) ?? toLensError(error);
   }
   const late = aborted(options.signal);
   if (late) { await analyzer.dispose(); throw late; }
@@ -268,8 +287,20 @@ export async function openLens(options: OpenOptions = {}): Promise<Lens> {
         return Promise.reject(toLensError(error));
       }
     },
-    info() {
-      return enqueue(undefined, async () => (await import('./model/inspect.js')).inspectModel(model, load));
+    evaluate(text, evaluateOptions = {}) {
+      try {
+        if (typeof text !== 'string') throw usage('give the text to evaluate as a string');
+        const { maxTokens, onProgress } = evaluateOptions;
+        if (maxTokens !== undefined && (!Number.isSafeInteger(maxTokens) || maxTokens < 2)) throw usage('--max-tokens must be at least 2.');
+        return enqueue(evaluateOptions.signal, async (checkpoint) => (await import('./commands/eval.js')).evaluateText(
+          analyzer.model, analyzer.tunedLens, text, { maxTokens, onProgress, checkpoint, textName: 'the text', tooShort: usage },
+        ));
+      } catch (error) {
+        return Promise.reject(toLensError(error));
+      }
+    },
+    info(infoOptions = {}) {
+      return enqueue(infoOptions.signal, async () => (await import('./model/inspect.js')).inspectResolved(analyzer.model.source));
     },
     async close() {
       if (closed) return;

@@ -8,6 +8,7 @@ import type { Dtype } from '../model/paths.js';
 import type { LensModel, LensRun } from '../model/runtime.js';
 import { palette } from '../render/style.js';
 import type { View } from '../render/view.js';
+import type { TunedLens } from '../tuned/lens-dir.js';
 
 /** A target as the user gave it: a text (all its tokens) or a token id. */
 export type TargetSpec = { text: string } | { id: number };
@@ -42,6 +43,8 @@ export interface AnalyzeOptions {
   onPrepare?: () => void;
   /** Prompts come in a batch (--file): favour per-prompt speed over load time. */
   batch?: boolean;
+  /** Cancels the model's download under way (the library's openLens signal). */
+  signal?: AbortSignal;
   /** Most lens logits (sites × positions × vocabulary) one forward may return; more positions take more forwards. */
   logitsBudget?: number;
 }
@@ -88,6 +91,8 @@ export interface Analyzer {
   plan(request: RunRequest, checkpoint?: () => void, lens?: 'logit' | 'tuned'): (prompt: string) => Promise<PromptResult>;
   /** Whether a tuned lens is loaded: plan reads through it unless asked for the logit lens. */
   tuned: boolean;
+  /** The tuned lens loaded, fitted to the model (undefined without one). */
+  tunedLens?: TunedLens;
   dispose(): Promise<void>;
 }
 
@@ -95,9 +100,14 @@ export interface Analyzer {
 export async function openAnalyzer(options: Omit<AnalyzeOptions, keyof RunRequest>): Promise<Analyzer> {
   // The runtime pulls in transformers.js and onnxruntime: load it only when a command runs.
   const { loadLensModel } = await import('../model/runtime.js');
-  // The lens's files are read before the model loads, so that a bad file fails fast.
-  const tuned = options.lens === 'tuned' ? await loadTunedLens(options) : undefined;
-  const model = await loadLensModel(options.model, options);
+  const { resolveModel } = await import('../model/hub.js');
+  const hub = options.lens === 'tuned' ? await import('../model/tuned-hub.js') : undefined;
+  // A lens given by --tuned-lens is read before the model is resolved, so that a bad file fails fast;
+  // without one, the Space's lens is looked up under the names the resolved model suggests.
+  let tuned = hub && options.tunedLens !== undefined ? await hub.loadTunedLens(options.tunedLens, options) : undefined;
+  const source = await resolveModel(options.model, options);
+  if (hub && !tuned) tuned = await hub.findTunedLensFor(source, options);
+  const model = await loadLensModel(source, options);
   try {
     if (tuned) (await import('../tuned/lens-dir.js')).checkLensFits(tuned, model);
   } catch (error) {
@@ -105,7 +115,7 @@ export async function openAnalyzer(options: Omit<AnalyzeOptions, keyof RunReques
     throw error;
   }
   return {
-    model, tuned: tuned !== undefined, dispose: () => model.dispose(),
+    model, tuned: tuned !== undefined, tunedLens: tuned, dispose: () => model.dispose(),
     plan: (request, checkpoint, lens) => {
       if (lens === 'tuned' && !tuned) throw usageError('the tuned lens is not loaded', 'open the model with --lens tuned --tuned-lens DIR|NAME');
       return planRuns(model, lens === 'logit' ? undefined : tuned, request, checkpoint);
@@ -113,9 +123,7 @@ export async function openAnalyzer(options: Omit<AnalyzeOptions, keyof RunReques
   };
 }
 
-type TunedLensValues = Awaited<ReturnType<typeof loadTunedLens>>;
-
-function planRuns(model: LensModel, tuned: TunedLensValues | undefined, options: RunRequest, checkpoint: () => void = () => {}): (prompt: string) => Promise<PromptResult> {
+function planRuns(model: LensModel, tuned: TunedLens | undefined, options: RunRequest, checkpoint: () => void = () => {}): (prompt: string) => Promise<PromptResult> {
   if (tuned && options.raw) throw usageError('--raw and --lens tuned do not go together', 'the tuned lens always ends with the final norm');
   if (tuned && options.sublayers) throw usageError('--sublayers and --lens tuned do not go together', 'a tuned lens has translators for the block outputs only');
   if (options.sublayers && !model.midSites) {
@@ -188,13 +196,6 @@ export async function* analyzePrompts(prompts: AsyncIterable<string> | Iterable<
   } finally {
     await analyzer.dispose();
   }
-}
-
-/** The tuned lens `options` name. Throws UserError. */
-async function loadTunedLens(options: Omit<AnalyzeOptions, keyof RunRequest>) {
-  const hub = await import('../model/tuned-hub.js');
-  // Without --tuned-lens the Space's lens is looked up under the names the model suggests.
-  return options.tunedLens === undefined ? hub.findTunedLensFor(options.model, options) : hub.loadTunedLens(options.tunedLens, options);
 }
 
 /** Runs the lens on each prompt in turn, yielding one record per prompt per position. Throws UserError on bad input. */

@@ -4,6 +4,8 @@ import { readFileSync } from 'node:fs';
 import { UserError, usageError } from '../errors.js';
 import { bitsPerByteFactor, LensEvalSums, type EvalLayer } from '../lens/eval.js';
 import type { Dtype } from '../model/paths.js';
+import type { LensModel } from '../model/runtime.js';
+import type { TunedLens } from '../tuned/lens-dir.js';
 
 export interface EvalOptions {
   model: string; dtype: Dtype; revision?: string; offline: boolean; env: NodeJS.ProcessEnv;
@@ -37,39 +39,63 @@ export async function evaluate(options: EvalOptions): Promise<EvalResult> {
   const model = await loadLensModel(options.model, { ...options, batch: true });
   try {
     if (tuned) (await import('../tuned/lens-dir.js')).checkLensFits(tuned, model);
-    let ids = model.encodePrompt(text);
-    if (options.maxTokens !== undefined) ids = ids.slice(0, options.maxTokens);
-    if (ids.length < 2) throw new UserError(`--data ${options.data} has ${ids.length} token${ids.length === 1 ? '' : 's'}; eval needs at least 2`);
-    const sites = model.layers + 1, V = model.vocabSize;
-    const sums = { logit: new LensEvalSums(sites), tuned: tuned ? new LensEvalSums(sites) : undefined };
-    const chunk = Math.max(1, Math.floor(LOGITS_BUDGET / (sites * V)));
-    let bytes = 0, done = 0;
-    const windowStarts = Array.from({ length: Math.ceil(ids.length / model.contextLength) }, (_, w) => w * model.contextLength);
-    const total = windowStarts.reduce((sum, start) => sum + Math.max(0, Math.min(model.contextLength, ids.length - start) - 1), 0);
-    // Windows of the model's context, each read from its start; a window's last token is only predicted.
-    for (const start of windowStarts) {
-      const window = ids.slice(start, start + model.contextLength);
-      const positions = window.slice(0, -1).map((_, i) => i);
-      for (let from = 0; from < positions.length; from += chunk) {
-        const part = positions.slice(from, from + chunk);
-        const runs = [{ sums: sums.logit, run: await model.run(window, part, 'norm') }];
-        if (tuned && sums.tuned) runs.push({ sums: sums.tuned, run: await model.run(window, part, 'tuned', { translators: tuned.translators }) });
-        for (const { sums: into, run } of runs) {
-          part.forEach((position, p) => {
-            const rows = Array.from({ length: sites }, (_, s) => run.logits.subarray((s * part.length + p) * V, (s * part.length + p + 1) * V));
-            into.add(rows, window[position + 1]);
-          });
-        }
-        for (const position of part) bytes += Buffer.byteLength(model.tokenText(window[position + 1]), 'utf8');
-        done += part.length;
-        options.onProgress?.(done, total);
-      }
-    }
-    const tokens = sums.logit.count;
-    return { model: model.id, tokens, bytes, bitsPerByte: bitsPerByteFactor(tokens, bytes), logit: sums.logit.means(), tuned: sums.tuned?.means() };
+    return await evaluateText(model, tuned, text, { ...options, textName: `--data ${options.data}` });
   } finally {
     await model.dispose();
   }
+}
+
+/** How evaluateText reads its text: at most `maxTokens`, named `textName` in errors, with progress and a checkpoint before each forward. */
+export interface EvalRequest {
+  maxTokens?: number;
+  textName: string;
+  /** The error for a text of fewer than 2 tokens (default a UserError, exit 1: the CLI's --data file; the library's text argument is a usage error). */
+  tooShort?: (message: string) => Error;
+  onProgress?: (done: number, total: number) => void;
+  checkpoint?: () => void;
+}
+
+/**
+ * The evaluation of `text` on a loaded model, through the logit lens and `tuned` (when given, fitted
+ * to the model): the one path of `lens eval` and the library's evaluate(). Throws UserError (or
+ * request.tooShort's error) for a text of fewer than 2 tokens.
+ */
+export async function evaluateText(model: LensModel, tuned: TunedLens | undefined, text: string, request: EvalRequest): Promise<EvalResult> {
+  const checkpoint = request.checkpoint ?? (() => {});
+  let ids = model.encodePrompt(text);
+  if (request.maxTokens !== undefined) ids = ids.slice(0, request.maxTokens);
+  if (ids.length < 2) {
+    const message = `${request.textName} has ${ids.length} token${ids.length === 1 ? '' : 's'}; eval needs at least 2`;
+    throw request.tooShort ? request.tooShort(message) : new UserError(message);
+  }
+  const sites = model.layers + 1, V = model.vocabSize;
+  const sums = { logit: new LensEvalSums(sites), tuned: tuned ? new LensEvalSums(sites) : undefined };
+  const chunk = Math.max(1, Math.floor(LOGITS_BUDGET / (sites * V)));
+  let bytes = 0, done = 0;
+  const windowStarts = Array.from({ length: Math.ceil(ids.length / model.contextLength) }, (_, w) => w * model.contextLength);
+  const total = windowStarts.reduce((sum, start) => sum + Math.max(0, Math.min(model.contextLength, ids.length - start) - 1), 0);
+  // Windows of the model's context, each read from its start; a window's last token is only predicted.
+  for (const start of windowStarts) {
+    const window = ids.slice(start, start + model.contextLength);
+    const positions = window.slice(0, -1).map((_, i) => i);
+    for (let from = 0; from < positions.length; from += chunk) {
+      const part = positions.slice(from, from + chunk);
+      checkpoint();
+      const runs = [{ sums: sums.logit, run: await model.run(window, part, 'norm') }];
+      if (tuned && sums.tuned) runs.push({ sums: sums.tuned, run: await model.run(window, part, 'tuned', { translators: tuned.translators }) });
+      for (const { sums: into, run } of runs) {
+        part.forEach((position, p) => {
+          const rows = Array.from({ length: sites }, (_, s) => run.logits.subarray((s * part.length + p) * V, (s * part.length + p + 1) * V));
+          into.add(rows, window[position + 1]);
+        });
+      }
+      for (const position of part) bytes += Buffer.byteLength(model.tokenText(window[position + 1]), 'utf8');
+      done += part.length;
+      request.onProgress?.(done, total);
+    }
+  }
+  const tokens = sums.logit.count;
+  return { model: model.id, tokens, bytes, bitsPerByte: bitsPerByteFactor(tokens, bytes), logit: sums.logit.means(), tuned: sums.tuned?.means() };
 }
 
 /** The evaluation as a table: one row per layer, each measure in nats and bits per byte, logit lens then tuned lens. */

@@ -39,6 +39,8 @@ export interface Transfer {
   connections?: number;
   /** Files smaller than this are fetched in one stream. */
   parallelMinBytes?: number;
+  /** Cancels every request of the transfer (the partial file is kept to resume). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -59,15 +61,19 @@ export function normalizeEtag(raw: string | null): string | undefined {
   return raw.trim().replace(/^W\//, '').replace(/^"(.*)"$/, '$1') || undefined;
 }
 
-/** A request that gives up after `stallMs` of silence; `touch` restarts the clock. */
-function stallGuard(stallMs: number) {
+/** A request that gives up after `stallMs` of silence or when `cancel` aborts; `touch` restarts the clock. */
+function stallGuard(stallMs: number, cancel?: AbortSignal) {
   const controller = new AbortController();
   let timer = setTimeout(() => controller.abort(), stallMs);
+  const abort = () => controller.abort();
+  if (cancel?.aborted) abort();
+  else cancel?.addEventListener('abort', abort, { once: true });
   return {
     signal: controller.signal,
     touch() { clearTimeout(timer); timer = setTimeout(() => controller.abort(), stallMs); },
-    done() { clearTimeout(timer); },
+    done() { clearTimeout(timer); cancel?.removeEventListener('abort', abort); },
     describe(error: unknown): string {
+      if (cancel?.aborted) return 'cancelled';
       if (controller.signal.aborted) return `no data for ${stallMs / 1000} s`;
       const cause = (error as { cause?: { code?: string; message?: string } })?.cause;
       return cause?.code ?? cause?.message ?? (error as Error)?.message ?? String(error);
@@ -104,7 +110,7 @@ function httpFailure(file: string, status: number, url: string): UserError {
 
 /** Asks the hub what it publishes for `file` at `url` (HEAD; redirects within the hub followed, the one to storage read). Throws UserError. */
 export async function publishedFile(file: string, url: string, transfer: Transfer): Promise<PublishedFile> {
-  const guard = stallGuard(transfer.stallMs);
+  const guard = stallGuard(transfer.stallMs, transfer.signal);
   try {
     let current = url;
     for (let hop = 0; hop <= REDIRECTS; hop++) {
@@ -211,7 +217,7 @@ async function transferFile(published: PublishedFile, dest: string, partial: str
   let hasher = createHash('sha256');
   if (start > 0 && published.sha256) await hashExisting(partial, hasher);
 
-  const guard = stallGuard(transfer.stallMs);
+  const guard = stallGuard(transfer.stallMs, transfer.signal);
   try {
     const headers: Record<string, string> = { ...transfer.headers };
     if (start > 0) {
@@ -302,7 +308,7 @@ function splitRanges(size: number, count: number): ByteRange[] {
 
 /** What storage says of ranges before any byte is fetched: whether it serves them, and its validator for If-Range. */
 async function rangeSupport(published: PublishedFile, transfer: Transfer): Promise<{ ranges: boolean; validator?: string }> {
-  const guard = stallGuard(transfer.stallMs);
+  const guard = stallGuard(transfer.stallMs, transfer.signal);
   try {
     const response = await fetchAnswer(published.url, { method: 'HEAD', headers: transfer.headers, redirect: 'follow' }, guard.signal);
     const length = Number(response.headers.get('content-length') ?? NaN);
@@ -346,7 +352,7 @@ async function transferInRanges(published: PublishedFile, dest: string, partial:
   const onDisk = () => ranges.reduce((sum, r) => sum + (r.next - r.start), 0);
   const handle = await open(partial, 'r+');
   const fetchRange = async (range: ByteRange) => {
-    const guard = stallGuard(transfer.stallMs);
+    const guard = stallGuard(transfer.stallMs, transfer.signal);
     try {
       const headers = { ...transfer.headers, range: `bytes=${range.next}-${range.end - 1}`, 'if-range': record.rangeValidator! };
       let response: Response;

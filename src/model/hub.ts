@@ -10,15 +10,9 @@ import { holdDirectory, waitWhileRemoved } from './lease.js';
 import { readConfigFile } from './architecture.js';
 import { BASE_FILES, dataFiles, declaredDataFiles, firstMissing } from './files.js';
 import { cacheRoot, hubEndpoint, onnxFileFor, type Dtype } from './paths.js';
+import { resolvedModel, type KnownFiles, type ResolvedModel } from './resolved.js';
 
-export interface ResolvedModel {
-  /** The model's directory in the hub layout. */
-  dir: string;
-  /** What the user named (a repo id or the directory). */
-  id: string;
-  /** Downloaded into the cache: its files never change in place (a new download replaces them whole). */
-  downloaded: boolean;
-}
+export type { ResolvedModel } from './resolved.js';
 
 export interface ResolveOptions {
   dtype: Dtype;
@@ -26,6 +20,8 @@ export interface ResolveOptions {
   /** The hub revision (branch, tag or commit) of a repo id; default main. */
   revision?: string;
   env?: NodeJS.ProcessEnv;
+  /** Cancels a download under way (the files so far are kept to resume). */
+  signal?: AbortSignal;
   /** Called as a file arrives, with its bytes on disk, its size and the whole download's; absent when progress is not shown. */
   progress?: (done: number, total: number | undefined, file: string, overall?: { done: number; total?: number }) => void;
 }
@@ -52,15 +48,31 @@ const readConfig = (dir: string) => readConfigFile(join(dir, 'config.json'));
 
 /** Every file lens reads from a model directory for a dtype, relative to it: config, tokenizer, the ONNX file and its data files. Throws UserError. */
 export function modelFiles(dir: string, dtype: Dtype): string[] {
-  return [...BASE_FILES, onnxFileFor(dtype), ...dataFiles(dir, readConfig(dir), dtype)];
+  return allFiles(dtype, sourceFiles(dir, dtype));
 }
 
-/** Resolves --model to a directory: a local one, a snapshot in the Hugging Face cache, or a download into ours. Throws UserError. */
+/** The config and data files of a model directory for a dtype. Throws UserError. */
+function sourceFiles(dir: string, dtype: Dtype): Required<KnownFiles> {
+  const config = readConfig(dir);
+  return { config, dataFiles: dataFiles(dir, config, dtype) };
+}
+
+const allFiles = (dtype: Dtype, known: Required<KnownFiles>) => [...BASE_FILES, onnxFileFor(dtype), ...known.dataFiles];
+
+/**
+ * Resolves --model once into the value preparation, the runtime and inspect share: a local
+ * directory, a snapshot in the Hugging Face cache, or a download into ours. Throws UserError.
+ */
 export async function resolveModel(spec: string, options: ResolveOptions): Promise<ResolvedModel> {
   const revision = options.revision ?? 'main';
+  const env = options.env ?? process.env;
+  const { dtype } = options;
+  const root = cacheRoot(env);
+  const resolved = (dir: string, downloaded: boolean, known: KnownFiles) => resolvedModel({ id: spec, dir, dtype, revision, downloaded, env, cacheRoot: root }, known);
   if (looksLikePath(spec)) {
     if (revision !== 'main') throw new UserError(`--revision applies to hub repo ids, not to the directory ${spec}`, undefined, 2);
-    return { dir: localDirectory(spec, options.dtype), id: spec, downloaded: false };
+    const local = localDirectory(spec, dtype);
+    return resolved(local.dir, false, { config: local.config });
   }
   if (!REPO_ID.test(spec) || spec.split('/').some((part) => part === '.' || part === '..' || part.startsWith('.'))) {
     throw new UserError(`not a model directory or a hub repo id: ${JSON.stringify(spec)}`, 'give a directory path or an id like Xenova/gpt2', 2);
@@ -68,36 +80,37 @@ export async function resolveModel(spec: string, options: ResolveOptions): Promi
   if (!REVISION.test(revision) || revision.split('/').some((part) => part === '' || part === '.' || part === '..')) {
     throw new UserError(`not a revision: ${JSON.stringify(revision)}`, 'give a branch, tag or commit such as main', 2);
   }
-  const env = options.env ?? process.env;
-  const snapshot = huggingFaceSnapshot(spec, revision, options.dtype, env);
-  if (snapshot) return { dir: snapshot, id: spec, downloaded: true };
+  const snapshot = huggingFaceSnapshot(spec, revision, dtype, env);
+  if (snapshot) return resolved(snapshot.dir, true, snapshot.known);
   const [org, name] = spec.split('/');
-  const dir = join(cacheRoot(env), 'hub', org, revision === 'main' ? name : `${name}@${encodeURIComponent(revision)}`);
-  if (cachedComplete(dir, options.dtype)) {
-    if (holdDirectory(dir) && cachedComplete(dir, options.dtype)) return { dir, id: spec, downloaded: true };
+  const dir = join(root, 'hub', org, revision === 'main' ? name : `${name}@${encodeURIComponent(revision)}`);
+  if (cachedComplete(dir, dtype)) {
+    const known = holdDirectory(dir) && cachedComplete(dir, dtype);
+    if (known) return resolved(dir, true, known);
     await waitWhileRemoved(dir); // `lens cache rm` is removing it: download it anew
   }
   if (options.offline) {
     throw new UserError(`model ${spec}${revision === 'main' ? '' : ` at ${revision}`} is not in the cache and the network is off (offline mode)`,
       `run once with network access (lens topk --model ${spec} "hello"), or copy the model directory and pass it with --model DIR`);
   }
-  await download(spec, revision, dir, options);
-  return { dir, id: spec, downloaded: true };
+  return resolved(dir, true, await download(spec, revision, dir, options));
 }
 
-function localDirectory(spec: string, dtype: Dtype): string {
+/** A user's model directory and its config, once the files the dtype needs are found there. Throws UserError. */
+function localDirectory(spec: string, dtype: Dtype): { dir: string; config: Record<string, unknown> } {
   const dir = resolve(spec.replace(/^~(?=$|\/)/, process.env.HOME ?? '~'));
   let isDir = false;
   try { isDir = statSync(dir).isDirectory(); } catch { /* reported below */ }
   if (!isDir) throw new UserError(`model directory not found: ${spec}`, 'pass a directory with config.json, tokenizer.json and onnx/model.onnx');
   const needed = [...BASE_FILES, onnxFileFor(dtype)];
   let missing = firstMissing(dir, needed);
-  if (!missing) missing = firstMissing(dir, declaredDataFiles(readConfig(dir), dtype));
+  const config = missing ? {} : readConfig(dir);
+  if (!missing) missing = firstMissing(dir, declaredDataFiles(config, dtype));
   if (missing) {
     const hint = missing.endsWith('.onnx') && dtype !== 'fp32' ? `--dtype ${dtype} reads ${missing}` : missing.includes('_data') ? 'config.json declares it in transformers.js_config.use_external_data_format' : undefined;
     throw new UserError(`model directory ${spec} has no ${missing}`, hint);
   }
-  return dir;
+  return { dir, config };
 }
 
 /** Where Python's huggingface_hub keeps downloads: $HF_HUB_CACHE, else $HF_HOME/hub, else ${XDG_CACHE_HOME:-~/.cache}/huggingface/hub. */
@@ -109,14 +122,15 @@ export function huggingFaceCache(env: NodeJS.ProcessEnv = process.env): string {
   return join(env.XDG_CACHE_HOME ? home(env.XDG_CACHE_HOME) : join(homedir(), '.cache'), 'huggingface', 'hub');
 }
 
-/** The snapshot of `repo` at `revision` in the Hugging Face cache, if it holds every file the dtype needs (read only, never written). */
-function huggingFaceSnapshot(repo: string, revision: string, dtype: Dtype, env: NodeJS.ProcessEnv): string | undefined {
+/** The snapshot of `repo` at `revision` in the Hugging Face cache and its files, if it holds every file the dtype needs (read only, never written). */
+function huggingFaceSnapshot(repo: string, revision: string, dtype: Dtype, env: NodeJS.ProcessEnv): { dir: string; known: KnownFiles } | undefined {
   const root = join(huggingFaceCache(env), `models--${repo.split('/').join('--')}`);
   try {
     const commit = COMMIT.test(revision) ? revision : readFileSync(join(root, 'refs', revision), 'utf8').trim();
     if (!COMMIT.test(commit)) return undefined;
     const dir = join(root, 'snapshots', commit);
-    return firstMissing(dir, modelFiles(dir, dtype)) === undefined ? dir : undefined;
+    const known = sourceFiles(dir, dtype);
+    return firstMissing(dir, allFiles(dtype, known)) === undefined ? { dir, known } : undefined;
   } catch {
     return undefined; // not there, or incomplete: fall back to our own cache
   }
@@ -140,17 +154,20 @@ function haveFile(dir: string, marker: Record<string, number | null>, file: stri
   }
 }
 
-function cachedComplete(dir: string, dtype: Dtype): boolean {
+/** The files of a complete download of the dtype in `dir`; undefined when any is missing or cut. */
+function cachedComplete(dir: string, dtype: Dtype): Required<KnownFiles> | undefined {
   const marker = readMarker(dir);
   try {
-    return haveFile(dir, marker, 'config.json') && haveFile(dir, marker, onnxFileFor(dtype)) && modelFiles(dir, dtype).every((f) => haveFile(dir, marker, f));
+    if (!haveFile(dir, marker, 'config.json') || !haveFile(dir, marker, onnxFileFor(dtype))) return undefined;
+    const known = sourceFiles(dir, dtype);
+    return allFiles(dtype, known).every((f) => haveFile(dir, marker, f)) ? known : undefined;
   } catch {
-    return false;
+    return undefined;
   }
 }
 
-/** Downloads what the dtype needs and nothing else: config and tokenizer, the ONNX file, then the data files config.json declares and the graph names. */
-async function download(repo: string, revision: string, dir: string, options: ResolveOptions): Promise<void> {
+/** Downloads what the dtype needs and nothing else: config and tokenizer, the ONNX file, then the data files config.json declares and the graph names; returns those. */
+async function download(repo: string, revision: string, dir: string, options: ResolveOptions): Promise<Required<KnownFiles>> {
   const env = options.env ?? process.env;
   mkdirSync(dir, { recursive: true });
   if (!holdDirectory(dir)) {
@@ -159,8 +176,8 @@ async function download(repo: string, revision: string, dir: string, options: Re
     if (!holdDirectory(dir)) throw new UserError(`the cache directory ${dir} is being removed by another lens process`, 'run the command again');
   }
   const marker = readMarker(dir);
-  const settings = transferSettings(env);
-  const { stallMs, headers } = settings;
+  const settings = { ...transferSettings(env), signal: options.signal };
+  const { stallMs, headers, signal } = settings;
   let overallDone = 0;
   const fetchFiles = async (files: string[]) => {
     const wanted = files.filter((file) => !haveFile(dir, marker, file));
@@ -168,7 +185,7 @@ async function download(repo: string, revision: string, dir: string, options: Re
     const published: PublishedFile[] = [];
     for (const file of wanted) {
       removeStaleTemporaries(dirname(join(dir, file)));
-      published.push(await publishedFile(file, `${hubEndpoint(env)}/${repo}/resolve/${encodeURIComponent(revision)}/${file}`, { headers, stallMs }));
+      published.push(await publishedFile(file, `${hubEndpoint(env)}/${repo}/resolve/${encodeURIComponent(revision)}/${file}`, { headers, stallMs, signal }));
     }
     const overallTotal = published.every((p) => p.size !== undefined) ? published.reduce((sum, p) => sum + p.size!, overallDone) : undefined;
     for (const item of published) {
@@ -180,8 +197,10 @@ async function download(repo: string, revision: string, dir: string, options: Re
     }
   };
   await fetchFiles([...BASE_FILES, onnxFileFor(options.dtype)]);
-  await fetchFiles(dataFiles(dir, readConfig(dir), options.dtype));
+  const known = sourceFiles(dir, options.dtype);
+  await fetchFiles(known.dataFiles);
   writeAtomically(join(dir, COMPLETE_MARKER), JSON.stringify(marker));
+  return known;
 }
 
 /** The stall time and request headers every download uses ($LENS_STALL_TIMEOUT_MS, HF_TOKEN). */
@@ -194,9 +213,9 @@ function transferSettings(env: NodeJS.ProcessEnv): { stallMs: number; headers: R
   return { stallMs, headers, connections, parallelMinBytes };
 }
 
-/** Downloads one file to `dest`, resumable and verified as a model's files are; returns its size. Throws UserError. */
-export async function downloadFile(url: string, dest: string, env: NodeJS.ProcessEnv, progress: ResolveOptions['progress'], file: string): Promise<number> {
-  const settings = transferSettings(env);
+/** Downloads one file to `dest`, resumable and verified as a model's files are (`signal` cancels it); returns its size. Throws UserError. */
+export async function downloadFile(url: string, dest: string, env: NodeJS.ProcessEnv, progress: ResolveOptions['progress'], file: string, signal?: AbortSignal): Promise<number> {
+  const settings = { ...transferSettings(env), signal };
   removeStaleTemporaries(dirname(dest));
   const published = await publishedFile(file, url, settings);
   const onBytes = progress && ((done: number, total: number | undefined) => progress(done, total, file, { done, total }));

@@ -6,10 +6,10 @@ import { describeDecoder, type GraphDescription } from '../onnx/describe.js';
 import { ExternalDataReader } from '../onnx/external-data.js';
 import { GraphStructureError } from '../onnx/lens-graph.js';
 import { DataType } from '../onnx/proto.js';
-import { readArchitecture, readConfigFile } from './architecture.js';
-import { resolveModel, type ResolveOptions } from './hub.js';
-import { onnxFileFor, type Dtype } from './paths.js';
-import { cacheEntryFor, readModel, transposeCheck } from './prepare.js';
+import { readArchitecture } from './architecture.js';
+import { resolveModel, type ResolvedModel, type ResolveOptions } from './hub.js';
+import type { Dtype } from './paths.js';
+import { entryReady, readModel, transposeCheck } from './prepare.js';
 
 const FLOAT_TYPES = new Set<number>([DataType.FLOAT, DataType.FLOAT16]);
 
@@ -46,11 +46,15 @@ export interface Inspection {
 
 /** Inspects a model (downloading it if needed). Throws UserError for what lens cannot read. */
 export async function inspectModel(spec: string, options: ResolveOptions): Promise<Inspection> {
-  const env = options.env ?? process.env;
-  const { dir, id, downloaded } = await resolveModel(spec, options);
+  return inspectResolved(await resolveModel(spec, options));
+}
+
+/** Inspects a model resolved already (an open lens's). Throws UserError for what lens cannot read. */
+export function inspectResolved(source: ResolvedModel): Inspection {
+  const { dir, id, dtype } = source;
   const configPath = join(dir, 'config.json');
-  const arch = readArchitecture(readConfigFile(configPath), configPath);
-  const onnx = join(dir, onnxFileFor(options.dtype));
+  const arch = readArchitecture(source.config, configPath);
+  const onnx = join(dir, source.onnx);
   const model = readModel(onnx);
   const reader = new ExternalDataReader(join(dir, 'onnx'));
   let found: GraphDescription;
@@ -62,9 +66,8 @@ export async function inspectModel(spec: string, options: ResolveOptions): Promi
   } finally {
     reader.close();
   }
-  const cache = cacheEntryFor(dir, options.dtype, downloaded, env);
   return {
-    model: id, directory: dir, onnx, dtype: options.dtype,
+    model: id, directory: dir, onnx, dtype,
     modelType: arch.modelType, family: arch.family?.name,
     layers: arch.layers, width: arch.width, heads: arch.heads, kvHeads: arch.kvHeads,
     contextLength: Number.isFinite(arch.contextLength) ? arch.contextLength : null, vocabSize: arch.vocabSize,
@@ -78,6 +81,6 @@ export async function inspectModel(spec: string, options: ResolveOptions): Promi
     embeddingNorm: arch.family?.embeddingNorm,
     stateInputs: model.graph.input.filter((i) => FLOAT_TYPES.has(i.type?.tensor_type?.elem_type ?? 0) && !i.name.startsWith('past_key_values.')).map((i) => i.name),
     graph: { merged: found.merged, fusedNorms: found.fusedNorms, fusedAttention: found.fusedAttention, rotaryCacheSwitch: found.rotaryCacheSwitch },
-    cache: { entry: cache.dir, ready: cache.ready },
+    cache: { entry: source.entryDir, ready: entryReady(source) },
   };
 }

@@ -9,9 +9,10 @@ import { Worker } from 'node:worker_threads';
 import { addLensOutputs, GraphStructureError, type TransposeCheck } from '../onnx/lens-graph.js';
 import { ExternalDataReader, isExternal, layoutWeights, unmappableFiles } from '../onnx/external-data.js';
 import { DataType, decodeModel, encodeModel, type Model, type Tensor } from '../onnx/proto.js';
-import { cacheRoot, onnxFileFor, type Dtype } from './paths.js';
+import type { Dtype } from './paths.js';
 import { commitTemporary, discardTemporary, removeStaleTemporaries, temporaryPath } from './atomic.js';
-import { dataFiles, entryConfig } from './files.js';
+import { entryConfig } from './files.js';
+import type { ResolvedModel } from './resolved.js';
 import { reachedPhase } from './phases.js';
 import { holdDirectory, waitWhileRemoved } from './lease.js';
 
@@ -103,12 +104,12 @@ function fileDigest(path: string): string {
  * modification time. Downloads are keyed by content alone: concurrent downloads of the same file
  * land with different times.
  */
-function sourceKey(modelDir: string, dtype: Dtype, withTimes: boolean): string {
-  const hash = createHash('sha256').update(`lens-rewrite-${REWRITE_VERSION}\0${dtype}\0`);
-  const config = readFileSync(join(modelDir, 'config.json'));
-  hash.update(config);
-  for (const file of [onnxFileFor(dtype), ...dataFiles(modelDir, JSON.parse(config.toString('utf8')), dtype)]) {
-    const path = join(modelDir, file);
+function sourceKey(model: ResolvedModel): string {
+  const withTimes = !model.downloaded;
+  const hash = createHash('sha256').update(`lens-rewrite-${REWRITE_VERSION}\0${model.dtype}\0`);
+  hash.update(readFileSync(join(model.dir, 'config.json')));
+  for (const file of [model.onnx, ...model.dataFiles]) {
+    const path = join(model.dir, file);
     hash.update(`${file}\0${withTimes ? statSync(path).mtimeMs : ''}\0${fileDigest(path)}\0`);
   }
   return hash.digest('hex').slice(0, 32);
@@ -137,12 +138,13 @@ function goodEntry(dir: string): EntryMarker | undefined {
 }
 
 /**
- * Returns the cached lens model for `modelDir`, building it first if needed, and holds the entry
- * for this process (`lens cache` leaves it alone while we run). Throws UserError for unreadable models.
+ * Returns the cached lens model of `model` (of `layers` blocks), building it first if needed, and
+ * holds the entry for this process (`lens cache` leaves it alone while we run). Throws UserError
+ * for unreadable models.
  */
-export async function prepareLensModel(modelDir: string, dtype: Dtype, layers: number, downloaded: boolean, env: NodeJS.ProcessEnv = process.env, onBuild?: () => void): Promise<PreparedModel> {
+export async function prepareLensModel(model: ResolvedModel, layers: number, onBuild?: () => void): Promise<PreparedModel> {
   for (let attempt = 0; ; attempt++) {
-    const prepared = await prepareOnce(modelDir, dtype, layers, downloaded, env, onBuild);
+    const prepared = await prepareOnce(model, layers, onBuild);
     // Held only once in place; a `lens cache rm` that got there first is waited out and the entry built again.
     if (holdDirectory(prepared.dir)) return prepared;
     if (attempt > 0) throw new UserError(`the cache entry ${prepared.dir} is being removed by another lens process`, 'run the command again');
@@ -150,8 +152,8 @@ export async function prepareLensModel(modelDir: string, dtype: Dtype, layers: n
   }
 }
 
-async function prepareOnce(modelDir: string, dtype: Dtype, layers: number, downloaded: boolean, env: NodeJS.ProcessEnv, onBuild?: () => void): Promise<PreparedModel> {
-  const dir = entryDir(modelDir, dtype, downloaded, env);
+async function prepareOnce(model: ResolvedModel, layers: number, onBuild?: () => void): Promise<PreparedModel> {
+  const dir = model.entryDir;
   const root = dirname(dir);
   const cached = goodEntry(dir);
   if (cached) return { dir, built: false, tiedHead: cached.tiedHead, headsRefused: cached.headsRefused, attributionRefused: cached.attributionRefused };
@@ -160,7 +162,9 @@ async function prepareOnce(modelDir: string, dtype: Dtype, layers: number, downl
   removeStaleTemporaries(root);
   const tmp = temporaryPath(dir);
   try {
-    const { tiedHead, headsRefused, attributionRefused } = await buildInWorker({ modelDir, dtype, layers, tmp, env: { LENS_ALIGNED_COPY: env.LENS_ALIGNED_COPY } });
+    const { tiedHead, headsRefused, attributionRefused } = await buildInWorker({
+      modelDir: model.dir, dtype: model.dtype, onnx: model.onnx, config: model.config, layers, tmp, env: { LENS_ALIGNED_COPY: model.env.LENS_ALIGNED_COPY },
+    });
     for (let attempt = 0; ; attempt++) {
       try {
         commitTemporary(tmp, dir);
@@ -179,15 +183,14 @@ async function prepareOnce(modelDir: string, dtype: Dtype, layers: number, downl
   }
 }
 
-/** The cache entry's directory for a source: $LENS_CACHE/lens/<key of the source's content>. */
-function entryDir(modelDir: string, dtype: Dtype, downloaded: boolean, env: NodeJS.ProcessEnv): string {
-  return join(cacheRoot(env), 'lens', sourceKey(modelDir, dtype, !downloaded));
+/** The cache entry's directory for a model: <cache root>/lens/<key of the source's content> (read it as ResolvedModel.entryDir). */
+export function entryDirFor(model: ResolvedModel): string {
+  return join(model.cacheRoot, 'lens', sourceKey(model));
 }
 
-/** Where the lens model for `modelDir` is (or would be) cached, and whether a good entry is there now. */
-export function cacheEntryFor(modelDir: string, dtype: Dtype, downloaded: boolean, env: NodeJS.ProcessEnv = process.env): { dir: string; ready: boolean } {
-  const dir = entryDir(modelDir, dtype, downloaded, env);
-  return { dir, ready: goodEntry(dir) !== undefined };
+/** Whether a complete, undamaged entry of `model` is in its place now. */
+export function entryReady(model: ResolvedModel): boolean {
+  return goodEntry(model.entryDir) !== undefined;
 }
 
 /** Moves a broken entry aside and deletes it (renaming first, so no reader sees it half deleted). */
@@ -197,7 +200,8 @@ export function discardEntry(dir: string): void {
   discardTemporary(trash);
 }
 
-export interface BuildJob { modelDir: string; dtype: Dtype; layers: number; tmp: string; env?: Record<string, string | undefined> }
+/** What the worker builds from: the resolved model's parts (plain data: it crosses to a worker thread). */
+export interface BuildJob { modelDir: string; dtype: Dtype; onnx: string; config: Record<string, unknown>; layers: number; tmp: string; env?: Record<string, string | undefined> }
 
 /**
  * Builds an entry in a worker thread: the source protobuf (as large as the model) is read there
@@ -272,9 +276,8 @@ function linkSourceFile(sourcePath: string, linkPath: string): boolean {
 export interface BuiltEntry { tiedHead: boolean; headsRefused?: string; attributionRefused?: string }
 
 /** Builds a cache entry in `job.tmp` (run in the preparation worker); returns what it found (BuiltEntry). Throws UserError for unreadable models. */
-export function buildEntry({ modelDir, dtype, layers, tmp, env = {} }: BuildJob): BuiltEntry {
+export function buildEntry({ modelDir, dtype, onnx: onnxRel, config, layers, tmp, env = {} }: BuildJob): BuiltEntry {
   reachedPhase('before-first-write');
-  const onnxRel = onnxFileFor(dtype);
   const source = join(modelDir, onnxRel);
   const model = readModel(source);
   const reader = new ExternalDataReader(join(modelDir, 'onnx'));
@@ -320,7 +323,6 @@ export function buildEntry({ modelDir, dtype, layers, tmp, env = {} }: BuildJob)
     reader.close();
   }
   writeFileSync(join(tmp, onnxRel), encodeModel(rewritten));
-  const config = JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8'));
   writeFileSync(join(tmp, 'config.json'), JSON.stringify(entryConfig(config), null, 2));
   reachedPhase('before-marker');
   const links = [...linked.values()].filter((l): l is string => l !== undefined).map((l) => `onnx/${l}`);

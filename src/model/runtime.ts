@@ -7,10 +7,9 @@ import type { FinalHead, HeadInputs } from '../lens/attribution.js';
 import { ATTRIBUTION_IO } from '../onnx/attribution-graph.js';
 import { LENS_IO } from '../onnx/lens-graph.js';
 import { halfToFloat } from '../onnx/proto.js';
-import { loaderModelType, readArchitecture, readConfigFile } from './architecture.js';
+import { loaderModelType, readArchitecture } from './architecture.js';
 import { byteLevelText, isSentencePieceVocab, sentencePieceText } from '../lens/tokens.js';
-import { resolveModel, type ResolveOptions } from './hub.js';
-import { cacheRoot, type Dtype } from './paths.js';
+import { resolveModel, type ResolvedModel, type ResolveOptions } from './hub.js';
 import { discardEntry, prepareLensModel, type PreparedModel } from './prepare.js';
 import type { LensMode } from '../lens/record.js';
 import type { Translators } from '../tuned/translators.js';
@@ -52,6 +51,8 @@ export interface RunOptions {
 
 export interface LensModel {
   id: string;
+  /** The model as resolved when it was loaded: its directory, files, dtype and cache entry. */
+  source: ResolvedModel;
   /** Number of blocks L; the lens has L+1 layers (0 = embeddings). */
   layers: number;
   /** The residual stream's width d, from config.json (undefined if it names none). */
@@ -88,25 +89,28 @@ export interface LoadOptions extends ResolveOptions {
   batch?: boolean;
 }
 
-function configureTransformers(env: NodeJS.ProcessEnv): void {
+function configureTransformers(cacheRoot: string): void {
   // lens downloads and caches files itself; transformers.js only ever reads local directories.
   hfEnv.allowRemoteModels = false;
   hfEnv.allowLocalModels = true;
   hfEnv.useFSCache = false;
   hfEnv.useBrowserCache = false;
-  hfEnv.cacheDir = join(cacheRoot(env), 'transformers');
+  hfEnv.cacheDir = join(cacheRoot, 'transformers');
   hfEnv.localModelPath = '';
 }
 
-/** Loads a model for the lens, downloading and preparing it as needed. Throws UserError. */
-export async function loadLensModel(spec: string, options: LoadOptions): Promise<LensModel> {
-  const env = options.env ?? process.env;
-  configureTransformers(env);
-  const { dir, id, downloaded } = await resolveModel(spec, options);
+/**
+ * Loads a model for the lens: a --model value (resolved here, downloading it as needed) or a model
+ * resolved already; prepares it as needed. Throws UserError.
+ */
+export async function loadLensModel(spec: string | ResolvedModel, options: LoadOptions): Promise<LensModel> {
+  const source = typeof spec === 'string' ? await resolveModel(spec, options) : spec;
+  const { dir, id } = source;
+  configureTransformers(source.cacheRoot);
   // The model's own loading reads the config through transformers.js; lens reads its shape
   // through the architecture table (each family's field names) and refuses non-decoders here.
   const configPath = join(dir, 'config.json');
-  const rawConfig = readConfigFile(configPath);
+  const rawConfig = source.config;
   const arch = readArchitecture(rawConfig, configPath);
   const { layers, vocabSize, contextLength, width } = arch;
 
@@ -124,7 +128,7 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
     const prepack = options.batch === true || !prepared.tiedHead;
     const session_options = prepack ? {} : { extra: { session: { disable_prepacking: '1' } } };
     const from = (config?: Record<string, unknown>) => AutoModelForCausalLM.from_pretrained(prepared.dir, {
-      dtype: options.dtype as Dtype, device: 'cpu', local_files_only: true, session_options, ...(config ? { config } : {}),
+      dtype: source.dtype, device: 'cpu', local_files_only: true, session_options, ...(config ? { config } : {}),
     } as never);
     try {
       return await from();
@@ -135,7 +139,7 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
       return from({ ...rawConfig, model_type: loaderModelType(rawConfig) });
     }
   };
-  let prepared = await prepareLensModel(dir, options.dtype, layers, downloaded, env, options.onPrepare);
+  let prepared = await prepareLensModel(source, layers, options.onPrepare);
   let model: PreTrainedModel;
   try {
     model = await load(prepared);
@@ -143,7 +147,7 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
     if (prepared.built) throw new UserError(`onnxruntime cannot load ${id}: ${firstLine((error as Error).message)}`);
     // A cached entry that passed its checks but does not load: damaged in a way they miss. Rebuild once.
     discardEntry(prepared.dir);
-    prepared = await prepareLensModel(dir, options.dtype, layers, downloaded, env, options.onPrepare);
+    prepared = await prepareLensModel(source, layers, options.onPrepare);
     try {
       model = await load(prepared);
     } catch (retryError) {
@@ -179,7 +183,7 @@ export async function loadLensModel(spec: string, options: LoadOptions): Promise
   const branchSites = inputNames.includes(ATTRIBUTION_IO.branchPositions);
   const headSites = inputNames.includes(ATTRIBUTION_IO.headPositions);
   return {
-    id, layers, width, vocabSize, contextLength, midSites, attributable, headSites, attentionHeads: arch.heads,
+    id, source, layers, width, vocabSize, contextLength, midSites, attributable, headSites, attentionHeads: arch.heads,
     ...(prepared.headsRefused && !headSites ? { headsRefused: prepared.headsRefused } : {}),
     ...(prepared.attributionRefused && !attributable ? { attributionRefused: prepared.attributionRefused } : {}),
     encodePrompt: (text) => tokenizer.encode(text, { add_special_tokens: true }),

@@ -6,7 +6,7 @@ import { UserError } from '../errors.js';
 import { readTunedLensDir, type TunedLens } from '../tuned/lens-dir.js';
 import { writeAtomically } from './atomic.js';
 import { HttpFailure } from './download.js';
-import { downloadFile, looksLikePath, resolveModel, type ResolveOptions } from './hub.js';
+import { downloadFile, looksLikePath, type ResolvedModel, type ResolveOptions } from './hub.js';
 import { tunedLensNameCandidates } from '../tuned/lens-names.js';
 import { cacheRoot, hubEndpoint } from './paths.js';
 
@@ -32,12 +32,13 @@ function complete(dir: string): boolean {
  * $LENS_CACHE/tuned-lens/<name> ($HF_ENDPOINT, HF_TOKEN and offline mode as for models). A download
  * that does not read as a lens is removed, not cached. Throws UserError.
  */
-export async function loadTunedLens(src: string, options: Pick<ResolveOptions, 'offline' | 'env' | 'progress'>): Promise<TunedLens> {
+export async function loadTunedLens(src: string, options: Pick<ResolveOptions, 'offline' | 'env' | 'progress' | 'signal'>): Promise<TunedLens> {
   if (looksLikePath(src)) return readTunedLensDir(src);
   if (!LENS_NAME.test(src) || src.split('/').some((part) => part.startsWith('.'))) {
     throw new UserError(`--tuned-lens ${JSON.stringify(src)} is neither a directory nor a lens name`, 'give a directory, or a name like gpt2 from the tuned-lens Space', 2);
   }
-  const lens = await spaceLens(src, options);
+  const env = options.env ?? process.env;
+  const lens = await spaceLens(src, { ...options, env, cacheRoot: cacheRoot(env) });
   if (lens === 'offline') {
     throw new UserError(`tuned lens ${src} is not in the cache and the network is off (offline mode)`, 'run once with network access, or download its config.json and params.pt and pass the directory');
   }
@@ -45,22 +46,25 @@ export async function loadTunedLens(src: string, options: Pick<ResolveOptions, '
   return lens;
 }
 
+/** Where and how a lens of the Space is fetched: lens's cache root, the environment (hub address, token), offline mode, progress, cancellation. */
+interface SpaceOptions { cacheRoot: string; env: NodeJS.ProcessEnv; offline: boolean; progress?: ResolveOptions['progress']; signal?: AbortSignal }
+
 /**
  * The tuned lens of the Space folder `name`, from the cache or downloaded into
- * $LENS_CACHE/tuned-lens/<name>; 'offline' when it is not cached and the network is off, 'not
+ * <cache root>/tuned-lens/<name>; 'offline' when it is not cached and the network is off, 'not
  * published' when the Space answers 404. A download that does not read as a lens is removed.
  * Throws UserError on other download failures and damaged files.
  */
-async function spaceLens(name: string, options: Pick<ResolveOptions, 'offline' | 'env' | 'progress'>): Promise<TunedLens | 'offline' | 'not published'> {
-  const env = options.env ?? process.env;
-  const dir = join(cacheRoot(env), 'tuned-lens', ...name.split('/'));
+async function spaceLens(name: string, options: SpaceOptions): Promise<TunedLens | 'offline' | 'not published'> {
+  const { env } = options;
+  const dir = join(options.cacheRoot, 'tuned-lens', ...name.split('/'));
   if (complete(dir)) return readTunedLensDir(dir);
   if (options.offline) return 'offline';
   mkdirSync(dir, { recursive: true });
   const sizes: Record<string, number> = {};
   try {
     for (const file of LENS_FILES) {
-      sizes[file] = await downloadFile(`${hubEndpoint(env)}/${TUNED_LENS_SPACE}/resolve/main/lens/${name}/${file}`, join(dir, file), env, options.progress, `lens/${name}/${file}`);
+      sizes[file] = await downloadFile(`${hubEndpoint(env)}/${TUNED_LENS_SPACE}/resolve/main/lens/${name}/${file}`, join(dir, file), env, options.progress, `lens/${name}/${file}`, options.signal);
     }
     const lens = readTunedLensDir(dir);
     writeAtomically(join(dir, COMPLETE_MARKER), JSON.stringify(sizes));
@@ -76,23 +80,18 @@ async function spaceLens(name: string, options: Pick<ResolveOptions, 'offline' |
 }
 
 /**
- * The Space's tuned lens for the model `modelSpec` (no --tuned-lens given): tries the names its repo
- * id and config.json's `_name_or_path` suggest (tunedLensNameCandidates) in turn, the first one
- * cached or published wins. Throws a UserError listing the names tried when none is published.
+ * The Space's tuned lens for a resolved model (no --tuned-lens given): tries the names its id and
+ * config.json's `_name_or_path` suggest (tunedLensNameCandidates) in turn, the first one cached or
+ * published wins; fetched under the model's cache root and environment. Throws a UserError listing
+ * the names tried when none is published.
  */
-export async function findTunedLensFor(modelSpec: string, options: ResolveOptions): Promise<TunedLens> {
-  const { dir } = await resolveModel(modelSpec, options);
-  let nameOrPath: string | undefined;
-  try {
-    const value = (JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>)._name_or_path;
-    if (typeof value === 'string') nameOrPath = value;
-  } catch {
-    // The model's loading reports a broken config.json; here it only suggests names.
-  }
+export async function findTunedLensFor(model: ResolvedModel, options: Pick<ResolveOptions, 'offline' | 'progress' | 'signal'>): Promise<TunedLens> {
+  const modelSpec = model.id;
+  const nameOrPath = typeof model.config._name_or_path === 'string' ? model.config._name_or_path : undefined;
   const names = tunedLensNameCandidates([modelSpec, nameOrPath]);
   const offline: string[] = [];
   for (const name of names) {
-    const lens = await spaceLens(name, options);
+    const lens = await spaceLens(name, { cacheRoot: model.cacheRoot, env: model.env, offline: options.offline, progress: options.progress, signal: options.signal });
     if (lens === 'offline') offline.push(name);
     else if (lens !== 'not published') return lens;
   }

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { resolveModel } from '../../src/model/hub.js';
 import { prepareLensModel } from '../../src/model/prepare.js';
 import { encodeModel } from '../../src/onnx/proto.js';
 import { buildModel, FORMS, makeWeights, VOCAB } from '../fixtures/gpt2.js';
@@ -11,7 +12,7 @@ import { cleanEnv, fixture, scratchDir, TINY } from '../helpers.js';
 
 const env = cleanEnv({ LENS_CACHE: scratchDir('head-cache') });
 
-const tiedHead = async (dir: string) => (await prepareLensModel(dir, 'fp32', TINY.layers, false, env)).tiedHead;
+const tiedHead = async (dir: string) => (await prepareLensModel(await resolveModel(dir, { dtype: 'fp32', offline: true, env }), TINY.layers)).tiedHead;
 
 test('every GPT-2 head form reads as tied; heads with their own weight or a bias do not', async () => {
   for (const form of Object.keys(FORMS)) {
