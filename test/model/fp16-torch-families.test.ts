@@ -3,7 +3,7 @@
 // reference on the float16-rounded weights within the fp16 error budget (test/model/stored-weights.ts),
 // the last layer against the model's own logits. One family per twist: Qwen3's q/k norms, Granite's
 // multipliers and ÷ logits_scaling, Cohere's parallel block and × logit_scale, Phi-3's fused
-// projections, OLMo2's branch-only norms. (Gemma's 1 + w gains are not modelled by decoderAsStored.)
+// projections, OLMo2's branch-only norms. Gemma's: test/model/variants-torch-gemma.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';

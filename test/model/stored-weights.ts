@@ -5,7 +5,7 @@
 // the variant (float16 or quantized activations), which error bounds below the tests' tolerances cover.
 import type { Gpt2Weights } from '../fixtures/gpt2.js';
 import { VOCAB } from '../fixtures/gpt2.js';
-import { transpose, type DecoderWeights, type Linear } from '../fixtures/llama.js';
+import { transpose, type DecoderWeights, type Linear, type Norm } from '../fixtures/llama.js';
 import { BNB4_CODES, floatToHalfBits, quantizeBlockwise4, quantizeBnb4, quantizePerTensor, type Bnb4Type, type WeightType } from '../fixtures/variants.js';
 
 /** The value of IEEE half bits `h`. */
@@ -106,22 +106,42 @@ export function gpt2AsStored(w: Gpt2Weights, dtype: StoredDtype): Gpt2Weights {
 /**
  * A decoder fixture's weights as the fp16, q4, q4f16 or bnb4 variant stores them: fp16 rounds every
  * float (the norms' gains, the rotary frequencies and the head included); q4 and bnb4 quantize every
- * linear (one MatMul B [in, out] each, K = in) and the head, not the embedding Gather. Throws for Gemma
- * in the float16 dtypes (its gains are stored as 1 + w, rounded as a sum).
+ * linear (one MatMul B [in, out] each, K = in) and the head, not the embedding Gather. Gemma's gains
+ * in the float16 dtypes: half(fround(1 + w)), the folded sum rounded (gemmaGainsAsStored).
  */
 export function decoderAsStored(w: DecoderWeights, dtype: 'fp16' | 'q4' | 'q4f16' | 'bnb4'): DecoderWeights {
-  if (w.traits.norm === 'rms-1p' && (dtype === 'fp16' || dtype === 'q4f16')) throw new Error("Gemma's gains are stored as 1 + w, rounded as a sum: not modelled here");
   const { d, vocab } = w.config;
   const head = w.lmHead ?? w.embed;
-  if (dtype === 'fp16') return mapArrays({ ...w, lmHead: head }, roundToHalf);
+  if (dtype === 'fp16') return gemmaGainsAsStored(mapArrays({ ...w, lmHead: head }, roundToHalf), w);
   const half = dtype === 'q4f16';
-  const rest = half ? mapArrays(w, roundToHalf) : w;
+  const rest = half ? gemmaGainsAsStored(mapArrays(w, roundToHalf), w) : w;
   const stored = dtype === 'bnb4' ? bnb4RoundTrip : (m: Float32Array, rows: number, cols: number) => q4Transposed(m, rows, cols, half);
   const lin = (l: Linear | undefined): Linear | undefined => l && { ...l, w: stored(l.w, l.out, l.in) };
   return {
     ...rest,
     blocks: w.blocks.map((b, i) => ({ ...rest.blocks[i], q: lin(b.q)!, k: lin(b.k)!, v: lin(b.v)!, o: lin(b.o)!, gate: lin(b.gate), up: lin(b.up)!, down: lin(b.down)! })),
     lmHead: stored(head, vocab, d),
+  };
+}
+
+/**
+ * Gemma's norms multiply by 1 + w, and both exporters store that sum as one float32 initializer
+ * (torch.onnx folds the Add into `onnx::Mul_N`; the hand-built fixtures write `weight_plus_one`),
+ * which the float16 converter then rounds: the stored gain is half(fround(1 + w)), not 1 + half(w).
+ * `halved` is `source` with every float rounded to half; returns it with each norm's w replaced by
+ * half(fround(1 + w)) − 1 (exact in float32: a multiple of 2^-11 below 1 in magnitude), so that the
+ * reference's 1 + w is the stored value. Other families' weights are returned as they are.
+ */
+function gemmaGainsAsStored(halved: DecoderWeights, source: DecoderWeights): DecoderWeights {
+  if (source.traits.norm !== 'rms-1p') return halved;
+  const gain = (n: Norm): Norm => ({ ...n, g: Float32Array.from(roundToHalf(Float32Array.from(n.g, (g) => 1 + g)), (s) => s - 1) });
+  const maybe = (n: Norm | undefined) => n && gain(n);
+  return {
+    ...halved,
+    finalNorm: gain(source.finalNorm),
+    blocks: source.blocks.map((b, i) => ({
+      ...halved.blocks[i], ln1: gain(b.ln1), ln2: gain(b.ln2), postAttn: maybe(b.postAttn), postMlp: maybe(b.postMlp), qNorm: maybe(b.qNorm), kNorm: maybe(b.kNorm),
+    })),
   };
 }
 
