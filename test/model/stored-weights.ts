@@ -6,6 +6,9 @@
 import type { Gpt2Weights } from '../fixtures/gpt2.js';
 import { VOCAB } from '../fixtures/gpt2.js';
 import { transpose, type DecoderWeights, type Linear, type Norm } from '../fixtures/llama.js';
+import type { HubModel } from '../fixtures/ln-families.js';
+import { floatLinear, type LnLinear } from '../reference/layernorm-families.js';
+import { apply } from '../reference/llama.js';
 import { BNB4_CODES, floatToHalfBits, quantizeBlockwise4, quantizeBnb4, quantizePerTensor, type Bnb4Type, type WeightType } from '../fixtures/variants.js';
 
 /** The value of IEEE half bits `h`. */
@@ -122,6 +125,47 @@ export function decoderAsStored(w: DecoderWeights, dtype: 'fp16' | 'q4' | 'q4f16
     blocks: w.blocks.map((b, i) => ({ ...rest.blocks[i], q: lin(b.q)!, k: lin(b.k)!, v: lin(b.v)!, o: lin(b.o)!, gate: lin(b.gate), up: lin(b.up)!, down: lin(b.down)! })),
     lmHead: stored(head, vocab, d),
   };
+}
+
+/** A LayerNorm-family model as a variant stores it, for referenceLnForward(model, ids, linear). */
+export interface StoredLn {
+  /** The tensors the graph reads directly (norms, biases, embedding tables, LFM2's convolution). */
+  model: HubModel;
+  /** The linear layers (and the head) as the variant's MatMuls compute them. */
+  linear: LnLinear;
+  /** The stored weight [out, in] of a linear by tensor name (the head's: its weight's, or the tied table's). */
+  weight(name: string): Float32Array;
+  /** The weights quantized so far (by tensor name), to count against the file's quantized MatMuls. */
+  quantized: Set<string>;
+}
+
+/**
+ * A LayerNorm-family hub model as its fp16 or q4 variant stores it. fp16: every tensor rounded to half.
+ * q4: each linear the export computes with MatMul (B = Wᵀ, K = in) through MatMul4BitsQuantizer's
+ * symmetric blocks of 32 and back, the head a separate copy of a tied table (the Gather keeps the
+ * float table); `notMatMul` names the weights exported otherwise (OPT's fc1 and fc2 are Gemm, which
+ * the quantizer leaves in float32).
+ */
+export function lnAsStored(hub: HubModel, dtype: 'fp16' | 'q4', notMatMul: ReadonlySet<string> = new Set()): StoredLn {
+  const quantized = new Set<string>();
+  if (dtype === 'fp16') {
+    const model: HubModel = { config: hub.config, tensors: new Map([...hub.tensors].map(([name, t]) => [name, { ...t, data: roundToHalf(t.data) }])) };
+    return { model, linear: floatLinear(model), weight: (name) => model.tensors.get(name)!.data, quantized };
+  }
+  const cache = new Map<string, Float32Array>();
+  const weight = (name: string) => {
+    const t = hub.tensors.get(name);
+    if (!t) throw new Error(`no tensor ${name}`);
+    if (notMatMul.has(name)) return t.data;
+    if (!cache.has(name)) { cache.set(name, q4Transposed(t.data, t.shape[0], t.shape[1], false)); quantized.add(name); }
+    return cache.get(name)!;
+  };
+  const linear: LnLinear = (name, bias, xs) => {
+    const [out, inDim] = hub.tensors.get(name)!.shape;
+    const lin = { w: weight(name), b: bias === undefined ? undefined : hub.tensors.get(bias)!.data, out, in: inDim };
+    return xs.map((x) => apply(lin, x));
+  };
+  return { model: hub, linear, weight, quantized };
 }
 
 /**
