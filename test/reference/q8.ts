@@ -3,9 +3,12 @@
 // float table a Gather reads is stored quantized), written from the ONNX operator definitions and
 // onnxruntime's quant_utils, not from any graph: weights quantized per tensor (int8 symmetric or
 // uint8 asymmetric) and dequantized; each MatMul's input quantized to uint8 with one scale for the
-// whole tensor; the integer products summed exactly in float64. `pairSaturation` sums instead as
-// MLAS's u8·s8 kernels without VNNI do (vpmaddubsw: the products of k = 2j and 2j+1 added in a
-// saturating int16), to show what such a CPU computes. Used only by the tests.
+// whole tensor (one that reads the quantized embedding Gather itself takes the table's integers); the
+// integer products summed exactly in float64. `pairSaturation` sums instead as MLAS's u8·s8 kernels
+// without VNNI do (vpmaddubsw: the products of k = 2j and 2j+1 added in a saturating int16), to show
+// what such a CPU computes; `flipNearTies` rounds activations on a tie the other way. The LayerNorm
+// families' forward (referenceQ8LnForward) runs test/reference/layernorm-families.ts the same way.
+// Used only by the tests.
 import { quantizePerTensor, type WeightType } from '../fixtures/variants.js';
 import type { DecoderWeights, Linear } from '../fixtures/llama.js';
 import { afterHead, referenceDecoderForward, type DecoderArithmetic } from './llama.js';
