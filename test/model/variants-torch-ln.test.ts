@@ -11,7 +11,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadLensModel, type LensModel } from '../../src/model/runtime.js';
 import { onnxFileFor } from '../../src/model/paths.js';
-import { decodeModel, encodeModel, type Model } from '../../src/onnx/proto.js';
+import { decodeModel, encodeModel } from '../../src/onnx/proto.js';
 import { headDim, tinyConfig, type Family } from '../fixtures/llama.js';
 import { lnFamilyModel, stateDictOf, type LnFamily } from '../fixtures/ln-families.js';
 import { TORCH_Q8_FILES, torchAvailable, torchSkip, writeTorchFixture, writeTorchModel, writeTorchQ8Files } from '../fixtures/torch-export.js';
@@ -33,16 +33,14 @@ const skip = torchSkip();
 const PROMPT = 'The most famous sports in USA is';
 /** The last layer against the model's own logits: the bounds variants-families uses (q4: the same dequantized weights in float32). */
 const OWN = { fp16: 2e-2, q4: 1e-4 } as const;
-type Dtype = 'fp16' | 'q4' | 'q8';
-const DTYPES: Dtype[] = ['fp16', 'q4', 'q8'];
+type Q8Dtype = keyof typeof TORCH_Q8_FILES;
 
-/** Writes the fp16 and q4 files of dir/onnx/model.onnx and the q8 one; returns the fp32 graph. */
-function writeVariantFiles(dir: string): Model {
+/** Writes the fp16 and q4 files of dir/onnx/model.onnx and the `q8` one. */
+function writeVariantFiles(dir: string, q8: Q8Dtype): void {
   const fp32 = decodeModel(readFileSync(join(dir, 'onnx', 'model.onnx')));
   writeFileSync(join(dir, 'onnx', VARIANT_FILES.fp16), encodeModel(toFloat16(fp32)));
   writeFileSync(join(dir, 'onnx', VARIANT_FILES.q4), encodeModel(quantizeMatMul4Bits(fp32, 32, true)));
-  writeTorchQ8Files(dir, ['q8']);
-  return fp32;
+  writeTorchQ8Files(dir, [q8]);
 }
 
 /** The MatMulNBits nodes of a q4 file. */
@@ -73,6 +71,17 @@ async function checkAgainstStored(model: LensModel, ids: number[], own: Float32A
   return `max |Δlogit| vs the reference ${worst.toExponential(2)} (${worstRatio.toFixed(2)} of the bound), vs own logits ${worstOwn.toExponential(2)}, vs fp32 ${moved.toExponential(2)}`;
 }
 
+/** Loads the `dtype` variant of dir, runs `check` on it with the test prompt's ids and the file's own logits, and disposes of it. */
+async function withVariant(dir: string, dtype: 'fp16' | 'q4' | Q8Dtype, kvShape: [number, number] | undefined, check: (model: LensModel, ids: number[], own: Float32Array) => Promise<string>): Promise<string> {
+  const model = await loadLensModel(dir, { dtype, offline: true, env });
+  try {
+    const ids = model.encodePrompt(PROMPT);
+    return `${dtype}: ${await check(model, ids, await ownLogits(join(dir, onnxFileFor(dtype)), ids, kvShape))}`;
+  } finally {
+    await model.dispose();
+  }
+}
+
 const LN_FAMILIES: LnFamily[] = (process.env.LENS_TEST_LN_FAMILIES?.split(',') as LnFamily[] | undefined) ?? ['phi', 'opt', 'bloom', 'lfm2'];
 
 for (const family of LN_FAMILIES) {
@@ -81,51 +90,39 @@ for (const family of LN_FAMILIES) {
     const dir = join(root, family);
     const hub = lnFamilyModel(family);
     writeTorchModel(dir, hub.config, stateDictOf(hub), SP_VOCAB_SIZE, 'torch-past');
-    writeVariantFiles(dir);
-    for (const dtype of DTYPES) {
-      const model = await loadLensModel(dir, { dtype, offline: true, env });
-      try {
-        const ids = model.encodePrompt(PROMPT);
-        const own = await ownLogits(join(dir, onnxFileFor(dtype)), ids);
-        if (dtype === 'q8') {
-          t.diagnostic(`${family} q8: ${await assertQ8Lens(model, ids, (o) => referenceQ8LnForward(hub, ids, o), own, { weightType: TORCH_Q8_FILES.q8[1] })}`);
-          continue;
-        }
-        // OPT flattens its hidden states before the MLP, so fc1 and fc2 are exported as Gemm, which the 4-bit quantizer leaves alone.
-        const gemms = new Set(family === 'opt' ? [0, 1, 2].flatMap((l) => [`model.decoder.layers.${l}.fc1.weight`, `model.decoder.layers.${l}.fc2.weight`]) : []);
+    // LFM2 has a Conv: transformers.js quantizes such a model with uint8 weights (ConvInteger takes no int8).
+    const q8: Q8Dtype = family === 'lfm2' ? 'uint8' : 'q8';
+    writeVariantFiles(dir, q8);
+    // OPT flattens its hidden states before the MLP, so fc1 and fc2 are exported as Gemm, which the 4-bit quantizer leaves alone.
+    const gemms = new Set(family === 'opt' ? [0, 1, 2].flatMap((l) => [`model.decoder.layers.${l}.fc1.weight`, `model.decoder.layers.${l}.fc2.weight`]) : []);
+    for (const dtype of ['fp16', 'q4'] as const) {
+      t.diagnostic(`${family} ${await withVariant(dir, dtype, undefined, async (model, ids, own) => {
         const stored = lnAsStored(hub, dtype, gemms);
         const ref = referenceLnForward(stored.model, ids, stored.linear), head = stored.weight(lnHead(hub).weight);
         if (dtype === 'q4') assert.equal(q4MatMuls(join(dir, onnxFileFor('q4'))), stored.quantized.size, 'the file quantizes the linears (and the head) the reference does');
-        t.diagnostic(`${family} ${dtype}: ${await checkAgainstStored(model, ids, own, ref, head, referenceLnForward(hub, ids), dtype)}`);
-      } finally {
-        await model.dispose();
-      }
+        return checkAgainstStored(model, ids, own, ref, head, referenceLnForward(hub, ids), dtype);
+      })}`);
     }
+    t.diagnostic(`${family} ${await withVariant(dir, q8, undefined, (model, ids, own) => assertQ8Lens(model, ids, (o) => referenceQ8LnForward(hub, ids, o), own, { weightType: TORCH_Q8_FILES[q8][1] }))}`);
   });
 }
 
-const DECODER_CASES: [Family, Dtype[]][] = [['stablelm', DTYPES], ['olmo2', ['q4', 'q8']]];
+// Both also in q8 (int8 weights).
+const DECODER_CASES: [Family, ('fp16' | 'q4')[]][] = [['stablelm', ['fp16', 'q4']], ['olmo2', ['q4']]];
 
 for (const [family, dtypes] of DECODER_CASES) {
-  test(`${dtypes.join(', ')} of a torch.onnx ${family}: every layer the reference on the stored weights, last layer = own logits`, { skip }, async (t) => {
+  test(`${dtypes.join(', ')} and q8 of a torch.onnx ${family}: every layer the reference on the stored weights, last layer = own logits`, { skip }, async (t) => {
     assert.equal(missing, undefined, missing);
     const dir = join(root, family);
     const weights = writeTorchFixture(dir, tinyConfig(family), 'torch-past');
-    writeVariantFiles(dir);
+    writeVariantFiles(dir, 'q8');
+    const kvShape: [number, number] = [weights.config.kvHeads, headDim(weights.config)];
     for (const dtype of dtypes) {
-      const model = await loadLensModel(dir, { dtype, offline: true, env });
-      try {
-        const ids = model.encodePrompt(PROMPT);
-        const own = await ownLogits(join(dir, onnxFileFor(dtype)), ids, [weights.config.kvHeads, headDim(weights.config)]);
-        if (dtype === 'q8') {
-          t.diagnostic(`${family} q8: ${await assertQ8Lens(model, ids, weights, own, { weightType: TORCH_Q8_FILES.q8[1] })}`);
-          continue;
-        }
+      t.diagnostic(`${family} ${await withVariant(dir, dtype, kvShape, (model, ids, own) => {
         const stored = decoderAsStored(weights, dtype);
-        t.diagnostic(`${family} ${dtype}: ${await checkAgainstStored(model, ids, own, referenceDecoderForward(stored, ids), stored.lmHead!, referenceDecoderForward(weights, ids), dtype)}`);
-      } finally {
-        await model.dispose();
-      }
+        return checkAgainstStored(model, ids, own, referenceDecoderForward(stored, ids), stored.lmHead!, referenceDecoderForward(weights, ids), dtype);
+      })}`);
     }
+    t.diagnostic(`${family} ${await withVariant(dir, 'q8', kvShape, (model, ids, own) => assertQ8Lens(model, ids, weights, own, { weightType: TORCH_Q8_FILES.q8[1] }))}`);
   });
 }

@@ -67,6 +67,29 @@ export function alibiSlopes(heads: number): number[] {
  */
 export type LnLinear = (weight: string, bias: string | undefined, xs: Vec[]) => Vec[];
 
+/**
+ * How a forward pass applies a causal depthwise convolution (LFM2's): `weight` [d, 1, width] by tensor
+ * name over the rows `xs` [T][d] of one tensor, history before the first row zero; returns [T][d].
+ */
+export type LnConv = (weight: string, xs: Vec[], width: number) => Vec[];
+
+/** out[t][e] = Σ_j w[e, j] · x[t − (width − 1) + j][e], with `at(t, e)` giving x (and `tap(e, j)` w). */
+export function causalDepthwise(T: number, d: number, width: number, tap: (e: number, j: number) => number, at: (t: number, e: number) => number): Vec[] {
+  return Array.from({ length: T }, (_, t) => {
+    const y = new Float64Array(d);
+    for (let e = 0; e < d; e++) for (let j = 0; j < width; j++) { const src = t - (width - 1) + j; if (src >= 0) y[e] += tap(e, j) * at(src, e); }
+    return y;
+  });
+}
+
+/** The convolutions of `model` in float64. */
+export function floatConv(model: HubModel): LnConv {
+  return (weight, xs, width) => {
+    const w = model.tensors.get(weight)!.data;
+    return causalDepthwise(xs.length, xs[0].length, width, (e, j) => w[e * width + j], (t, e) => xs[t][e]);
+  };
+}
+
 /** The linear layers of `model` in float64. */
 export function floatLinear(model: HubModel): LnLinear {
   return (weight, bias, xs) => {
@@ -91,9 +114,9 @@ export function lnHead(model: HubModel): { weight: string; bias?: string } {
 
 /**
  * Runs a family's tiny model on one sequence of token ids (positions 0..T-1), its linear layers
- * applied by `linear` (float64 by default). Throws for a family it does not know.
+ * applied by `linear` and LFM2's convolutions by `conv` (float64 by default). Throws for a family it does not know.
  */
-export function referenceLnForward(model: HubModel, ids: number[], linear: LnLinear = floatLinear(model)): AttributionReference {
+export function referenceLnForward(model: HubModel, ids: number[], linear: LnLinear = floatLinear(model), conv: LnConv = floatConv(model)): AttributionReference {
   const c = model.config;
   const num = (name: string) => Number(c[name]);
   const get = (name: string) => {
@@ -245,16 +268,8 @@ export function referenceLnForward(model: HubModel, ids: number[], linear: LnLin
           // The gated short convolution: B ⊙ x, a causal depthwise convolution over the last L positions, then C ⊙ ·.
           const bcx = lin(`${p}.conv.in_proj`, h);
           const bx = bcx.map((v) => v.subarray(0, d).map((b, e) => b * v[2 * d + e]));
-          const w = get(`${p}.conv.conv.weight`);
-          out = lin(`${p}.conv.out_proj`, bcx.map((v, t) => {
-            const y = new Float64Array(d);
-            for (let e = 0; e < d; e++) {
-              let s = 0;
-              for (let j = 0; j < L; j++) { const src = t - (L - 1) + j; if (src >= 0) s += w[e * L + j] * bx[src][e]; }
-              y[e] = v[d + e] * s;
-            }
-            return y;
-          }));
+          const convolved = conv(`${p}.conv.conv.weight`, bx, L);
+          out = lin(`${p}.conv.out_proj`, bcx.map((v, t) => convolved[t].map((s, e) => v[d + e] * s)));
         }
         const m = x.map((r, i) => add(r, out[i]));
         mid.push(m);

@@ -14,7 +14,7 @@ import type { DecoderWeights, Linear } from '../fixtures/llama.js';
 import { afterHead, referenceDecoderForward, type DecoderArithmetic } from './llama.js';
 import type { ReferenceResult } from './gpt2.js';
 import type { HubModel } from '../fixtures/ln-families.js';
-import { lnHead, referenceLnForward, type LnLinear } from './layernorm-families.js';
+import { causalDepthwise, lnHead, referenceLnForward, type LnConv, type LnLinear } from './layernorm-families.js';
 
 type Vec = Float64Array;
 
@@ -213,8 +213,8 @@ const LN_TABLES = ['model.embed_tokens.weight', 'model.decoder.embed_tokens.weig
 /**
  * referenceQ8DecoderForward for a LayerNorm-family hub model (test/reference/layernorm-families.ts):
  * every linear and the head quantized per tensor from its float32 weight (a tied head from the table,
- * as the export's folded copy is), each embedding table stored quantized with the table type; other
- * tensors (norms, biases, LFM2's convolution) stay float. Throws for OPT with project_out (its head
+ * as the export's folded copy is), LFM2's convolutions as ConvInteger, each embedding table stored
+ * quantized with the table type; other tensors (norms, biases) stay float. Throws for OPT with project_out (its head
  * input is itself quantized, which headSlack does not cover).
  */
 export function referenceQ8LnForward(hub: HubModel, ids: number[], options: Q8Options): Q8ReferenceResult {
@@ -234,7 +234,15 @@ export function referenceQ8LnForward(hub: HubModel, ids: number[], options: Q8Op
     return [name, { ...t, data: Float32Array.from(data, (q) => (q - zeroPoint) * scale) }];
   }));
   const linear: LnLinear = (name, bias, xs) => quantizedProduct(xs, weightOf(name), bias === undefined ? undefined : hub.tensors.get(bias)!.data, options);
-  const ref = referenceLnForward({ config: hub.config, tensors: tables }, ids, linear);
+  // ConvInteger: the input (with its zero history, which quantizes to the zero point) quantized as one
+  // tensor, the weight per tensor, the integer products summed exactly and scaled.
+  const conv: LnConv = (name, xs, width) => {
+    const { q: qa, scale, zeroPoint } = dynamicQuantize(xs, options.flipNearTies);
+    const t = hub.tensors.get(name)!;
+    const w = quantizePerTensor(t.data, options.weightType, options.weightType === 'int8');
+    return causalDepthwise(xs.length, xs[0].length, width, (e, j) => w.data[e * width + j] - w.zeroPoint, (s, e) => qa[s][e] - zeroPoint).map((y) => y.map((v) => v * scale * w.scale));
+  };
+  const ref = referenceLnForward({ config: hub.config, tensors: tables }, ids, linear, conv);
   const head = lnHead(hub);
   const last = ref.residual[ref.residual.length - 1];
   return {
