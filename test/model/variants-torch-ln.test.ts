@@ -90,7 +90,8 @@ for (const family of LN_FAMILIES) {
     const dir = join(root, family);
     const hub = lnFamilyModel(family);
     writeTorchModel(dir, hub.config, stateDictOf(hub), SP_VOCAB_SIZE, 'torch-past');
-    // LFM2 has a Conv: transformers.js quantizes such a model with uint8 weights (ConvInteger takes no int8).
+    // LFM2 has a Conv: transformers.js's q8 of such a model has uint8 weights (onnxruntime-web has no int8
+    // ConvInteger), the same file as its uint8.
     const q8: Q8Dtype = family === 'lfm2' ? 'uint8' : 'q8';
     writeVariantFiles(dir, q8);
     // OPT flattens its hidden states before the MLP, so fc1 and fc2 are exported as Gemm, which the 4-bit quantizer leaves alone.
