@@ -3,7 +3,7 @@
 // reference on the float16-rounded weights within the fp16 error budget (test/model/stored-weights.ts),
 // the last layer against the model's own logits. One family per twist: Qwen3's q/k norms, Granite's
 // multipliers and ÷ logits_scaling, Cohere's parallel block and × logit_scale, Phi-3's fused
-// projections, OLMo2's branch-only norms. (Gemma's 1 + w gains are not modelled by decoderAsStored.)
+// projections, OLMo2's branch-only norms. Gemma's: test/model/variants-torch-gemma.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -39,7 +39,7 @@ for (const family of ['qwen3', 'granite', 'cohere', 'phi3', 'olmo2'] as Family[]
       const V = weights.config.vocab, L = weights.config.layers, P = positions.length;
       const run = await model.run(ids, positions, 'norm');
       const stored = decoderAsStored(weights, 'fp16');
-      const { worst, worstRatio } = await assertVariantLayers(model, ids, positions, run.logits, referenceDecoderForward(stored, ids), stored, 'fp16');
+      const { worst, worstRatio } = await assertVariantLayers(model, ids, positions, run.logits, referenceDecoderForward(stored, ids), stored.lmHead!, 'fp16');
       const own = await ownLogits(path, ids, [weights.config.kvHeads, headDim(weights.config)]);
       positions.forEach((pos, p) => assertClose(run.logits.subarray((L * P + p) * V, (L * P + p + 1) * V), own.subarray(pos * V, (pos + 1) * V), OWN, 'fp16 last layer vs own logits'));
       t.diagnostic(`${family} fp16: max |Δlogit| vs the reference ${worst.toExponential(2)}, ${worstRatio.toFixed(2)} of the bound`);

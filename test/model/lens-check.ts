@@ -92,12 +92,12 @@ export async function ownLogits(onnxPath: string, ids: number[], kvShape?: [numb
 
 /**
  * Checks every layer of the lens, both modes, at `positions` (the `normLogits` [(L+1)·P, V] of a norm-mode
- * run, the raw run done here) against the float64 reference `ref` run on `stored` (the weights as the
- * `dtype` variant stores them), within variantTolerance. Resolves to the largest difference and its
- * largest share of the bound.
+ * run, the raw run done here) against the float64 reference `ref` run on the weights as the `dtype`
+ * variant stores them (`head` [V, d] the stored head), within variantTolerance. Resolves to the largest
+ * difference and its largest share of the bound.
  */
-export async function assertVariantLayers(model: LensModel, ids: number[], positions: number[], normLogits: Float32Array, ref: ReferenceResult, stored: DecoderWeights, dtype: StoredDtype): Promise<{ worst: number; worstRatio: number }> {
-  const V = stored.config.vocab, L = stored.config.layers, P = positions.length;
+export async function assertVariantLayers(model: LensModel, ids: number[], positions: number[], normLogits: Float32Array, ref: ReferenceResult, head: Float32Array, dtype: StoredDtype): Promise<{ worst: number; worstRatio: number }> {
+  const V = model.vocabSize, L = ref.residual.length - 1, P = positions.length;
   let worst = 0, worstRatio = 0;
   for (const mode of ['norm', 'raw'] as const) {
     const logits = mode === 'norm' ? normLogits : (await model.run(ids, positions, 'raw')).logits;
@@ -105,7 +105,7 @@ export async function assertVariantLayers(model: LensModel, ids: number[], posit
       const expected = referenceLens(ref, pos, mode === 'raw');
       for (let l = 0; l <= L; l++) {
         const h = ref.residual[l][pos];
-        const tol = variantTolerance(dtype, l, mode === 'raw' && l < L ? h : ref.finalNorm(h), stored.lmHead!, V);
+        const tol = variantTolerance(dtype, l, mode === 'raw' && l < L ? h : ref.finalNorm(h), head, V);
         const row = logits.subarray((l * P + p) * V, (l * P + p + 1) * V);
         for (let i = 0; i < V; i++) { const diff = Math.abs(row[i] - expected[l][i]); worst = Math.max(worst, diff); worstRatio = Math.max(worstRatio, diff / tol); }
         assertClose(row, expected[l], tol, `${dtype} ${mode} L${l} at ${pos} vs the reference on the stored weights`);

@@ -3,8 +3,9 @@
 // Gemma 2's sandwich norms, score and final softcaps, Granite's multipliers and ÷ logits_scaling after
 // the head, Cohere's parallel block and × logit_scale, Phi-3's fused
 // projections. Every site against the float64 q8 reference, the last layer the model's own logits
-// (test/model/q8-check.ts); int8 weights, and uint8 for the post-head twists. OLMo2 is left out: its own
-// q8 logits differ from the q8 reference by 0.09 where the head-only rounding slack allows 0.04 (unexplained).
+// (test/model/q8-check.ts); int8 weights, and uint8 for the post-head twists. OLMo2's q8 is in
+// variants-torch-ln.test.ts (its first block reads the quantized embedding as it is, and one activation
+// sits on a rounding tie).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';

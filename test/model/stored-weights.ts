@@ -5,8 +5,11 @@
 // the variant (float16 or quantized activations), which error bounds below the tests' tolerances cover.
 import type { Gpt2Weights } from '../fixtures/gpt2.js';
 import { VOCAB } from '../fixtures/gpt2.js';
-import { transpose, type DecoderWeights, type Linear } from '../fixtures/llama.js';
+import { transpose, type DecoderWeights, type Linear, type Norm } from '../fixtures/llama.js';
 import { GENAI_FORMS } from '../fixtures/genai.js';
+import type { HubModel } from '../fixtures/ln-families.js';
+import { floatLinear, type LnLinear } from '../reference/layernorm-families.js';
+import { apply } from '../reference/llama.js';
 import { BNB4, BNB4_CODES, floatToHalfBits, quantizeBlockwise4, quantizeBnb4, quantizePerTensor, type Bnb4Type, type WeightType } from '../fixtures/variants.js';
 
 /** The value of IEEE half bits `h`. */
@@ -107,16 +110,15 @@ export function gpt2AsStored(w: Gpt2Weights, dtype: StoredDtype): Gpt2Weights {
 /**
  * A decoder fixture's weights as the fp16, q4, q4f16 or bnb4 variant stores them: fp16 rounds every
  * float (the norms' gains, the rotary frequencies and the head included); q4 and bnb4 quantize every
- * linear (one MatMul B [in, out] each, K = in) and the head, not the embedding Gather. Throws for Gemma
- * in the float16 dtypes (its gains are stored as 1 + w, rounded as a sum).
+ * linear (one MatMul B [in, out] each, K = in) and the head, not the embedding Gather. Gemma's gains
+ * in the float16 dtypes: half(fround(1 + w)), the folded sum rounded (gemmaGainsAsStored).
  */
 export function decoderAsStored(w: DecoderWeights, dtype: 'fp16' | 'q4' | 'q4f16' | 'bnb4'): DecoderWeights {
-  if (w.traits.norm === 'rms-1p' && (dtype === 'fp16' || dtype === 'q4f16')) throw new Error("Gemma's gains are stored as 1 + w, rounded as a sum: not modelled here");
   const { d, vocab } = w.config;
   const head = w.lmHead ?? w.embed;
-  if (dtype === 'fp16') return mapArrays({ ...w, lmHead: head }, roundToHalf);
+  if (dtype === 'fp16') return gemmaGainsAsStored(mapArrays({ ...w, lmHead: head }, roundToHalf), w);
   const half = dtype === 'q4f16';
-  const rest = half ? mapArrays(w, roundToHalf) : w;
+  const rest = half ? gemmaGainsAsStored(mapArrays(w, roundToHalf), w) : w;
   const stored = dtype === 'bnb4' ? bnb4RoundTrip : (m: Float32Array, rows: number, cols: number) => q4Transposed(m, rows, cols, half);
   const lin = (l: Linear | undefined): Linear | undefined => l && { ...l, w: stored(l.w, l.out, l.in) };
   return {
@@ -131,6 +133,68 @@ export function genaiAsStored(w: DecoderWeights, form: string): DecoderWeights {
   if (!GENAI_FORMS[form].q4) return w;
   const stored = decoderAsStored(w, 'q4');
   return GENAI_FORMS[form].sharedEmbeddings ? { ...stored, embed: stored.lmHead! } : stored;
+}
+
+/** A LayerNorm-family model as a variant stores it, for referenceLnForward(model, ids, linear). */
+export interface StoredLn {
+  /** The tensors the graph reads directly (norms, biases, embedding tables, LFM2's convolution). */
+  model: HubModel;
+  /** The linear layers (and the head) as the variant's MatMuls compute them. */
+  linear: LnLinear;
+  /** The stored weight [out, in] of a linear by tensor name (the head's: its weight's, or the tied table's). */
+  weight(name: string): Float32Array;
+  /** The weights quantized so far (by tensor name), to count against the file's quantized MatMuls. */
+  quantized: Set<string>;
+}
+
+/**
+ * A LayerNorm-family hub model as its fp16 or q4 variant stores it. fp16: every tensor rounded to half.
+ * q4: each linear the export computes with MatMul (B = Wᵀ, K = in) through MatMul4BitsQuantizer's
+ * symmetric blocks of 32 and back, the head a separate copy of a tied table (the Gather keeps the
+ * float table); `notMatMul` names the weights exported otherwise (OPT's fc1 and fc2 are Gemm, which
+ * the quantizer leaves in float32).
+ */
+export function lnAsStored(hub: HubModel, dtype: 'fp16' | 'q4', notMatMul: ReadonlySet<string> = new Set()): StoredLn {
+  const quantized = new Set<string>();
+  if (dtype === 'fp16') {
+    const model: HubModel = { config: hub.config, tensors: new Map([...hub.tensors].map(([name, t]) => [name, { ...t, data: roundToHalf(t.data) }])) };
+    return { model, linear: floatLinear(model), weight: (name) => model.tensors.get(name)!.data, quantized };
+  }
+  const cache = new Map<string, Float32Array>();
+  const weight = (name: string) => {
+    const t = hub.tensors.get(name);
+    if (!t) throw new Error(`no tensor ${name}`);
+    if (notMatMul.has(name)) return t.data;
+    if (!cache.has(name)) { cache.set(name, q4Transposed(t.data, t.shape[0], t.shape[1], false)); quantized.add(name); }
+    return cache.get(name)!;
+  };
+  const linear: LnLinear = (name, bias, xs) => {
+    const [out, inDim] = hub.tensors.get(name)!.shape;
+    const lin = { w: weight(name), b: bias === undefined ? undefined : hub.tensors.get(bias)!.data, out, in: inDim };
+    return xs.map((x) => apply(lin, x));
+  };
+  return { model: hub, linear, weight, quantized };
+}
+
+/**
+ * Gemma's norms multiply by 1 + w, and both exporters store that sum as one float32 initializer
+ * (torch.onnx folds the Add into `onnx::Mul_N`; the hand-built fixtures write `weight_plus_one`),
+ * which the float16 converter then rounds: the stored gain is half(fround(1 + w)), not 1 + half(w).
+ * `halved` is `source` with every float rounded to half; returns it with each norm's w replaced by
+ * half(fround(1 + w)) − 1 (exact in float32: a multiple of 2^-11 below 1 in magnitude), so that the
+ * reference's 1 + w is the stored value. Other families' weights are returned as they are.
+ */
+function gemmaGainsAsStored(halved: DecoderWeights, source: DecoderWeights): DecoderWeights {
+  if (source.traits.norm !== 'rms-1p') return halved;
+  const gain = (n: Norm): Norm => ({ ...n, g: Float32Array.from(roundToHalf(Float32Array.from(n.g, (g) => 1 + g)), (s) => s - 1) });
+  const maybe = (n: Norm | undefined) => n && gain(n);
+  return {
+    ...halved,
+    finalNorm: gain(source.finalNorm),
+    blocks: source.blocks.map((b, i) => ({
+      ...halved.blocks[i], ln1: gain(b.ln1), ln2: gain(b.ln2), postAttn: maybe(b.postAttn), postMlp: maybe(b.postMlp), qNorm: maybe(b.qNorm), kNorm: maybe(b.kNorm),
+    })),
+  };
 }
 
 /**

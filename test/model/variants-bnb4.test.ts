@@ -49,7 +49,7 @@ for (const [family, type] of [['llama', BNB4.NF4], ['qwen2', BNB4.NF4], ['llama'
       const stored = type === BNB4.NF4 ? decoderAsStored(weights, 'bnb4') : fp4Stored(weights);
       const ref = referenceDecoderForward(stored, ids);
       const run = await model.run(ids, positions, 'norm');
-      const { worst, worstRatio } = await assertVariantLayers(model, ids, positions, run.logits, ref, stored, 'bnb4');
+      const { worst, worstRatio } = await assertVariantLayers(model, ids, positions, run.logits, ref, stored.lmHead!, 'bnb4');
       const own = await ownLogits(join(dir, 'onnx', VARIANT_FILES.bnb4), ids, [weights.config.kvHeads, headDim(weights.config)]);
       let worstOwn = 0;
       positions.forEach((pos, p) => {

@@ -60,8 +60,63 @@ export function alibiSlopes(heads: number): number[] {
   return slopes;
 }
 
-/** Runs a family's tiny model on one sequence of token ids (positions 0..T-1). Throws for a family it does not know. */
-export function referenceLnForward(model: HubModel, ids: number[]): AttributionReference {
+/**
+ * How a forward pass applies a linear layer: `weight` [out, in] and `bias` [out] by their tensor names
+ * (the head by its weight's, the embedding table's where tied), to the rows `xs` [T][in] of one tensor
+ * (a quantized variant quantizes them together); returns [T][out].
+ */
+export type LnLinear = (weight: string, bias: string | undefined, xs: Vec[]) => Vec[];
+
+/**
+ * How a forward pass applies a causal depthwise convolution (LFM2's): `weight` [d, 1, width] by tensor
+ * name over the rows `xs` [T][d] of one tensor, history before the first row zero; returns [T][d].
+ */
+export type LnConv = (weight: string, xs: Vec[], width: number) => Vec[];
+
+/** out[t][e] = Σ_j w[e, j] · x[t − (width − 1) + j][e], with `at(t, e)` giving x (and `tap(e, j)` w). */
+export function causalDepthwise(T: number, d: number, width: number, tap: (e: number, j: number) => number, at: (t: number, e: number) => number): Vec[] {
+  return Array.from({ length: T }, (_, t) => {
+    const y = new Float64Array(d);
+    for (let e = 0; e < d; e++) for (let j = 0; j < width; j++) { const src = t - (width - 1) + j; if (src >= 0) y[e] += tap(e, j) * at(src, e); }
+    return y;
+  });
+}
+
+/** The convolutions of `model` in float64. */
+export function floatConv(model: HubModel): LnConv {
+  return (weight, xs, width) => {
+    const w = model.tensors.get(weight)!.data;
+    return causalDepthwise(xs.length, xs[0].length, width, (e, j) => w[e * width + j], (t, e) => xs[t][e]);
+  };
+}
+
+/** The linear layers of `model` in float64. */
+export function floatLinear(model: HubModel): LnLinear {
+  return (weight, bias, xs) => {
+    const w = model.tensors.get(weight), b = bias === undefined ? undefined : model.tensors.get(bias);
+    if (!w || (bias !== undefined && !b)) throw new Error(`no tensor ${w ? bias : weight}`);
+    const [out, inDim] = w.shape;
+    return xs.map((x) => apply({ w: w.data, b: b?.data, out, in: inDim }, x));
+  };
+}
+
+/** The head's weight [V, d] and bias [V] by tensor name: the embedding table where tied. Throws for a family it does not know. */
+export function lnHead(model: HubModel): { weight: string; bias?: string } {
+  switch (model.config.model_type) {
+    case 'phi': return { weight: 'lm_head.weight', bias: 'lm_head.bias' };
+    case 'opt': return { weight: 'model.decoder.embed_tokens.weight' };
+    case 'bloom': return { weight: 'transformer.word_embeddings.weight' };
+    case 'gpt_neox': return { weight: 'embed_out.weight' };
+    case 'lfm2': return { weight: 'model.embed_tokens.weight' };
+    default: throw new Error(`no reference for ${String(model.config.model_type)}`);
+  }
+}
+
+/**
+ * Runs a family's tiny model on one sequence of token ids (positions 0..T-1), its linear layers
+ * applied by `linear` and LFM2's convolutions by `conv` (float64 by default). Throws for a family it does not know.
+ */
+export function referenceLnForward(model: HubModel, ids: number[], linear: LnLinear = floatLinear(model), conv: LnConv = floatConv(model)): AttributionReference {
   const c = model.config;
   const num = (name: string) => Number(c[name]);
   const get = (name: string) => {
@@ -70,24 +125,13 @@ export function referenceLnForward(model: HubModel, ids: number[]): AttributionR
     return t.data;
   };
   const has = (name: string) => model.tensors.has(name);
-  const lin = (name: string, x: Vec) => {
-    const [out, inDim] = model.tensors.get(`${name}.weight`)!.shape;
-    return apply({ w: get(`${name}.weight`), b: has(`${name}.bias`) ? get(`${name}.bias`) : undefined, out, in: inDim }, x);
-  };
+  /** The linear `name` on every row of one tensor. */
+  const lin = (name: string, xs: Vec[]) => linear(`${name}.weight`, has(`${name}.bias`) ? `${name}.bias` : undefined, xs);
   const ln = (name: string, eps: number) => (x: Vec) => layerNorm(x, get(`${name}.weight`), get(`${name}.bias`), eps);
   const rms = (name: string, eps: number) => (x: Vec) => rmsNorm(x, get(`${name}.weight`), eps, false);
   const rows = (table: string, id: number, width: number) => Float64Array.from(get(table).subarray(id * width, (id + 1) * width));
-  const head = (weight: string, bias?: string) => (x: Vec) => {
-    const w = get(weight), b = bias ? get(bias) : undefined;
-    const V = num('vocab_size'), d = x.length;
-    const out = new Float64Array(V);
-    for (let tok = 0; tok < V; tok++) {
-      let s = b ? b[tok] : 0;
-      for (let i = 0; i < d; i++) s += w[tok * d + i] * x[i];
-      out[tok] = s;
-    }
-    return out;
-  };
+  const { weight: headWeight, bias: headBias } = lnHead(model);
+  const head = (x: Vec) => linear(headWeight, headBias, [x])[0];
   const add = (...vs: Vec[]) => vs[0].map((_, e) => vs.reduce((s, v) => s + v[e], 0));
   const d = num('hidden_size');
   const residual: Vec[][] = [];
@@ -107,7 +151,7 @@ export function referenceLnForward(model: HubModel, ids: number[]): AttributionR
       return out;
     })));
     attnBias.push(has(`${name}.bias`) ? Float64Array.from(get(`${name}.bias`)) : new Float64Array(d));
-    const out = ctx.map((v) => lin(name, v));
+    const out = lin(name, ctx);
     attnOut.push(out);
     return out;
   };
@@ -121,45 +165,42 @@ export function referenceLnForward(model: HubModel, ids: number[]): AttributionR
         const p = `model.layers.${l}`;
         const h = x.map(ln(`${p}.input_layernorm`, eps));
         const rotate = (v: Vec, pos: number) => perHead(v, hd, (hv) => rotary(hv, pos, rot, num('rope_theta')));
-        const q = h.map((v, pos) => rotate(lin(`${p}.self_attn.q_proj`, v), pos));
-        const k = h.map((v, pos) => rotate(lin(`${p}.self_attn.k_proj`, v), pos));
-        const vv = h.map((v) => lin(`${p}.self_attn.v_proj`, v));
+        const q = lin(`${p}.self_attn.q_proj`, h).map(rotate);
+        const k = lin(`${p}.self_attn.k_proj`, h).map(rotate);
+        const vv = lin(`${p}.self_attn.v_proj`, h);
         const attn = attend(`${p}.self_attn.dense`, attention(q, k, vv, heads, heads, hd), heads, hd);
-        const mlp = h.map((v) => lin(`${p}.mlp.fc2`, lin(`${p}.mlp.fc1`, v).map(geluTanh)));
+        const mlp = lin(`${p}.mlp.fc2`, lin(`${p}.mlp.fc1`, h).map((v) => v.map(geluTanh)));
         mlpOut.push(mlp);
         x = x.map((r, i) => add(r, attn[i], mlp[i]));
         residual.push(x);
       }
       finalNorm = ln('model.final_layernorm', eps);
       finalLn = 'model.final_layernorm';
-      unembed = head('lm_head.weight', 'lm_head.bias');
+      unembed = head;
       break;
     }
     case 'opt': {
       const heads = num('num_attention_heads'), hd = d / heads, proj = num('word_embed_proj_dim'), eps = 1e-5;
       const projected = proj !== d;
       // Learned positions start at row 2 (OPT's offset).
-      x = ids.map((id, pos) => {
-        const e = rows('model.decoder.embed_tokens.weight', id, proj);
-        return add(projected ? lin('model.decoder.project_in', e) : e, rows('model.decoder.embed_positions.weight', pos + 2, d));
-      });
+      const tokens = ids.map((id) => rows('model.decoder.embed_tokens.weight', id, proj));
+      x = (projected ? lin('model.decoder.project_in', tokens) : tokens).map((e, pos) => add(e, rows('model.decoder.embed_positions.weight', pos + 2, d)));
       residual.push(x);
       for (let l = 0; l < num('num_hidden_layers'); l++) {
         const p = `model.decoder.layers.${l}`;
         const h = x.map(ln(`${p}.self_attn_layer_norm`, eps));
-        const ctx = attention(h.map((v) => lin(`${p}.self_attn.q_proj`, v)), h.map((v) => lin(`${p}.self_attn.k_proj`, v)), h.map((v) => lin(`${p}.self_attn.v_proj`, v)), heads, heads, hd);
+        const ctx = attention(lin(`${p}.self_attn.q_proj`, h), lin(`${p}.self_attn.k_proj`, h), lin(`${p}.self_attn.v_proj`, h), heads, heads, hd);
         const attn = attend(`${p}.self_attn.out_proj`, ctx, heads, hd);
         const m = x.map((r, i) => add(r, attn[i]));
         mid.push(m);
-        const mlp = m.map((r) => lin(`${p}.fc2`, lin(`${p}.fc1`, ln(`${p}.final_layer_norm`, eps)(r)).map((v) => Math.max(0, v))));
+        const mlp = lin(`${p}.fc2`, lin(`${p}.fc1`, m.map(ln(`${p}.final_layer_norm`, eps))).map((v) => v.map((e) => Math.max(0, e))));
         mlpOut.push(mlp);
         x = m.map((r, i) => add(r, mlp[i]));
         residual.push(x);
       }
       finalNorm = ln('model.decoder.final_layer_norm', eps);
       finalLn = 'model.decoder.final_layer_norm';
-      const tied = head('model.decoder.embed_tokens.weight');
-      unembed = projected ? (v) => tied(lin('model.decoder.project_out', v)) : tied;
+      unembed = projected ? (v) => head(lin('model.decoder.project_out', [v])[0]) : head;
       break;
     }
     case 'bloom': {
@@ -171,21 +212,21 @@ export function referenceLnForward(model: HubModel, ids: number[]): AttributionR
       for (let l = 0; l < num('n_layer'); l++) {
         const p = `transformer.h.${l}`;
         // query_key_value's output is laid out [heads, (q, k, v), hd].
-        const qkv = x.map((v) => lin(`${p}.self_attention.query_key_value`, ln(`${p}.input_layernorm`, eps)(v)));
+        const qkv = lin(`${p}.self_attention.query_key_value`, x.map(ln(`${p}.input_layernorm`, eps)));
         const part = (which: number) => qkv.map((v) => headInterleaved(v, hd, which));
         const ctx = attention(part(0), part(1), part(2), heads, heads, hd, (h, _i, j) => slopes[h] * j);
         const attn = attend(`${p}.self_attention.dense`, ctx, heads, hd);
         const m = x.map((r, i) => add(r, attn[i]));
         mid.push(m);
         const gelu = (v: number) => v * 0.5 * (1 + Math.tanh(0.79788456 * v * (1 + 0.044715 * v * v)));
-        const mlp = m.map((r) => lin(`${p}.mlp.dense_4h_to_h`, lin(`${p}.mlp.dense_h_to_4h`, ln(`${p}.post_attention_layernorm`, eps)(r)).map(gelu)));
+        const mlp = lin(`${p}.mlp.dense_4h_to_h`, lin(`${p}.mlp.dense_h_to_4h`, m.map(ln(`${p}.post_attention_layernorm`, eps))).map((v) => v.map(gelu)));
         mlpOut.push(mlp);
         x = m.map((r, i) => add(r, mlp[i]));
         residual.push(x);
       }
       finalNorm = ln('transformer.ln_f', eps);
       finalLn = 'transformer.ln_f';
-      unembed = head('transformer.word_embeddings.weight');
+      unembed = head;
       break;
     }
     case 'gpt_neox': {
@@ -195,17 +236,18 @@ export function referenceLnForward(model: HubModel, ids: number[]): AttributionR
       for (let l = 0; l < num('num_hidden_layers'); l++) {
         const p = `gpt_neox.layers.${l}`;
         // query_key_value's output is laid out [heads, (q, k, v) · hd].
-        const qkv = x.map((v) => lin(`${p}.attention.query_key_value`, ln(`${p}.input_layernorm`, eps)(v)));
+        const qkv = lin(`${p}.attention.query_key_value`, x.map(ln(`${p}.input_layernorm`, eps)));
         const rotate = (v: Vec, pos: number) => perHead(v, hd, (hv) => rotary(hv, pos, rot, num('rotary_emb_base')));
         const q = qkv.map((v, pos) => rotate(headInterleaved(v, hd, 0), pos));
         const k = qkv.map((v, pos) => rotate(headInterleaved(v, hd, 1), pos));
         const vv = qkv.map((v) => headInterleaved(v, hd, 2));
-        const attn = attention(q, k, vv, heads, heads, hd).map((v) => lin(`${p}.attention.dense`, v));
-        x = x.map((r, i) => add(r, attn[i], lin(`${p}.mlp.dense_4h_to_h`, lin(`${p}.mlp.dense_h_to_4h`, ln(`${p}.post_attention_layernorm`, eps)(r)).map(geluErf))));
+        const attn = lin(`${p}.attention.dense`, attention(q, k, vv, heads, heads, hd));
+        const mlp = lin(`${p}.mlp.dense_4h_to_h`, lin(`${p}.mlp.dense_h_to_4h`, x.map(ln(`${p}.post_attention_layernorm`, eps))).map((v) => v.map(geluErf)));
+        x = x.map((r, i) => add(r, attn[i], mlp[i]));
         residual.push(x);
       }
       finalNorm = ln('gpt_neox.final_layer_norm', eps);
-      unembed = head('embed_out.weight');
+      unembed = head;
       break;
     }
     case 'lfm2': {
@@ -218,36 +260,27 @@ export function referenceLnForward(model: HubModel, ids: number[]): AttributionR
         let out: Vec[];
         if (kind === 'full_attention') {
           const rotate = (v: Vec, pos: number, norm: string) => perHead(v, hd, (hv) => rotary(rms(norm, eps)(hv), pos, hd, num('rope_theta')));
-          const q = h.map((v, pos) => rotate(lin(`${p}.self_attn.q_proj`, v), pos, `${p}.self_attn.q_layernorm`));
-          const k = h.map((v, pos) => rotate(lin(`${p}.self_attn.k_proj`, v), pos, `${p}.self_attn.k_layernorm`));
-          const vv = h.map((v) => lin(`${p}.self_attn.v_proj`, v));
-          out = attention(q, k, vv, heads, kvHeads, hd).map((v) => lin(`${p}.self_attn.out_proj`, v));
+          const q = lin(`${p}.self_attn.q_proj`, h).map((v, pos) => rotate(v, pos, `${p}.self_attn.q_layernorm`));
+          const k = lin(`${p}.self_attn.k_proj`, h).map((v, pos) => rotate(v, pos, `${p}.self_attn.k_layernorm`));
+          const vv = lin(`${p}.self_attn.v_proj`, h);
+          out = lin(`${p}.self_attn.out_proj`, attention(q, k, vv, heads, kvHeads, hd));
         } else {
           // The gated short convolution: B ⊙ x, a causal depthwise convolution over the last L positions, then C ⊙ ·.
-          const bcx = h.map((v) => lin(`${p}.conv.in_proj`, v));
+          const bcx = lin(`${p}.conv.in_proj`, h);
           const bx = bcx.map((v) => v.subarray(0, d).map((b, e) => b * v[2 * d + e]));
-          const w = get(`${p}.conv.conv.weight`);
-          out = bcx.map((v, t) => {
-            const y = new Float64Array(d);
-            for (let e = 0; e < d; e++) {
-              let s = 0;
-              for (let j = 0; j < L; j++) { const src = t - (L - 1) + j; if (src >= 0) s += w[e * L + j] * bx[src][e]; }
-              y[e] = v[d + e] * s;
-            }
-            return lin(`${p}.conv.out_proj`, y);
-          });
+          const convolved = conv(`${p}.conv.conv.weight`, bx, L);
+          out = lin(`${p}.conv.out_proj`, bcx.map((v, t) => convolved[t].map((s, e) => v[d + e] * s)));
         }
         const m = x.map((r, i) => add(r, out[i]));
         mid.push(m);
-        x = m.map((r) => {
-          const n = rms(`${p}.ffn_norm`, eps)(r);
-          const gate = lin(`${p}.feed_forward.w1`, n), up = lin(`${p}.feed_forward.w3`, n);
-          return add(r, lin(`${p}.feed_forward.w2`, gate.map((g, e) => silu(g) * up[e])));
-        });
+        const n = m.map(rms(`${p}.ffn_norm`, eps));
+        const gate = lin(`${p}.feed_forward.w1`, n), up = lin(`${p}.feed_forward.w3`, n);
+        const ffn = lin(`${p}.feed_forward.w2`, gate.map((g, i) => g.map((v, e) => silu(v) * up[i][e])));
+        x = m.map((r, i) => add(r, ffn[i]));
         residual.push(x);
       });
       finalNorm = rms('model.embedding_norm', eps);
-      unembed = head('model.embed_tokens.weight');
+      unembed = head;
       break;
     }
     default:

@@ -3,13 +3,18 @@
 // float table a Gather reads is stored quantized), written from the ONNX operator definitions and
 // onnxruntime's quant_utils, not from any graph: weights quantized per tensor (int8 symmetric or
 // uint8 asymmetric) and dequantized; each MatMul's input quantized to uint8 with one scale for the
-// whole tensor; the integer products summed exactly in float64. `pairSaturation` sums instead as
-// MLAS's u8·s8 kernels without VNNI do (vpmaddubsw: the products of k = 2j and 2j+1 added in a
-// saturating int16), to show what such a CPU computes. Used only by the tests.
+// whole tensor (one that reads the quantized embedding Gather itself takes the table's integers); the
+// integer products summed exactly in float64. `pairSaturation` sums instead as MLAS's u8·s8 kernels
+// without VNNI do (vpmaddubsw: the products of k = 2j and 2j+1 added in a saturating int16), to show
+// what such a CPU computes; `flipNearTies` rounds activations on a tie the other way. The LayerNorm
+// families' forward (referenceQ8LnForward) runs test/reference/layernorm-families.ts the same way.
+// Used only by the tests.
 import { quantizePerTensor, type WeightType } from '../fixtures/variants.js';
 import type { DecoderWeights, Linear } from '../fixtures/llama.js';
 import { afterHead, headShare, referenceDecoderForward, type DecoderArithmetic } from './llama.js';
-import type { AttributionReference } from './gpt2.js';
+import type { AttributionReference, ReferenceResult } from './gpt2.js';
+import type { HubModel } from '../fixtures/ln-families.js';
+import { causalDepthwise, lnHead, referenceLnForward, type LnConv, type LnLinear } from './layernorm-families.js';
 
 type Vec = Float64Array;
 
@@ -23,6 +28,11 @@ export interface Q8Options {
   tableType?: WeightType;
   /** Sum u8·s8 products in saturating int16 pairs, as MLAS does on x86-64 without VNNI (int8 weights only). */
   pairSaturation?: boolean;
+  /**
+   * Round each activation that lies within TIE_RELATIVE of itself from a rounding tie to the other step:
+   * where the float32 model may round such a value either way, this reference and the exact one bracket it.
+   */
+  flipNearTies?: boolean;
 }
 
 export interface Q8ReferenceResult extends AttributionReference {
@@ -41,6 +51,16 @@ export interface Q8ReferenceResult extends AttributionReference {
  * carries a relative error of a few 1e-7 from the ops before, and x / scale ≤ 255 steps.
  */
 const ROUNDING_SLACK = 2e-3;
+
+/**
+ * How near a tie, relative to its own number of steps, an activation must lie for the alternative
+ * reference to round it the other way: 4 float32 ulps. Measured on these fixtures: OLMo2's mid-block
+ * residual lies 1.2e-7 of itself from a tie (76.500009 steps) and the float32 model rounds it up where
+ * float64 rounds it down; the nearest ties in the other families lie 4e-7 … 4e-6 away and the model
+ * rounds them as float64 does. Flipping those too would move later layers by up to 0.2 (a tie flipped
+ * early changes every value after it, the true ones included) and blunt every check.
+ */
+const TIE_RELATIVE = 2.4e-7;
 
 function roundingSlack(xs: Vec[], w: QuantizedWeight): number[] {
   const { scale } = dynamicQuantize(xs);
@@ -85,19 +105,29 @@ function layout(data: ArrayLike<number>, rows: number, cols: number, transpose: 
  * DynamicQuantizeLinear over a whole tensor (rows × n): range widened to hold 0, scale = range / 255
  * in float32, zero point = round(−min / scale), q = saturate(round(x / scale) + zero point).
  */
-export function dynamicQuantize(xs: Vec[]): { q: Int32Array[]; scale: number; zeroPoint: number } {
+export function dynamicQuantize(xs: Vec[], flipNearTies = false): { q: Int32Array[]; scale: number; zeroPoint: number } {
   let lo = 0, hi = 0;
   for (const x of xs) for (const v of x) { const f = Math.fround(v); lo = Math.min(lo, f); hi = Math.max(hi, f); }
   const scale = Math.fround((hi - lo) / 255);
   if (scale === 0) return { q: xs.map((x) => new Int32Array(x.length)), scale: 0, zeroPoint: 0 };
   const zeroPoint = Math.min(255, Math.max(0, roundHalfEven(Math.fround(-lo / scale))));
-  const q = xs.map((x) => Int32Array.from(x, (v) => Math.min(255, Math.max(0, roundHalfEven(Math.fround(Math.fround(v) / scale)) + zeroPoint))));
+  const step = (v: number) => {
+    const r = roundHalfEven(Math.fround(Math.fround(v) / scale)), exact = v / scale;
+    if (!flipNearTies || Math.abs(Math.abs(exact % 1) - 0.5) >= TIE_RELATIVE * Math.abs(exact)) return r;
+    return r > exact ? r - 1 : r + 1;
+  };
+  const q = xs.map((x) => Int32Array.from(x, (v) => Math.min(255, Math.max(0, step(v) + zeroPoint))));
   return { q, scale, zeroPoint };
 }
 
-/** MatMulInteger then Cast and Mul by the two scales, on every row; exact, or with MLAS's non-VNNI pair saturation. */
-function quantizedProduct(xs: Vec[], w: QuantizedWeight, bias: Float32Array | undefined, pairSaturation: boolean): Vec[] {
-  const { q: qa, scale, zeroPoint } = dynamicQuantize(xs);
+/** DynamicQuantizeLinear of the rows `xs` together, then integerProduct. */
+function quantizedProduct(xs: Vec[], w: QuantizedWeight, bias: Float32Array | undefined, options: Q8Options): Vec[] {
+  const { q, scale, zeroPoint } = dynamicQuantize(xs, options.flipNearTies);
+  return integerProduct(q, scale, zeroPoint, w, bias, options.pairSaturation === true);
+}
+
+/** MatMulInteger of the quantized rows `qa` by w, then Cast and Mul by the two scales (+ bias); exact, or with MLAS's non-VNNI pair saturation. */
+function integerProduct(qa: Int32Array[], scale: number, zeroPoint: number, w: QuantizedWeight, bias: Float32Array | undefined, pairSaturation: boolean): Vec[] {
   const sat16 = (v: number) => Math.min(32767, Math.max(-32768, v));
   return qa.map((a) => {
     const y = new Float64Array(w.out);
@@ -126,7 +156,6 @@ function quantizedProduct(xs: Vec[], w: QuantizedWeight, bias: Float32Array | un
 export function referenceQ8DecoderForward(w: DecoderWeights, ids: number[], options: Q8Options): Q8ReferenceResult {
   const { d, vocab } = w.config;
   if (options.pairSaturation && options.weightType !== 'int8') throw new Error('pair saturation is the u8·s8 kernel: int8 weights only');
-  const saturate = options.pairSaturation === true;
   const quantized = new Map<Float32Array, QuantizedWeight>();
   const weightOf = (values: Float32Array, rows: number, cols: number, transpose: boolean) => {
     let q = quantized.get(values);
@@ -150,9 +179,21 @@ export function referenceQ8DecoderForward(w: DecoderWeights, ids: number[], opti
   if (w.traits.fusedProjections) for (const b of w.blocks) quantizeStacked([b.gate!, b.up]);
   // The embedding table is stored quantized with the weight type; the Gather's DequantizeLinear restores it.
   const table = quantizeWeight(w.embed, vocab, d, false, options.tableType ?? options.weightType);
+  // A MatMul that reads the Gather's output itself (OLMo2's first block has no pre-norm) takes the
+  // table's integers, scale and zero point as its quantized input: the quantizer reuses a value it has
+  // already quantized instead of adding a DynamicQuantizeLinear.
+  const gathered = new WeakMap<Vec, Int32Array>();
   const arithmetic: DecoderArithmetic = {
-    embedRow: (id) => Float64Array.from({ length: d }, (_, i) => (table.q[id * d + i] - table.zeroPoint) * table.scale),
-    linear: (lin: Linear, xs: Vec[]) => quantizedProduct(xs, weightOf(lin.w, lin.out, lin.in, true), lin.b, saturate),
+    embedRow: (id) => {
+      const row = Float64Array.from({ length: d }, (_, i) => (table.q[id * d + i] - table.zeroPoint) * table.scale);
+      gathered.set(row, table.q.subarray(id * d, (id + 1) * d));
+      return row;
+    },
+    linear: (lin: Linear, xs: Vec[]) => {
+      const weight = weightOf(lin.w, lin.out, lin.in, true);
+      if (!xs.every((x) => gathered.has(x))) return quantizedProduct(xs, weight, lin.b, options);
+      return integerProduct(xs.map((x) => gathered.get(x)!), table.scale, table.zeroPoint, weight, lin.b, options.pairSaturation === true);
+    },
     // The projection multiplies the whole sequence's quantized input: each head's share is its slice of that.
     headShares: (lin: Linear, xs: Vec[], heads: number) => {
       const weight = weightOf(lin.w, lin.out, lin.in, true);
@@ -166,9 +207,54 @@ export function referenceQ8DecoderForward(w: DecoderWeights, ids: number[], opti
   const last = ref.residual[ref.residual.length - 1];
   return {
     ...ref,
-    unembed: (v) => quantizedProduct([v], head, undefined, saturate)[0].map((z) => afterHead(w.traits, z)),
-    ownLogits: quantizedProduct(last.map((v) => ref.finalNorm(v)), head, undefined, saturate).map((row) => row.map((z) => afterHead(w.traits, z))),
+    unembed: (v) => quantizedProduct([v], head, undefined, options)[0].map((z) => afterHead(w.traits, z)),
+    ownLogits: quantizedProduct(last.map((v) => ref.finalNorm(v)), head, undefined, options).map((row) => row.map((z) => afterHead(w.traits, z))),
     // What follows the head is a scaling and a softcap (1-Lipschitz): a head output's slack scales with the first only.
     headSlack: (xs) => roundingSlack(xs, head).map((s) => s * (w.traits.logitScale ?? 1) / (w.traits.logitsScaling ?? 1)),
+  };
+}
+
+/** The embedding tables of the LayerNorm families, which their exports read with Gather. */
+const LN_TABLES = ['model.embed_tokens.weight', 'model.decoder.embed_tokens.weight', 'model.decoder.embed_positions.weight', 'transformer.word_embeddings.weight', 'gpt_neox.embed_in.weight'];
+
+/**
+ * referenceQ8DecoderForward for a LayerNorm-family hub model (test/reference/layernorm-families.ts):
+ * every linear and the head quantized per tensor from its float32 weight (a tied head from the table,
+ * as the export's folded copy is), LFM2's convolutions as ConvInteger, each embedding table stored
+ * quantized with the table type; other tensors (norms, biases) stay float. Throws for OPT with project_out (its head
+ * input is itself quantized, which headSlack does not cover).
+ */
+export function referenceQ8LnForward(hub: HubModel, ids: number[], options: Q8Options): Q8ReferenceResult {
+  if (hub.tensors.has('model.decoder.project_out.weight')) throw new Error('no q8 reference for OPT with project_out');
+  if (options.pairSaturation && options.weightType !== 'int8') throw new Error('pair saturation is the u8·s8 kernel: int8 weights only');
+  const quantized = new Map<string, QuantizedWeight>();
+  const weightOf = (name: string) => {
+    let q = quantized.get(name);
+    const t = hub.tensors.get(name);
+    if (!t) throw new Error(`no tensor ${name}`);
+    if (!q) quantized.set(name, (q = quantizeWeight(t.data, t.shape[0], t.shape[1], true, options.weightType)));
+    return q;
+  };
+  const tables = new Map([...hub.tensors].map(([name, t]) => {
+    if (!LN_TABLES.includes(name)) return [name, t];
+    const { data, scale, zeroPoint } = quantizePerTensor(t.data, options.tableType ?? options.weightType, (options.tableType ?? options.weightType) === 'int8');
+    return [name, { ...t, data: Float32Array.from(data, (q) => (q - zeroPoint) * scale) }];
+  }));
+  const linear: LnLinear = (name, bias, xs) => quantizedProduct(xs, weightOf(name), bias === undefined ? undefined : hub.tensors.get(bias)!.data, options);
+  // ConvInteger: the input (with its zero history, which quantizes to the zero point) quantized as one
+  // tensor, the weight per tensor, the integer products summed exactly and scaled.
+  const conv: LnConv = (name, xs, width) => {
+    const { q: qa, scale, zeroPoint } = dynamicQuantize(xs, options.flipNearTies);
+    const t = hub.tensors.get(name)!;
+    const w = quantizePerTensor(t.data, options.weightType, options.weightType === 'int8');
+    return causalDepthwise(xs.length, xs[0].length, width, (e, j) => w.data[e * width + j] - w.zeroPoint, (s, e) => qa[s][e] - zeroPoint).map((y) => y.map((v) => v * scale * w.scale));
+  };
+  const ref = referenceLnForward({ config: hub.config, tensors: tables }, ids, linear, conv);
+  const head = lnHead(hub);
+  const last = ref.residual[ref.residual.length - 1];
+  return {
+    ...ref,
+    ownLogits: linear(head.weight, head.bias, last.map((v) => ref.finalNorm(v))),
+    headSlack: (xs) => roundingSlack(xs, weightOf(head.weight)),
   };
 }
