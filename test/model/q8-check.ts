@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { arch } from 'node:os';
 import type { LensModel } from '../../src/model/runtime.js';
 import type { DecoderWeights } from '../fixtures/llama.js';
-import { referenceQ8DecoderForward, type Q8Options } from '../reference/q8.js';
+import { referenceQ8DecoderForward, type Q8Options, type Q8ReferenceResult } from '../reference/q8.js';
 import { referenceLensSites, referenceSites } from '../reference/gpt2.js';
 import { assertClose } from '../helpers.js';
 
@@ -33,16 +33,25 @@ function exactU8S8(): boolean {
  */
 export const TOL = 1e-4;
 
+/** The float64 q8 reference of a model on the prompt, as Q8Options say it is quantized. */
+export type Q8Reference = (options: Q8Options) => Q8ReferenceResult;
+
 /** Checks every site, both modes, with and without --sublayers, against the reference; the last layer against `own` exactly. */
 export async function assertQ8Lens(model: LensModel, ids: number[], weights: DecoderWeights, own: Float32Array, options: Q8Options): Promise<string> {
-  const V = model.vocabSize, d = weights.config.d;
+  return assertQ8LensAgainst(model, ids, (o) => referenceQ8DecoderForward(weights, ids, o), weights.config.d, own, options);
+}
+
+/** assertQ8Lens against any q8 reference (`reference` on the prompt `ids`; d the residual width). */
+export async function assertQ8LensAgainst(model: LensModel, ids: number[], reference: Q8Reference, d: number, own: Float32Array, options: Q8Options): Promise<string> {
+  const V = model.vocabSize;
   const positions = [ids.length - 1, 0, 3], P = positions.length;
-  const exact = referenceQ8DecoderForward(weights, ids, options);
+  const layers = model.layers;
+  const exact = reference(options);
   // On a CPU whose u8·s8 kernel saturates, a row may differ from the exact value by at most what
   // saturation moves it in the reference that models that kernel (plus TOL).
-  const saturated = options.weightType === 'int8' && !exactU8S8() ? referenceQ8DecoderForward(weights, ids, { ...options, pairSaturation: true }) : undefined;
+  const saturated = options.weightType === 'int8' && !exactU8S8() ? reference({ ...options, pairSaturation: true }) : undefined;
   // The reference's own logits are the model's (checks the reference on the model itself).
-  const ownSlack = exact.headSlack(exact.residual[weights.config.layers].map((v) => exact.finalNorm(v)));
+  const ownSlack = exact.headSlack(exact.residual[layers].map((v) => exact.finalNorm(v)));
   positions.forEach((pos) => {
     const bound = TOL + ownSlack[pos] + (saturated ? maxDiff(saturated.ownLogits[pos], exact.ownLogits[pos]) : 0);
     assertClose(own.subarray(pos * V, (pos + 1) * V), exact.ownLogits[pos], bound, `model's own logits vs q8 reference at ${pos}`);

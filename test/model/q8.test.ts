@@ -81,8 +81,8 @@ test('q8 GPT-NeoX (parallel blocks, LayerNorm, partial rotary), int8 and uint8 w
     try {
       const ids = model.encodePrompt(PROMPT);
       const own = await ownLogits(join(dir, 'onnx', VARIANT_FILES[dtype]), ids, [w.config.kvHeads, headDim(w.config)]);
-      // test/fixtures/variants.ts stores the embedding table as an activation (uint8), as older quantizers did.
-      t.diagnostic(`${dtype}: ${await assertQ8Lens(model, ids, w, own, { weightType, tableType: 'uint8' })}`);
+      // test/fixtures/variants.ts stores the embedding table uint8 asymmetric.
+      t.diagnostic(`${dtype}: ${await assertQ8Lens(model, ids, w, own, { weightType, tableSymmetric: false })}`);
     } finally {
       await model.dispose();
     }
@@ -110,7 +110,7 @@ test('q8 head that computes the last position only: the lens reads every row thr
     // The model's one row, quantized alone, is what the per-row head computes for the last position.
     const own = await ownLogits(path, ids, [w.config.kvHeads, headDim(w.config)], 1);
     assert.deepEqual(run.logits.subarray(L * 2 * V, (L * 2 + 1) * V), own, 'last layer at the last position');
-    const ref = referenceQ8DecoderForward(w, ids, { weightType: 'int8', tableType: 'uint8' });
+    const ref = referenceQ8DecoderForward(w, ids, { weightType: 'int8', tableSymmetric: false });
     assertClose(run.logits.subarray((L * 2 + 1) * V, (L * 2 + 2) * V), ref.unembed(ref.finalNorm(ref.residual[L][2])), TOL, 'last layer at position 2, quantized alone');
   } finally {
     await lens.dispose();

@@ -1,4 +1,4 @@
-// An independent float64 forward pass of a decoder as onnxruntime's quantize_dynamic leaves it
+// Independent float64 forward passes of decoders (the Llama family, GPT-2) as onnxruntime's quantize_dynamic leaves them
 // (QOperator: every MatMul by a weight is DynamicQuantizeLinear → MatMulInteger → scale; every
 // float table a Gather reads is stored quantized), written from the ONNX operator definitions and
 // onnxruntime's quant_utils, not from any graph: weights quantized per tensor (int8 symmetric or
@@ -8,8 +8,9 @@
 // saturating int16), to show what such a CPU computes. Used only by the tests.
 import { quantizePerTensor, type WeightType } from '../fixtures/variants.js';
 import type { DecoderWeights, Linear } from '../fixtures/llama.js';
+import { VOCAB, type Gpt2Weights } from '../fixtures/gpt2.js';
 import { afterHead, referenceDecoderForward, type DecoderArithmetic } from './llama.js';
-import type { ReferenceResult } from './gpt2.js';
+import { referenceForward, type ReferenceResult } from './gpt2.js';
 
 type Vec = Float64Array;
 
@@ -17,10 +18,12 @@ export interface Q8Options {
   /** The weights' type: int8 (model_quantized.onnx, model_int8.onnx) or uint8 (model_uint8.onnx). */
   weightType: WeightType;
   /**
-   * How the embedding table is stored: onnxruntime's quantizer now uses the weight type
-   * (quantize_inputs' initializer_use_weight_qType); older ones quantized it as an activation (uint8).
+   * Whether the embedding tables (uint8, the activation type: GatherQuant quantizes them with
+   * quantize_activation) are stored symmetric (scale max|w| / 127.5, zero point 128). onnxruntime's
+   * quantizer makes them so with int8 weights (is_weight_symmetric), the default here;
+   * test/fixtures/variants.ts stores them asymmetric.
    */
-  tableType?: WeightType;
+  tableSymmetric?: boolean;
   /** Sum u8·s8 products in saturating int16 pairs, as MLAS does on x86-64 without VNNI (int8 weights only). */
   pairSaturation?: boolean;
 }
@@ -65,8 +68,8 @@ function roundHalfEven(x: number): number {
 /** A weight quantized per tensor, as integers [in][out] (ONNX's B = Wᵀ) with its scale and zero point. */
 interface QuantizedWeight { q: Int32Array; scale: number; zeroPoint: number; in: number; out: number }
 
-function quantizeWeight(values: Float32Array, rows: number, cols: number, transpose: boolean, type: WeightType): QuantizedWeight {
-  const { data, scale, zeroPoint } = quantizePerTensor(values, type, type === 'int8');
+function quantizeWeight(values: Float32Array, rows: number, cols: number, transpose: boolean, type: WeightType, symmetric = type === 'int8'): QuantizedWeight {
+  const { data, scale, zeroPoint } = quantizePerTensor(values, type, symmetric);
   return { ...layout(data, rows, cols, transpose), scale, zeroPoint };
 }
 
@@ -148,20 +151,53 @@ export function referenceQ8DecoderForward(w: DecoderWeights, ids: number[], opti
   // GPT-NeoX's query_key_value; Phi-3's qkv_proj and gate_up_proj.
   if (w.traits.fusedQkv || w.traits.fusedProjections) for (const b of w.blocks) quantizeStacked([b.q, b.k, b.v]);
   if (w.traits.fusedProjections) for (const b of w.blocks) quantizeStacked([b.gate!, b.up]);
-  // The embedding table is stored quantized with the weight type; the Gather's DequantizeLinear restores it.
-  const table = quantizeWeight(w.embed, vocab, d, false, options.tableType ?? options.weightType);
+  // The Gather reads the stored table; its DequantizeLinear restores the float.
+  const table = quantizeTable(w.embed, vocab, d, options);
   const arithmetic: DecoderArithmetic = {
-    embedRow: (id) => Float64Array.from({ length: d }, (_, i) => (table.q[id * d + i] - table.zeroPoint) * table.scale),
+    embedRow: (id) => table(id),
     linear: (lin: Linear, xs: Vec[]) => quantizedProduct(xs, weightOf(lin.w, lin.out, lin.in, true), lin.b, saturate),
   };
   const ref = referenceDecoderForward(w, ids, arithmetic);
-  const head = weightOf(w.lmHead ?? w.embed, vocab, d, true);
+  // What follows the head is a scaling and a softcap (1-Lipschitz): a head output's slack scales with the first only.
+  return withQ8Head(ref, weightOf(w.lmHead ?? w.embed, vocab, d, true), saturate, (z) => afterHead(w.traits, z), (w.traits.logitScale ?? 1) / (w.traits.logitsScaling ?? 1));
+}
+
+/** An embedding table [rows, d] stored quantized (uint8) and dequantized, as a row lookup. */
+function quantizeTable(values: Float32Array, rows: number, d: number, options: Q8Options): (row: number) => Vec {
+  const table = quantizeWeight(values, rows, d, false, 'uint8', options.tableSymmetric ?? options.weightType === 'int8');
+  return (row) => Float64Array.from({ length: d }, (_, i) => (table.q[row * d + i] - table.zeroPoint) * table.scale);
+}
+
+/** `ref` with its head quantized: the lens rows each alone, the model's own logits all positions together; `after` maps a head output, `slackScale` its Lipschitz factor. */
+function withQ8Head(ref: ReferenceResult, head: QuantizedWeight, saturate: boolean, after: (z: number) => number, slackScale: number): Q8ReferenceResult {
   const last = ref.residual[ref.residual.length - 1];
   return {
     ...ref,
-    unembed: (v) => quantizedProduct([v], head, undefined, saturate)[0].map((z) => afterHead(w.traits, z)),
-    ownLogits: quantizedProduct(last.map((v) => ref.finalNorm(v)), head, undefined, saturate).map((row) => row.map((z) => afterHead(w.traits, z))),
-    // What follows the head is a scaling and a softcap (1-Lipschitz): a head output's slack scales with the first only.
-    headSlack: (xs) => roundingSlack(xs, head).map((s) => s * (w.traits.logitScale ?? 1) / (w.traits.logitsScaling ?? 1)),
+    unembed: (v) => quantizedProduct([v], head, undefined, saturate)[0].map(after),
+    ownLogits: quantizedProduct(last.map((v) => ref.finalNorm(v)), head, undefined, saturate).map((row) => row.map(after)),
+    headSlack: (xs) => roundingSlack(xs, head).map((s) => s * slackScale),
   };
+}
+
+/**
+ * GPT-2 quantized as quantize_dynamic does after rewriting its Conv1D Gemms to MatMul + Add: each
+ * Conv1D weight [in, out] (ONNX's B as it is) per tensor, its bias added in float; wte and wpe stored as
+ * tables; the tied head torch writes as its own initializer wteᵀ, quantized with the weight type.
+ */
+export function referenceQ8Gpt2Forward(w: Gpt2Weights, ids: number[], options: Q8Options): Q8ReferenceResult {
+  const { d, nPositions } = w.config;
+  if (options.pairSaturation && options.weightType !== 'int8') throw new Error('pair saturation is the u8·s8 kernel: int8 weights only');
+  const saturate = options.pairSaturation === true;
+  const quantized = new Map<Float32Array, QuantizedWeight>();
+  const wte = quantizeTable(w.wte, VOCAB, d, options), wpe = quantizeTable(w.wpe, nPositions, d, options);
+  const ref = referenceForward(w, ids, {
+    // Both Gathers' DequantizeLinears, then the Add in float32.
+    embed: (id, t) => { const a = wte(id), b = wpe(t); return a.map((v, i) => Math.fround(v) + Math.fround(b[i])); },
+    conv1d: (xs, W, b, outDim) => {
+      let q = quantized.get(W);
+      if (!q) quantized.set(W, (q = quantizeWeight(W, xs[0].length, outDim, false, options.weightType)));
+      return quantizedProduct(xs, q, b, saturate);
+    },
+  });
+  return withQ8Head(ref, quantizeWeight(w.lmHead ?? w.wte, VOCAB, d, true, options.weightType), saturate, (z) => z, 1);
 }
