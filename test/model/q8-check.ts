@@ -2,8 +2,8 @@
 // float64 q8 reference (test/reference/q8.ts), with bounds derived from the quantization and the CPU's
 // u8·s8 kernel; the last layer the model's own logits exactly.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { arch } from 'node:os';
+import ort from 'onnxruntime-node';
+import { DataType, encodeModel, type Graph, type ValueInfo } from '../../src/onnx/proto.js';
 import type { LensModel } from '../../src/model/runtime.js';
 import type { DecoderWeights } from '../fixtures/llama.js';
 import { referenceQ8DecoderForward, type Q8Options, type Q8ReferenceResult } from '../reference/q8.js';
@@ -11,19 +11,37 @@ import { referenceLensSites, referenceSites } from '../reference/gpt2.js';
 import { assertClose } from '../helpers.js';
 
 /**
- * Whether onnxruntime's u8·s8 kernels sum exactly here. MLAS (platform.cpp) picks them by CPU: with
- * AVX-VNNI or AVX512-VNNI, vpdpbusd adds four u8·s8 products into int32; arm64's kernels widen before
- * adding. x86-64 with AVX2 or AVX512 but no VNNI uses vpmaddubsw, which adds each pair of products in a
- * saturating int16 (255·127·2 > 32767). u8·u8 (uint8 weights) widens to int16 first everywhere: exact.
+ * Whether onnxruntime's u8·s8 kernels sum exactly here, asked of onnxruntime itself. MLAS (platform.cpp)
+ * picks them by CPU: with AVX-VNNI or AVX512-VNNI, vpdpbusd adds four u8·s8 products into int32; arm64's
+ * kernels widen before adding. x86-64 with AVX2 or AVX512 but no VNNI uses vpmaddubsw, which adds each
+ * pair of products in a saturating int16 (255·127·2 > 32767). u8·u8 (uint8 weights) widens to int16
+ * first everywhere: exact. /proc/cpuinfo would not do: under an emulator (qemu-user -cpu Haswell) it
+ * describes the host, not the CPU MLAS sees. So: 255 × 127 in every product of a MatMulInteger, which a
+ * pair-saturating kernel sums to 32767 a pair instead of 64770.
  */
-function exactU8S8(): boolean {
-  if (arch() !== 'x64') return true;
-  try {
-    return /\b(avx512_vnni|avx_vnni)\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
-  } catch {
-    return false;
-  }
+export function exactU8S8(): Promise<boolean> {
+  u8s8Probe ??= (async () => {
+    const M = 4, K = 64, N = 16;
+    const info = (name: string, type: number, dims: number[]): ValueInfo => ({ name, type: { tensor_type: { elem_type: type, shape: { dim: dims.map((d) => ({ dim_value: d })) } } } });
+    const graph: Graph = {
+      name: 'u8s8_probe',
+      node: [{ name: 'probe', op_type: 'MatMulInteger', input: ['a', 'b'], output: ['y'], attribute: [], domain: '' }],
+      initializer: [{ name: 'b', dims: [K, N], data_type: DataType.INT8, raw_data: new Uint8Array(K * N).fill(127) }],
+      input: [info('a', DataType.UINT8, [M, K])],
+      output: [info('y', DataType.INT32, [M, N])],
+      value_info: [],
+    };
+    const session = await ort.InferenceSession.create(encodeModel({ ir_version: 8, opset_import: [{ domain: '', version: 14 }], graph }));
+    try {
+      const out = await session.run({ a: new ort.Tensor('uint8', new Uint8Array(M * K).fill(255), [M, K]) });
+      return Array.from(out.y.data as Int32Array).every((v) => v === 255 * 127 * K);
+    } finally {
+      await session.release();
+    }
+  })();
+  return u8s8Probe;
 }
+let u8s8Probe: Promise<boolean> | undefined;
 
 /**
  * Lens rows against the reference: float32 against float64 rounding, measured ≤ 1.2e-5 on these
@@ -49,7 +67,7 @@ export async function assertQ8LensAgainst(model: LensModel, ids: number[], refer
   const exact = reference(options);
   // On a CPU whose u8·s8 kernel saturates, a row may differ from the exact value by at most what
   // saturation moves it in the reference that models that kernel (plus TOL).
-  const saturated = options.weightType === 'int8' && !exactU8S8() ? reference({ ...options, pairSaturation: true }) : undefined;
+  const saturated = options.weightType === 'int8' && !(await exactU8S8()) ? reference({ ...options, pairSaturation: true }) : undefined;
   // The reference's own logits are the model's (checks the reference on the model itself).
   const ownSlack = exact.headSlack(exact.residual[layers].map((v) => exact.finalNorm(v)));
   positions.forEach((pos) => {
