@@ -98,9 +98,16 @@ export function dynamicQuantize(xs: Vec[]): { q: Int32Array[]; scale: number; ze
   return { q, scale, zeroPoint };
 }
 
-/** MatMulInteger then Cast and Mul by the two scales, on every row; exact, or with MLAS's non-VNNI pair saturation. */
+/** An activation as MatMulInteger reads it: integers per row [T][in], with one scale and zero point. */
+interface QuantizedActivation { q: Int32Array[]; scale: number; zeroPoint: number }
+
+/** DynamicQuantizeLinear of the rows, then MatMulInteger, Cast and Mul by the two scales; exact, or with MLAS's non-VNNI pair saturation. */
 function quantizedProduct(xs: Vec[], w: QuantizedWeight, bias: Float32Array | undefined, pairSaturation: boolean): Vec[] {
-  const { q: qa, scale, zeroPoint } = dynamicQuantize(xs);
+  return integerProduct(dynamicQuantize(xs), w, bias, pairSaturation);
+}
+
+/** MatMulInteger of an activation already quantized, then Cast and Mul by the two scales (and the bias's Add), [T][out]. */
+function integerProduct({ q: qa, scale, zeroPoint }: QuantizedActivation, w: QuantizedWeight, bias: Float32Array | undefined, pairSaturation: boolean): Vec[] {
   const sat16 = (v: number) => Math.min(32767, Math.max(-32768, v));
   return qa.map((a) => {
     const y = new Float64Array(w.out);
@@ -153,19 +160,36 @@ export function referenceQ8DecoderForward(w: DecoderWeights, ids: number[], opti
   if (w.traits.fusedProjections) for (const b of w.blocks) quantizeStacked([b.gate!, b.up]);
   // The Gather reads the stored table; its DequantizeLinear restores the float.
   const table = quantizeTable(w.embed, vocab, d, options);
+  // The quantizer reuses a value it has already quantized: a MatMul that reads the embedding Gather's
+  // output itself (OLMo2's first block, which has no pre-norm) multiplies the table's stored integers,
+  // with the table's scale and zero point, and no DynamicQuantizeLinear.
+  const storedRows = new WeakMap<Vec, Int32Array>();
   const arithmetic: DecoderArithmetic = {
-    embedRow: (id) => table(id),
-    linear: (lin: Linear, xs: Vec[]) => quantizedProduct(xs, weightOf(lin.w, lin.out, lin.in, true), lin.b, saturate),
+    embedRow: (id) => {
+      const row = table(id);
+      storedRows.set(row.dequantized, row.q);
+      return row.dequantized;
+    },
+    linear: (lin: Linear, xs: Vec[]) => {
+      const weight = weightOf(lin.w, lin.out, lin.in, true);
+      const stored = xs.map((x) => storedRows.get(x));
+      if (stored.every((q) => q !== undefined)) return integerProduct({ q: stored as Int32Array[], scale: table.scale, zeroPoint: table.zeroPoint }, weight, lin.b, saturate);
+      return quantizedProduct(xs, weight, lin.b, saturate);
+    },
   };
   const ref = referenceDecoderForward(w, ids, arithmetic);
   // What follows the head is a scaling and a softcap (1-Lipschitz): a head output's slack scales with the first only.
   return withQ8Head(ref, weightOf(w.lmHead ?? w.embed, vocab, d, true), saturate, (z) => afterHead(w.traits, z), (w.traits.logitScale ?? 1) / (w.traits.logitsScaling ?? 1));
 }
 
-/** An embedding table [rows, d] stored quantized (uint8) and dequantized, as a row lookup. */
-function quantizeTable(values: Float32Array, rows: number, d: number, options: Q8Options): (row: number) => Vec {
+/** An embedding table [rows, d] stored quantized (uint8): a row lookup giving its integers and their DequantizeLinear, with the scale and zero point. */
+function quantizeTable(values: Float32Array, rows: number, d: number, options: Q8Options): ((row: number) => { q: Int32Array; dequantized: Vec }) & { scale: number; zeroPoint: number } {
   const table = quantizeWeight(values, rows, d, false, 'uint8', options.tableSymmetric ?? options.weightType === 'int8');
-  return (row) => Float64Array.from({ length: d }, (_, i) => (table.q[row * d + i] - table.zeroPoint) * table.scale);
+  const lookup = (row: number) => {
+    const q = table.q.slice(row * d, (row + 1) * d);
+    return { q, dequantized: Float64Array.from(q, (v) => (v - table.zeroPoint) * table.scale) };
+  };
+  return Object.assign(lookup, { scale: table.scale, zeroPoint: table.zeroPoint });
 }
 
 /** `ref` with its head quantized: the lens rows each alone, the model's own logits all positions together; `after` maps a head output, `slackScale` its Lipschitz factor. */
@@ -192,7 +216,7 @@ export function referenceQ8Gpt2Forward(w: Gpt2Weights, ids: number[], options: Q
   const wte = quantizeTable(w.wte, VOCAB, d, options), wpe = quantizeTable(w.wpe, nPositions, d, options);
   const ref = referenceForward(w, ids, {
     // Both Gathers' DequantizeLinears, then the Add in float32.
-    embed: (id, t) => { const a = wte(id), b = wpe(t); return a.map((v, i) => Math.fround(v) + Math.fround(b[i])); },
+    embed: (id, t) => { const a = wte(id).dequantized, b = wpe(t).dequantized; return a.map((v, i) => Math.fround(v) + Math.fround(b[i])); },
     conv1d: (xs, W, b, outDim) => {
       let q = quantized.get(W);
       if (!q) quantized.set(W, (q = quantizeWeight(W, xs[0].length, outDim, false, options.weightType)));
