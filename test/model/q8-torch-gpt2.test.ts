@@ -13,10 +13,11 @@ import { loadLensModel } from '../../src/model/runtime.js';
 import { DataType, decodeModel, type Graph } from '../../src/onnx/proto.js';
 import type { Dtype } from '../../src/model/paths.js';
 import type { Gpt2Weights } from '../fixtures/gpt2.js';
-import { TORCH_FORMS, TORCH_Q8_FILES, torchAvailable, torchSkip, writeTorchGpt2Q8Fixture, type TorchForm } from '../fixtures/torch-export.js';
+import { quantizeTorchExport, TORCH_FORMS, TORCH_Q8_FILES, torchAvailable, torchSkip, writeTorchGpt2Fixture, writeTorchGpt2Q8Fixture, type TorchForm } from '../fixtures/torch-export.js';
+import { referenceForward } from '../reference/gpt2.js';
 import { referenceQ8Gpt2Forward } from '../reference/q8.js';
 import { cleanEnv, scratchDir, TINY } from '../helpers.js';
-import { ownLogits } from './lens-check.js';
+import { assertLensMatches, ownLogits } from './lens-check.js';
 import { assertQ8LensAgainst } from './q8-check.js';
 
 const env = cleanEnv({ LENS_CACHE: scratchDir('q8-torch-gpt2-cache') });
@@ -80,3 +81,26 @@ for (const [form, dtype] of CASES) {
     }
   });
 }
+
+test('a merged GPT-2 through quantize_dynamic() with its defaults (EnableSubgraph off): the branches only get the Gemm rewrite and stay float; lens reads them at fp32 parity', { skip }, async (t) => {
+  assert.equal(missing, undefined, missing);
+  const dir = join(root, 'merged-no-subgraphs');
+  const w = writeTorchGpt2Fixture(dir, TINY, 'torch-merged');
+  quantizeTorchExport(dir, { subgraphs: false });
+  const path = join(dir, 'onnx', TORCH_Q8_FILES.q8[0]);
+  const { graph } = decodeModel(readFileSync(path));
+  for (const branch of graph.node[0].attribute.map((a) => a.g!)) {
+    const ops = opCounts(branch);
+    assert.deepEqual([ops.get('Gemm'), ops.get('MatMulInteger'), ops.get('DynamicQuantizeLinear')], [undefined, undefined, undefined]);
+    assert.equal(branch.node.filter((n) => n.op_type === 'MatMul' && n.name?.endsWith('_MatMul')).length, 4 * L);
+  }
+  const model = await loadLensModel(dir, { dtype: 'q8', offline: true, env });
+  try {
+    const ids = model.encodePrompt('The most famous sports in USA is');
+    const own = await ownLogits(path, ids, [TINY.heads, TINY.d / TINY.heads]);
+    const worst = await assertLensMatches(model, ids, [ids.length - 1, 0, 3], referenceForward(w, ids), own, TINY.d, 1e-4);
+    t.diagnostic(`largest difference ${worst.toExponential(2)}`);
+  } finally {
+    await model.dispose();
+  }
+});
