@@ -8,7 +8,6 @@ import type { LensModel } from '../../src/model/runtime.js';
 import type { DecoderWeights } from '../fixtures/llama.js';
 import { referenceQ8DecoderForward, type Q8Options, type Q8ReferenceResult } from '../reference/q8.js';
 import { referenceLensSites, referenceSites } from '../reference/gpt2.js';
-import { assertClose } from '../helpers.js';
 
 /**
  * Whether onnxruntime's u8·s8 kernels sum exactly here, asked of onnxruntime itself. MLAS (platform.cpp)
@@ -44,7 +43,7 @@ export function exactU8S8(): Promise<boolean> {
 let u8s8Probe: Promise<boolean> | undefined;
 
 /**
- * Lens rows against the reference: float32 against float64 rounding, measured ≤ 1.2e-5 on these
+ * Lens rows against the reference: float32 against float64 rounding, measured ≤ 1.6e-5 on these
  * logits (|logit| < 40 raw). An activation that float32 rounds to the other quantization step moves
  * a logit by scale_a · scale_w · |q_w − z_w| (about 1e-3 here): the head's share of that is added
  * per row where an input lies on a boundary (headSlack; Gemma's raw r_0 has one, 2.8e-3).
@@ -64,44 +63,44 @@ export async function assertQ8LensAgainst(model: LensModel, ids: number[], refer
   const V = model.vocabSize;
   const positions = [ids.length - 1, 0, 3], P = positions.length;
   const layers = model.layers;
-  const exact = reference(options);
-  // On a CPU whose u8·s8 kernel saturates, a row may differ from the exact value by at most what
-  // saturation moves it in the reference that models that kernel (plus TOL).
-  const saturated = options.weightType === 'int8' && !(await exactU8S8()) ? reference({ ...options, pairSaturation: true }) : undefined;
+  // The exact sums; on a CPU whose u8·s8 kernel saturates, also the reference that models that kernel.
+  // A value passes when it is within its bound of one of them: TOL, plus for logits what a head input
+  // on a rounding boundary can move (headSlack).
+  const references: [string, Q8ReferenceResult][] = [['exact', reference(options)]];
+  if (options.weightType === 'int8' && !(await exactU8S8())) references.push(['pair-saturating', reference({ ...options, pairSaturation: true })]);
   // The reference's own logits are the model's (checks the reference on the model itself).
-  const ownSlack = exact.headSlack(exact.residual[layers].map((v) => exact.finalNorm(v)));
+  const ownSlacks = references.map(([, r]) => r.headSlack(r.residual[layers].map((v) => r.finalNorm(v))));
   positions.forEach((pos) => {
-    const bound = TOL + ownSlack[pos] + (saturated ? maxDiff(saturated.ownLogits[pos], exact.ownLogits[pos]) : 0);
-    assertClose(own.subarray(pos * V, (pos + 1) * V), exact.ownLogits[pos], bound, `model's own logits vs q8 reference at ${pos}`);
+    assertNearOne(own.subarray(pos * V, (pos + 1) * V), references.map(([name, r], i) => ({ name, expected: r.ownLogits[pos], bound: TOL + ownSlacks[i][pos] })), `model's own logits vs q8 reference at ${pos}`);
   });
-  let worst = 0, worstRatio = 0, largestBound = 0, worstSaturated = 0;
+  let worst = 0, worstRatio = 0, largestBound = 0;
+  const met = new Map<string, number>();
   for (const sublayers of model.midSites ? [false, true] : [false]) {
-    const sites = referenceSites(exact, sublayers);
+    const sites = references.map(([, r]) => referenceSites(r, sublayers));
     for (const mode of ['norm', 'raw'] as const) {
       const run = await model.run(ids, positions, mode, { sublayers });
-      assert.equal(run.logits.length, sites.length * P * V);
+      assert.equal(run.logits.length, sites[0].length * P * V);
       positions.forEach((pos, p) => {
-        const expected = referenceLensSites(exact, pos, mode === 'raw', sublayers);
-        const other = saturated ? referenceLensSites(saturated, pos, mode === 'raw', sublayers) : undefined;
-        const otherSites = saturated ? referenceSites(saturated, sublayers) : undefined;
-        sites.forEach(({ site, at }, s) => {
+        const expected = references.map(([, r]) => referenceLensSites(r, pos, mode === 'raw', sublayers));
+        sites[0].forEach(({ site }, s) => {
           const row = s * P + p, what = `${options.weightType} ${mode} ${site.site} L${site.layer} pos ${pos}`;
           const mine = run.logits.subarray(row * V, (row + 1) * V);
-          const hiddenBound = TOL + (otherSites ? maxDiff(otherSites[s].at(pos), at(pos)) : 0);
-          assertClose(run.hidden.subarray(row * d, (row + 1) * d), at(pos), hiddenBound, `hidden ${what}`);
-          if (s === sites.length - 1) {
+          assertNearOne(run.hidden.subarray(row * d, (row + 1) * d), references.map(([name], i) => ({ name, expected: sites[i][s].at(pos), bound: TOL })), `hidden ${what}`);
+          if (s === sites[0].length - 1) {
             // The last layer is the model's own output, whatever the CPU's kernels.
             assert.deepEqual(mine, own.subarray(pos * V, (pos + 1) * V), `last layer is the model's own logits: ${what}`);
             return;
           }
           // The head quantizes this row alone: an input on a rounding boundary may go either way.
-          const headInput = mode === 'raw' ? at(pos) : exact.finalNorm(at(pos));
-          const bound = TOL + (other ? maxDiff(other[s], expected[s]) : 0) + exact.headSlack([headInput])[0];
-          assertClose(mine, expected[s], bound, `lens ${what}`);
-          worst = Math.max(worst, maxDiff(mine, expected[s]));
-          worstRatio = Math.max(worstRatio, maxDiff(mine, expected[s]) / bound);
-          if (other) worstSaturated = Math.max(worstSaturated, maxDiff(mine, other[s]));
-          largestBound = Math.max(largestBound, bound);
+          const candidates = references.map(([name, r], i) => {
+            const at = sites[i][s].at(pos);
+            return { name, expected: expected[i][s], bound: TOL + r.headSlack([mode === 'raw' ? at : r.finalNorm(at)])[0] };
+          });
+          const close = assertNearOne(mine, candidates, `lens ${what}`);
+          met.set(close.name, (met.get(close.name) ?? 0) + 1);
+          worst = Math.max(worst, close.diff);
+          worstRatio = Math.max(worstRatio, close.diff / close.bound);
+          largestBound = Math.max(largestBound, close.bound);
         });
       });
     }
@@ -112,7 +111,16 @@ export async function assertQ8LensAgainst(model: LensModel, ids: number[], refer
   for (let l = 0; l <= model.layers; l++) {
     assert.deepEqual(alone.logits.subarray(l * V, (l + 1) * V), stacked.logits.subarray((l * P + 2) * V, (l * P + 3) * V), `layer ${l} alone vs stacked`);
   }
-  return `max |lens − q8 reference| ${worst.toExponential(2)}, at most ${(100 * worstRatio).toFixed(0)}% of its row's bound (bounds up to ${largestBound.toExponential(2)})${saturated ? `; this CPU saturates u8·s8 pairs: max |lens − saturating reference| ${worstSaturated.toExponential(2)}` : ''}`;
+  const saturating = references.length > 1 ? `; this CPU saturates u8·s8 pairs, rows met: ${[...met].map(([name, n]) => `${n} ${name}`).join(', ')}` : '';
+  return `max |lens − q8 reference| ${worst.toExponential(2)}, at most ${(100 * worstRatio).toFixed(0)}% of its row's bound (bounds up to ${largestBound.toExponential(2)})${saturating}`;
+}
+
+/** Asserts `actual` lies within its bound of one of the candidate references; returns the first it meets, with the distance. */
+function assertNearOne(actual: ArrayLike<number>, candidates: { name: string; expected: ArrayLike<number>; bound: number }[], what: string): { name: string; diff: number; bound: number } {
+  const scored = candidates.map((c) => ({ name: c.name, bound: c.bound, diff: maxDiff(actual, c.expected) }));
+  const close = scored.find((c) => c.diff <= c.bound);
+  assert.ok(close, `${what}: ${scored.map((c) => `${c.diff} from the ${c.name} reference > ${c.bound}`).join(', and ')}`);
+  return close;
 }
 
 function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
