@@ -115,7 +115,7 @@ for (const family of ['llama', 'qwen2'] as Family[]) {
     const [record] = await attributionRecords(dir, [{ id: 7 }], '-1', 'q8', true);
     const ids = record.tokens.map((t) => t.id);
     // On an x86-64 CPU without VNNI, onnxruntime's u8·s8 kernel saturates pairs: the reference then models that kernel.
-    const q8 = referenceQ8DecoderForward(weights, ids, { weightType: 'int8', tableType: 'uint8', pairSaturation: !exactU8S8() });
+    const q8 = referenceQ8DecoderForward(weights, ids, { weightType: 'int8', tableSymmetric: false, pairSaturation: !(await exactU8S8()) });
     const head = dequantizedHead(weights), { d, vocab } = weights.config;
     const linearHead = (v: Float64Array) => Float64Array.from({ length: vocab }, (_, t) => head.subarray(t * d, (t + 1) * d).reduce((s, w, i) => s + w * v[i], 0));
     const throughW̃ = { ...q8, unembed: linearHead };

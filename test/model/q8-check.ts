@@ -2,85 +2,109 @@
 // float64 q8 reference (test/reference/q8.ts), with bounds derived from the quantization and the CPU's
 // u8·s8 kernel; the last layer the model's own logits exactly.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { arch } from 'node:os';
+import ort from 'onnxruntime-node';
+import { DataType, encodeModel, type Graph, type ValueInfo } from '../../src/onnx/proto.js';
 import type { LensModel } from '../../src/model/runtime.js';
 import type { DecoderWeights } from '../fixtures/llama.js';
 import { referenceQ8DecoderForward, type Q8Options, type Q8ReferenceResult } from '../reference/q8.js';
 import { referenceLensSites, referenceSites } from '../reference/gpt2.js';
-import { assertClose } from '../helpers.js';
 
 /**
- * Whether onnxruntime's u8·s8 kernels sum exactly here. MLAS (platform.cpp) picks them by CPU: with
- * AVX-VNNI or AVX512-VNNI, vpdpbusd adds four u8·s8 products into int32; arm64's kernels widen before
- * adding. x86-64 with AVX2 or AVX512 but no VNNI uses vpmaddubsw, which adds each pair of products in a
- * saturating int16 (255·127·2 > 32767). u8·u8 (uint8 weights) widens to int16 first everywhere: exact.
+ * Whether onnxruntime's u8·s8 kernels sum exactly here, asked of onnxruntime itself. MLAS (platform.cpp)
+ * picks them by CPU: with AVX-VNNI or AVX512-VNNI, vpdpbusd adds four u8·s8 products into int32; arm64's
+ * kernels widen before adding. x86-64 with AVX2 or AVX512 but no VNNI uses vpmaddubsw, which adds each
+ * pair of products in a saturating int16 (255·127·2 > 32767). u8·u8 (uint8 weights) widens to int16
+ * first everywhere: exact. /proc/cpuinfo would not do: under an emulator (qemu-user -cpu Haswell) it
+ * describes the host, not the CPU MLAS sees. So: 255 × 127 in every product of a MatMulInteger, which a
+ * pair-saturating kernel sums to 32767 a pair instead of 64770.
  */
-export function exactU8S8(): boolean {
-  if (arch() !== 'x64') return true;
-  try {
-    return /\b(avx512_vnni|avx_vnni)\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
-  } catch {
-    return false;
-  }
+export function exactU8S8(): Promise<boolean> {
+  u8s8Probe ??= (async () => {
+    const M = 4, K = 64, N = 16;
+    const info = (name: string, type: number, dims: number[]): ValueInfo => ({ name, type: { tensor_type: { elem_type: type, shape: { dim: dims.map((d) => ({ dim_value: d })) } } } });
+    const graph: Graph = {
+      name: 'u8s8_probe',
+      node: [{ name: 'probe', op_type: 'MatMulInteger', input: ['a', 'b'], output: ['y'], attribute: [], domain: '' }],
+      initializer: [{ name: 'b', dims: [K, N], data_type: DataType.INT8, raw_data: new Uint8Array(K * N).fill(127) }],
+      input: [info('a', DataType.UINT8, [M, K])],
+      output: [info('y', DataType.INT32, [M, N])],
+      value_info: [],
+    };
+    const session = await ort.InferenceSession.create(encodeModel({ ir_version: 8, opset_import: [{ domain: '', version: 14 }], graph }));
+    try {
+      const out = await session.run({ a: new ort.Tensor('uint8', new Uint8Array(M * K).fill(255), [M, K]) });
+      return Array.from(out.y.data as Int32Array).every((v) => v === 255 * 127 * K);
+    } finally {
+      await session.release();
+    }
+  })();
+  return u8s8Probe;
 }
+let u8s8Probe: Promise<boolean> | undefined;
 
 /**
- * Lens rows against the reference: float32 against float64 rounding, measured ≤ 1.2e-5 on these
+ * Lens rows against the reference: float32 against float64 rounding, measured ≤ 1.6e-5 on these
  * logits (|logit| < 40 raw). An activation that float32 rounds to the other quantization step moves
  * a logit by scale_a · scale_w · |q_w − z_w| (about 1e-3 here): the head's share of that is added
  * per row where an input lies on a boundary (headSlack; Gemma's raw r_0 has one, 2.8e-3).
  */
 export const TOL = 1e-4;
 
-/**
- * Checks every site, both modes, with and without --sublayers, against the q8 reference (of the decoder
- * `weights`, or `reference(options)` for another family's); the last layer against `own` exactly.
- */
-export async function assertQ8Lens(model: LensModel, ids: number[], weights: DecoderWeights | ((options: Q8Options) => Q8ReferenceResult), own: Float32Array, options: Q8Options): Promise<string> {
-  const reference = typeof weights === 'function' ? weights : (o: Q8Options) => referenceQ8DecoderForward(weights, ids, o);
+/** The float64 q8 reference of a model on the prompt, as Q8Options say it is quantized. */
+export type Q8Reference = (options: Q8Options) => Q8ReferenceResult;
+
+/** Checks every site, both modes, with and without --sublayers, against the q8 reference of the decoder `weights` (or `weights` itself, another family's reference); the last layer against `own` exactly. */
+export async function assertQ8Lens(model: LensModel, ids: number[], weights: DecoderWeights | Q8Reference, own: Float32Array, options: Q8Options): Promise<string> {
+  if (typeof weights === 'function') return assertQ8LensAgainst(model, ids, weights, weights(options).residual[0][0].length, own, options);
+  return assertQ8LensAgainst(model, ids, (o) => referenceQ8DecoderForward(weights, ids, o), weights.config.d, own, options);
+}
+
+/** assertQ8Lens against any q8 reference (`reference` on the prompt `ids`; d the residual width). */
+export async function assertQ8LensAgainst(model: LensModel, ids: number[], reference: Q8Reference, d: number, own: Float32Array, options: Q8Options): Promise<string> {
   const V = model.vocabSize;
   const positions = [ids.length - 1, 0, 3], P = positions.length;
-  const exact = reference(options);
-  const d = exact.residual[0][0].length, L = exact.residual.length - 1;
-  // A row may differ from the exact value by at most what an alternative the float32 model may take
-  // moves it in the reference that models it (plus TOL): activations on the other side of a near tie,
-  // and on a CPU whose u8·s8 kernel saturates, that saturation.
-  const saturate = options.weightType === 'int8' && !exactU8S8();
-  const alternatives = [reference({ ...options, flipNearTies: true, pairSaturation: saturate })];
-  if (saturate) alternatives.push(reference({ ...options, pairSaturation: true }));
-  const widest = (diff: (alt: Q8ReferenceResult) => number) => Math.max(...alternatives.map(diff));
+  const layers = model.layers;
+  // The exact sums; on a CPU whose u8·s8 kernel saturates, also the reference that models that kernel.
+  // A value passes when it is within its bound of one of them: TOL, plus for logits what a head input
+  // on a rounding boundary can move (headSlack).
+  // An activation within a few float32 ulps of a rounding tie (OLMo2 has one) the float32 model may round
+  // either way: the references that round such values the other way (TIE_RELATIVE) are candidates too.
+  const saturates = options.weightType === 'int8' && !(await exactU8S8());
+  const references: [string, Q8ReferenceResult][] = [['exact', reference(options)], ['near-tie flipped', reference({ ...options, flipNearTies: true })]];
+  if (saturates) references.push(['pair-saturating', reference({ ...options, pairSaturation: true })], ['pair-saturating, near-tie flipped', reference({ ...options, pairSaturation: true, flipNearTies: true })]);
   // The reference's own logits are the model's (checks the reference on the model itself).
-  const ownSlack = exact.headSlack(exact.residual[L].map((v) => exact.finalNorm(v)));
+  const ownSlacks = references.map(([, r]) => r.headSlack(r.residual[layers].map((v) => r.finalNorm(v))));
   positions.forEach((pos) => {
-    const bound = TOL + ownSlack[pos] + widest((alt) => maxDiff(alt.ownLogits[pos], exact.ownLogits[pos]));
-    assertClose(own.subarray(pos * V, (pos + 1) * V), exact.ownLogits[pos], bound, `model's own logits vs q8 reference at ${pos}`);
+    assertNearOne(own.subarray(pos * V, (pos + 1) * V), references.map(([name, r], i) => ({ name, expected: r.ownLogits[pos], bound: TOL + ownSlacks[i][pos] })), `model's own logits vs q8 reference at ${pos}`);
   });
-  let worst = 0, widening = 0;
+  let worst = 0, worstRatio = 0, largestBound = 0;
+  const met = new Map<string, number>();
   for (const sublayers of model.midSites ? [false, true] : [false]) {
-    const sites = referenceSites(exact, sublayers);
+    const sites = references.map(([, r]) => referenceSites(r, sublayers));
     for (const mode of ['norm', 'raw'] as const) {
       const run = await model.run(ids, positions, mode, { sublayers });
-      assert.equal(run.logits.length, sites.length * P * V);
+      assert.equal(run.logits.length, sites[0].length * P * V);
       positions.forEach((pos, p) => {
-        const expected = referenceLensSites(exact, pos, mode === 'raw', sublayers);
-        const others = alternatives.map((alt) => ({ lens: referenceLensSites(alt, pos, mode === 'raw', sublayers), sites: referenceSites(alt, sublayers) }));
-        sites.forEach(({ site, at }, s) => {
+        const expected = references.map(([, r]) => referenceLensSites(r, pos, mode === 'raw', sublayers));
+        sites[0].forEach(({ site }, s) => {
           const row = s * P + p, what = `${options.weightType} ${mode} ${site.site} L${site.layer} pos ${pos}`;
           const mine = run.logits.subarray(row * V, (row + 1) * V);
-          const hiddenBound = TOL + Math.max(...others.map((o) => maxDiff(o.sites[s].at(pos), at(pos))));
-          widening = Math.max(widening, hiddenBound - TOL);
-          assertClose(run.hidden.subarray(row * d, (row + 1) * d), at(pos), hiddenBound, `hidden ${what}`);
-          if (s === sites.length - 1) {
+          assertNearOne(run.hidden.subarray(row * d, (row + 1) * d), references.map(([name], i) => ({ name, expected: sites[i][s].at(pos), bound: TOL })), `hidden ${what}`);
+          if (s === sites[0].length - 1) {
             // The last layer is the model's own output, whatever the CPU's kernels.
             assert.deepEqual(mine, own.subarray(pos * V, (pos + 1) * V), `last layer is the model's own logits: ${what}`);
             return;
           }
           // The head quantizes this row alone: an input on a rounding boundary may go either way.
-          const headInput = mode === 'raw' ? at(pos) : exact.finalNorm(at(pos));
-          const bound = TOL + Math.max(...others.map((o) => maxDiff(o.lens[s], expected[s]))) + exact.headSlack([headInput])[0];
-          assertClose(mine, expected[s], bound, `lens ${what}`);
-          worst = Math.max(worst, maxDiff(mine, expected[s]));
+          const candidates = references.map(([name, r], i) => {
+            const at = sites[i][s].at(pos);
+            return { name, expected: expected[i][s], bound: TOL + r.headSlack([mode === 'raw' ? at : r.finalNorm(at)])[0] };
+          });
+          const close = assertNearOne(mine, candidates, `lens ${what}`);
+          met.set(close.name, (met.get(close.name) ?? 0) + 1);
+          worst = Math.max(worst, close.diff);
+          worstRatio = Math.max(worstRatio, close.diff / close.bound);
+          largestBound = Math.max(largestBound, close.bound);
         });
       });
     }
@@ -91,7 +115,16 @@ export async function assertQ8Lens(model: LensModel, ids: number[], weights: Dec
   for (let l = 0; l <= model.layers; l++) {
     assert.deepEqual(alone.logits.subarray(l * V, (l + 1) * V), stacked.logits.subarray((l * P + 2) * V, (l * P + 3) * V), `layer ${l} alone vs stacked`);
   }
-  return `max |lens − q8 reference| ${worst.toExponential(2)}, near-tie widening of the hidden bound ${widening.toExponential(2)}${saturate ? ' (this CPU saturates u8·s8 pairs)' : ''}`;
+  const saturating = references.length > 1 ? `; this CPU saturates u8·s8 pairs, rows met: ${[...met].map(([name, n]) => `${n} ${name}`).join(', ')}` : '';
+  return `max |lens − q8 reference| ${worst.toExponential(2)}, at most ${(100 * worstRatio).toFixed(0)}% of its row's bound (bounds up to ${largestBound.toExponential(2)})${saturating}`;
+}
+
+/** Asserts `actual` lies within its bound of one of the candidate references; returns the first it meets, with the distance. */
+function assertNearOne(actual: ArrayLike<number>, candidates: { name: string; expected: ArrayLike<number>; bound: number }[], what: string): { name: string; diff: number; bound: number } {
+  const scored = candidates.map((c) => ({ name: c.name, bound: c.bound, diff: maxDiff(actual, c.expected) }));
+  const close = scored.find((c) => c.diff <= c.bound);
+  assert.ok(close, `${what}: ${scored.map((c) => `${c.diff} from the ${c.name} reference > ${c.bound}`).join(', and ')}`);
+  return close;
 }
 
 function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {

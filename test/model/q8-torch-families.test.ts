@@ -2,10 +2,9 @@
 // (test/fixtures/torch/quantize_dynamic.py), one family per structural twist: Qwen3's q/k norms,
 // Gemma 2's sandwich norms, score and final softcaps, Granite's multipliers and ÷ logits_scaling after
 // the head, Cohere's parallel block and × logit_scale, Phi-3's fused
-// projections. Every site against the float64 q8 reference, the last layer the model's own logits
-// (test/model/q8-check.ts); int8 weights, and uint8 for the post-head twists. OLMo2's q8 is in
-// variants-torch-ln.test.ts (its first block reads the quantized embedding as it is, and one activation
-// sits on a rounding tie).
+// projections, OLMo2's post-norms (its first block's projections read the embedding Gather's quantized
+// output itself, no DynamicQuantizeLinear). Every site against the float64 q8 reference, the last layer
+// the model's own logits (test/model/q8-check.ts); int8 weights, and uint8 for the post-head twists and OLMo2.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -23,6 +22,7 @@ const missing = torchAvailable();
 const skip = torchSkip();
 const CASES: [Family, Dtype][] = (process.env.LENS_TEST_Q8_CASES?.split(',').map((c) => c.split(':') as [Family, Dtype])) ?? [
   ['qwen3', 'q8'], ['gemma2', 'q8'], ['granite', 'q8'], ['granite', 'uint8'], ['cohere', 'q8'], ['cohere', 'uint8'], ['phi3', 'q8'],
+  ['olmo2', 'q8'], ['olmo2', 'uint8'],
 ];
 const written = new Map<Family, DecoderWeights>();
 

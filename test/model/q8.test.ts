@@ -14,7 +14,7 @@ import { findDecoderStructure } from '../../src/onnx/lens-graph.js';
 import { DataType, decodeModel, encodeModel } from '../../src/onnx/proto.js';
 import type { Dtype } from '../../src/model/paths.js';
 import { buildDecoderModel, DECODER_FORMS, headDim, tinyConfig, writeDecoderFixture, type DecoderWeights, type Family } from '../fixtures/llama.js';
-import { TORCH_Q8_FILES, torchAvailable, writeTorchQ8Fixture, torchSkip } from '../fixtures/torch-export.js';
+import { TORCH_Q8_FILES, torchAvailable, writeTorchQ8Fixture, torchSkip, type TorchForm } from '../fixtures/torch-export.js';
 import { quantizeDynamic, VARIANT_FILES, writeVariants, type WeightType } from '../fixtures/variants.js';
 import { int64Tensor } from '../fixtures/onnx-builder.js';
 import { referenceQ8DecoderForward } from '../reference/q8.js';
@@ -28,39 +28,51 @@ const PROMPT = 'The most famous sports in USA is';
 const missing = torchAvailable();
 const skip = torchSkip();
 
-/** The op types of a model file, counted; throws if a MatMul by a weight or a Gather from a float table was left in float. */
-function quantizedOpCounts(path: string): Map<string, number> {
+/**
+ * The op types of a model file (of each If branch, for a merged decoder, which must hold no weights
+ * of its own), counted; throws if a MatMul by a weight or a Gather from a float table was left in float.
+ */
+function quantizedOpCounts(path: string): Map<string, number>[] {
   const { graph } = decodeModel(readFileSync(path));
   const floats = new Set(graph.initializer.filter((t) => t.data_type === DataType.FLOAT).map((t) => t.name));
-  const counts = new Map<string, number>();
-  for (const n of graph.node) {
-    counts.set(n.op_type, (counts.get(n.op_type) ?? 0) + 1);
-    assert.ok(!(n.op_type === 'MatMul' && floats.has(n.input[1])), `${n.name}: MatMul by a float weight left`);
-    assert.ok(!(n.op_type === 'Gather' && floats.has(n.input[0])), `${n.name}: Gather from a float table left`);
-  }
-  return counts;
+  const merged = graph.node.length === 1 && graph.node[0].op_type === 'If';
+  const bodies = merged ? graph.node[0].attribute.map((a) => a.g!) : [graph];
+  return bodies.map((body) => {
+    if (merged) assert.equal(body.initializer.length, 0, 'the quantized weights are shared in the outer graph');
+    const counts = new Map<string, number>();
+    for (const n of body.node) {
+      counts.set(n.op_type, (counts.get(n.op_type) ?? 0) + 1);
+      assert.ok(!(n.op_type === 'MatMul' && floats.has(n.input[1])), `${n.name}: MatMul by a float weight left`);
+      assert.ok(!(n.op_type === 'Gather' && floats.has(n.input[0])), `${n.name}: Gather from a float table left`);
+    }
+    return counts;
+  });
 }
 
-const torchWeights = new Map<Family, DecoderWeights>();
-// Llama (GQA 4/2, untied head) in every 8-bit file; Qwen2 (q/k/v biases, tied head) and Gemma (GeGLU,
-// (1 + w) norms, √d-scaled embeddings, tied head) in q8.
-const TORCH_CASES: [Family, Dtype][] = [['llama', 'q8'], ['llama', 'int8'], ['llama', 'uint8'], ['qwen2', 'q8'], ['gemma', 'q8']];
+const torchWeights = new Map<string, DecoderWeights>();
+// Llama (GQA 4/2, untied head) in every 8-bit file, and Optimum-merged (the If branches quantized);
+// Qwen2 (q/k/v biases, tied head) and Gemma (GeGLU, (1 + w) norms, √d-scaled embeddings, tied head) in q8.
+const TORCH_CASES: [Family, Dtype, TorchForm][] = [
+  ['llama', 'q8', 'torch-past'], ['llama', 'int8', 'torch-past'], ['llama', 'uint8', 'torch-past'], ['qwen2', 'q8', 'torch-past'], ['gemma', 'q8', 'torch-past'],
+  ['llama', 'q8', 'torch-merged'], ['llama', 'uint8', 'torch-merged'],
+];
 
-for (const [family, dtype] of TORCH_CASES) {
+for (const [family, dtype, form] of TORCH_CASES) {
   const [file, weightType] = TORCH_Q8_FILES[dtype as keyof typeof TORCH_Q8_FILES];
-  test(`q8 as quantize_dynamic writes it: torch.onnx ${family}, ${dtype} (${weightType} weights)`, { skip }, async (t) => {
+  test(`q8 as quantize_dynamic writes it: torch.onnx ${family} ${form}, ${dtype} (${weightType} weights)`, { skip }, async (t) => {
     assert.equal(missing, undefined, missing);
-    const dir = join(root, `${family}-torch`);
-    if (!torchWeights.has(family)) torchWeights.set(family, writeTorchQ8Fixture(dir, tinyConfig(family)));
-    const w = torchWeights.get(family)!;
+    const dir = join(root, `${family}-${form}`);
+    if (!torchWeights.has(dir)) torchWeights.set(dir, writeTorchQ8Fixture(dir, tinyConfig(family), form));
+    const w = torchWeights.get(dir)!;
     const path = join(dir, 'onnx', file);
-    const ops = quantizedOpCounts(path);
     // The fixture is what the quantizer writes: 7 MatMuls by a weight per block and the head, one
     // DynamicQuantizeLinear per distinct input (q/k/v share one, gate/up share one), the embedding
-    // Gather dequantized.
-    assert.equal(ops.get('MatMulInteger'), 7 * w.config.layers + 1);
-    assert.equal(ops.get('DynamicQuantizeLinear'), 4 * w.config.layers + 1);
-    assert.equal(ops.get('DequantizeLinear'), 1);
+    // Gather dequantized; in each branch of a merged decoder.
+    for (const ops of quantizedOpCounts(path)) {
+      assert.equal(ops.get('MatMulInteger'), 7 * w.config.layers + 1);
+      assert.equal(ops.get('DynamicQuantizeLinear'), 4 * w.config.layers + 1);
+      assert.equal(ops.get('DequantizeLinear'), 1);
+    }
     const model = await loadLensModel(dir, { dtype, offline: true, env });
     try {
       const ids = model.encodePrompt(PROMPT);
@@ -81,8 +93,8 @@ test('q8 GPT-NeoX (parallel blocks, LayerNorm, partial rotary), int8 and uint8 w
     try {
       const ids = model.encodePrompt(PROMPT);
       const own = await ownLogits(join(dir, 'onnx', VARIANT_FILES[dtype]), ids, [w.config.kvHeads, headDim(w.config)]);
-      // test/fixtures/variants.ts stores the embedding table as an activation (uint8), as older quantizers did.
-      t.diagnostic(`${dtype}: ${await assertQ8Lens(model, ids, w, own, { weightType, tableType: 'uint8' })}`);
+      // test/fixtures/variants.ts stores the embedding table uint8 asymmetric.
+      t.diagnostic(`${dtype}: ${await assertQ8Lens(model, ids, w, own, { weightType, tableSymmetric: false })}`);
     } finally {
       await model.dispose();
     }
@@ -110,7 +122,7 @@ test('q8 head that computes the last position only: the lens reads every row thr
     // The model's one row, quantized alone, is what the per-row head computes for the last position.
     const own = await ownLogits(path, ids, [w.config.kvHeads, headDim(w.config)], 1);
     assert.deepEqual(run.logits.subarray(L * 2 * V, (L * 2 + 1) * V), own, 'last layer at the last position');
-    const ref = referenceQ8DecoderForward(w, ids, { weightType: 'int8', tableType: 'uint8' });
+    const ref = referenceQ8DecoderForward(w, ids, { weightType: 'int8', tableSymmetric: false });
     assertClose(run.logits.subarray((L * 2 + 1) * V, (L * 2 + 2) * V), ref.unembed(ref.finalNorm(ref.residual[L][2])), TOL, 'last layer at position 2, quantized alone');
   } finally {
     await lens.dispose();

@@ -71,21 +71,27 @@ export function frozenNormOf(x: Vec, at: Vec, gain: ArrayLike<number>, eps: numb
   return x.map((v, i) => ((v - mean) / scale) * gain[i]);
 }
 
-/** Runs GPT-2 on one sequence of token ids. */
-export function referenceForward(w: Gpt2Weights, ids: number[]): AttributionReference {
+/** How the reference computes GPT-2's embeddings and Conv1D layers: in float64 unless test/reference/q8.ts quantizes them. */
+export interface Gpt2Arithmetic {
+  /** wte[id] + wpe[t], [d]. */
+  embed: (id: number, t: number) => Vec;
+  /** x @ W + b for the rows xs [T][in] together (q8 quantizes them with one scale), W [in, out] as Conv1D stores it; [T][out]. */
+  conv1d: (xs: Vec[], w: Float32Array, b: Float32Array, outDim: number) => Vec[];
+}
+
+/** Runs GPT-2 on one sequence of token ids, in float64 or with `arithmetic`. */
+export function referenceForward(w: Gpt2Weights, ids: number[], arithmetic?: Gpt2Arithmetic): AttributionReference {
   const { d, heads } = w.config;
   const hd = d / heads;
   const T = ids.length;
-  let x: Vec[] = ids.map((id, t) => {
-    const v = new Float64Array(d);
-    for (let i = 0; i < d; i++) v[i] = w.wte[id * d + i] + w.wpe[t * d + i];
-    return v;
-  });
+  const embed = arithmetic?.embed ?? ((id: number, t: number) => Float64Array.from({ length: d }, (_, i) => w.wte[id * d + i] + w.wpe[t * d + i]));
+  const linear = arithmetic?.conv1d ?? ((xs: Vec[], W: Float32Array, b: Float32Array, outDim: number) => xs.map((v) => conv1d(v, W, b, outDim)));
+  let x: Vec[] = ids.map((id, t) => embed(id, t));
   const residual: Vec[][] = [x.map((v) => v.slice())];
   const mids: Vec[][] = [];
   const attnOut: Vec[][] = [], mlpOut: Vec[][] = [], headOut: Vec[][][] = [], attnBias: Vec[] = [];
   for (const b of w.blocks) {
-    const qkv = x.map((v) => conv1d(layerNorm(v, b.ln1g, b.ln1b), b.attnW, b.attnB, 3 * d));
+    const qkv = linear(x.map((v) => layerNorm(v, b.ln1g, b.ln1b)), b.attnW, b.attnB, 3 * d);
     const ctx = Array.from({ length: T }, () => new Float64Array(d));
     for (let h = 0; h < heads; h++) {
       for (let t = 0; t < T; t++) {
@@ -101,7 +107,7 @@ export function referenceForward(w: Gpt2Weights, ids: number[]): AttributionRefe
         for (let s = 0; s <= t; s++) for (let i = 0; i < hd; i++) ctx[t][h * hd + i] += (e[s] / z) * qkv[s][2 * d + h * hd + i];
       }
     }
-    const attn = ctx.map((c) => conv1d(c, b.projW, b.projB, d));
+    const attn = linear(ctx, b.projW, b.projB, d);
     attnOut.push(attn);
     // Head h's rows h·hd … of the [in, out] projection, applied to its slice of the context alone.
     headOut.push(ctx.map((c) => Array.from({ length: heads }, (_, h) => {
@@ -112,7 +118,7 @@ export function referenceForward(w: Gpt2Weights, ids: number[]): AttributionRefe
     attnBias.push(Float64Array.from(b.projB));
     const mid = x.map((v, t) => v.map((r, i) => r + attn[t][i]));
     mids.push(mid.map((v) => v.slice()));
-    const mlp = mid.map((v) => conv1d(conv1d(layerNorm(v, b.ln2g, b.ln2b), b.fcW, b.fcB, 4 * d).map(geluNew), b.fc2W, b.fc2B, d));
+    const mlp = linear(linear(mid.map((v) => layerNorm(v, b.ln2g, b.ln2b)), b.fcW, b.fcB, 4 * d).map((v) => v.map(geluNew)), b.fc2W, b.fc2B, d);
     mlpOut.push(mlp);
     x = mid.map((v, t) => v.map((r, i) => r + mlp[t][i]));
     residual.push(x.map((v) => v.slice()));

@@ -11,9 +11,10 @@
 // Used only by the tests.
 import { quantizePerTensor, type WeightType } from '../fixtures/variants.js';
 import type { DecoderWeights, Linear } from '../fixtures/llama.js';
-import { afterHead, headShare, referenceDecoderForward, type DecoderArithmetic } from './llama.js';
-import type { AttributionReference, ReferenceResult } from './gpt2.js';
+import { VOCAB, type Gpt2Weights } from '../fixtures/gpt2.js';
 import type { HubModel } from '../fixtures/ln-families.js';
+import { afterHead, headShare, referenceDecoderForward, type DecoderArithmetic } from './llama.js';
+import { referenceForward, type AttributionReference, type ReferenceResult } from './gpt2.js';
 import { causalDepthwise, lnHead, referenceLnForward, type LnConv, type LnLinear } from './layernorm-families.js';
 
 type Vec = Float64Array;
@@ -22,10 +23,12 @@ export interface Q8Options {
   /** The weights' type: int8 (model_quantized.onnx, model_int8.onnx) or uint8 (model_uint8.onnx). */
   weightType: WeightType;
   /**
-   * How the embedding table is stored: onnxruntime's quantizer now uses the weight type
-   * (quantize_inputs' initializer_use_weight_qType); older ones quantized it as an activation (uint8).
+   * Whether the embedding tables (uint8, the activation type: GatherQuant quantizes them with
+   * quantize_activation) are stored symmetric (scale max|w| / 127.5, zero point 128). onnxruntime's
+   * quantizer makes them so with int8 weights (is_weight_symmetric), the default here;
+   * test/fixtures/variants.ts stores them asymmetric.
    */
-  tableType?: WeightType;
+  tableSymmetric?: boolean;
   /** Sum u8·s8 products in saturating int16 pairs, as MLAS does on x86-64 without VNNI (int8 weights only). */
   pairSaturation?: boolean;
   /**
@@ -85,8 +88,8 @@ function roundHalfEven(x: number): number {
 /** A weight quantized per tensor, as integers [in][out] (ONNX's B = Wᵀ) with its scale and zero point. */
 interface QuantizedWeight { q: Int32Array; scale: number; zeroPoint: number; in: number; out: number }
 
-function quantizeWeight(values: Float32Array, rows: number, cols: number, transpose: boolean, type: WeightType): QuantizedWeight {
-  const { data, scale, zeroPoint } = quantizePerTensor(values, type, type === 'int8');
+function quantizeWeight(values: Float32Array, rows: number, cols: number, transpose: boolean, type: WeightType, symmetric = type === 'int8'): QuantizedWeight {
+  const { data, scale, zeroPoint } = quantizePerTensor(values, type, symmetric);
   return { ...layout(data, rows, cols, transpose), scale, zeroPoint };
 }
 
@@ -120,14 +123,16 @@ export function dynamicQuantize(xs: Vec[], flipNearTies = false): { q: Int32Arra
   return { q, scale, zeroPoint };
 }
 
-/** DynamicQuantizeLinear of the rows `xs` together, then integerProduct. */
-function quantizedProduct(xs: Vec[], w: QuantizedWeight, bias: Float32Array | undefined, options: Q8Options): Vec[] {
-  const { q, scale, zeroPoint } = dynamicQuantize(xs, options.flipNearTies);
-  return integerProduct(q, scale, zeroPoint, w, bias, options.pairSaturation === true);
+/** An activation as MatMulInteger reads it: integers per row [T][in], with one scale and zero point. */
+interface QuantizedActivation { q: Int32Array[]; scale: number; zeroPoint: number }
+
+/** DynamicQuantizeLinear of the rows, then MatMulInteger, Cast and Mul by the two scales; exact, or with MLAS's non-VNNI pair saturation. */
+function quantizedProduct(xs: Vec[], w: QuantizedWeight, bias: Float32Array | undefined, pairSaturation: boolean, flipNearTies = false): Vec[] {
+  return integerProduct(dynamicQuantize(xs, flipNearTies), w, bias, pairSaturation);
 }
 
-/** MatMulInteger of the quantized rows `qa` by w, then Cast and Mul by the two scales (+ bias); exact, or with MLAS's non-VNNI pair saturation. */
-function integerProduct(qa: Int32Array[], scale: number, zeroPoint: number, w: QuantizedWeight, bias: Float32Array | undefined, pairSaturation: boolean): Vec[] {
+/** MatMulInteger of an activation already quantized, then Cast and Mul by the two scales (and the bias's Add), [T][out]. */
+function integerProduct({ q: qa, scale, zeroPoint }: QuantizedActivation, w: QuantizedWeight, bias: Float32Array | undefined, pairSaturation: boolean): Vec[] {
   const sat16 = (v: number) => Math.min(32767, Math.max(-32768, v));
   return qa.map((a) => {
     const y = new Float64Array(w.out);
@@ -156,6 +161,7 @@ function integerProduct(qa: Int32Array[], scale: number, zeroPoint: number, w: Q
 export function referenceQ8DecoderForward(w: DecoderWeights, ids: number[], options: Q8Options): Q8ReferenceResult {
   const { d, vocab } = w.config;
   if (options.pairSaturation && options.weightType !== 'int8') throw new Error('pair saturation is the u8·s8 kernel: int8 weights only');
+  const saturate = options.pairSaturation === true;
   const quantized = new Map<Float32Array, QuantizedWeight>();
   const weightOf = (values: Float32Array, rows: number, cols: number, transpose: boolean) => {
     let q = quantized.get(values);
@@ -177,41 +183,79 @@ export function referenceQ8DecoderForward(w: DecoderWeights, ids: number[], opti
   // GPT-NeoX's query_key_value; Phi-3's qkv_proj and gate_up_proj.
   if (w.traits.fusedQkv || w.traits.fusedProjections) for (const b of w.blocks) quantizeStacked([b.q, b.k, b.v]);
   if (w.traits.fusedProjections) for (const b of w.blocks) quantizeStacked([b.gate!, b.up]);
-  // The embedding table is stored quantized with the weight type; the Gather's DequantizeLinear restores it.
-  const table = quantizeWeight(w.embed, vocab, d, false, options.tableType ?? options.weightType);
-  // A MatMul that reads the Gather's output itself (OLMo2's first block has no pre-norm) takes the
-  // table's integers, scale and zero point as its quantized input: the quantizer reuses a value it has
-  // already quantized instead of adding a DynamicQuantizeLinear.
-  const gathered = new WeakMap<Vec, Int32Array>();
+  // The Gather reads the stored table; its DequantizeLinear restores the float.
+  const table = quantizeTable(w.embed, vocab, d, options);
+  // The quantizer reuses a value it has already quantized: a MatMul that reads the embedding Gather's
+  // output itself (OLMo2's first block, which has no pre-norm) multiplies the table's stored integers,
+  // with the table's scale and zero point, and no DynamicQuantizeLinear.
+  const storedRows = new WeakMap<Vec, Int32Array>();
   const arithmetic: DecoderArithmetic = {
     embedRow: (id) => {
-      const row = Float64Array.from({ length: d }, (_, i) => (table.q[id * d + i] - table.zeroPoint) * table.scale);
-      gathered.set(row, table.q.subarray(id * d, (id + 1) * d));
-      return row;
+      const row = table(id);
+      storedRows.set(row.dequantized, row.q);
+      return row.dequantized;
     },
     linear: (lin: Linear, xs: Vec[]) => {
       const weight = weightOf(lin.w, lin.out, lin.in, true);
-      if (!xs.every((x) => gathered.has(x))) return quantizedProduct(xs, weight, lin.b, options);
-      return integerProduct(xs.map((x) => gathered.get(x)!), table.scale, table.zeroPoint, weight, lin.b, options.pairSaturation === true);
+      const stored = xs.map((x) => storedRows.get(x));
+      if (stored.every((q) => q !== undefined)) return integerProduct({ q: stored as Int32Array[], scale: table.scale, zeroPoint: table.zeroPoint }, weight, lin.b, saturate);
+      return quantizedProduct(xs, weight, lin.b, saturate, options.flipNearTies);
     },
     // The projection multiplies the whole sequence's quantized input: each head's share is its slice of that.
     headShares: (lin: Linear, xs: Vec[], heads: number) => {
       const weight = weightOf(lin.w, lin.out, lin.in, true);
-      const { q, scale, zeroPoint } = dynamicQuantize(xs);
+      const { q, scale, zeroPoint } = dynamicQuantize(xs, options.flipNearTies);
       const dequantized = { ...lin, w: Float32Array.from({ length: lin.out * lin.in }, (_, k) => (weight.q[(k % lin.in) * weight.out + Math.floor(k / lin.in)] - weight.zeroPoint) * weight.scale) };
       return q.map((row) => Array.from({ length: heads }, (_, h) => headShare(dequantized, Float64Array.from(row, (v) => (v - zeroPoint) * scale), h, lin.in / heads)));
     },
   };
   const ref = referenceDecoderForward(w, ids, arithmetic);
-  const head = weightOf(w.lmHead ?? w.embed, vocab, d, true);
+  // What follows the head is a scaling and a softcap (1-Lipschitz): a head output's slack scales with the first only.
+  return withQ8Head(ref, weightOf(w.lmHead ?? w.embed, vocab, d, true), saturate, (z) => afterHead(w.traits, z), (w.traits.logitScale ?? 1) / (w.traits.logitsScaling ?? 1));
+}
+
+/** An embedding table [rows, d] stored quantized (uint8): a row lookup giving its integers and their DequantizeLinear, with the scale and zero point. */
+function quantizeTable(values: Float32Array, rows: number, d: number, options: Q8Options): ((row: number) => { q: Int32Array; dequantized: Vec }) & { scale: number; zeroPoint: number } {
+  const table = quantizeWeight(values, rows, d, false, 'uint8', options.tableSymmetric ?? options.weightType === 'int8');
+  const lookup = (row: number) => {
+    const q = table.q.slice(row * d, (row + 1) * d);
+    return { q, dequantized: Float64Array.from(q, (v) => (v - table.zeroPoint) * table.scale) };
+  };
+  return Object.assign(lookup, { scale: table.scale, zeroPoint: table.zeroPoint });
+}
+
+/** `ref` with its head quantized: the lens rows each alone, the model's own logits all positions together; `after` maps a head output, `slackScale` its Lipschitz factor. */
+function withQ8Head(ref: AttributionReference, head: QuantizedWeight, saturate: boolean, after: (z: number) => number, slackScale: number): Q8ReferenceResult {
   const last = ref.residual[ref.residual.length - 1];
   return {
     ...ref,
-    unembed: (v) => quantizedProduct([v], head, undefined, options)[0].map((z) => afterHead(w.traits, z)),
-    ownLogits: quantizedProduct(last.map((v) => ref.finalNorm(v)), head, undefined, options).map((row) => row.map((z) => afterHead(w.traits, z))),
-    // What follows the head is a scaling and a softcap (1-Lipschitz): a head output's slack scales with the first only.
-    headSlack: (xs) => roundingSlack(xs, head).map((s) => s * (w.traits.logitScale ?? 1) / (w.traits.logitsScaling ?? 1)),
+    unembed: (v) => quantizedProduct([v], head, undefined, saturate)[0].map(after),
+    ownLogits: quantizedProduct(last.map((v) => ref.finalNorm(v)), head, undefined, saturate).map((row) => row.map(after)),
+    headSlack: (xs) => roundingSlack(xs, head).map((s) => s * slackScale),
   };
+}
+
+/**
+ * GPT-2 quantized as quantize_dynamic does after rewriting its Conv1D Gemms to MatMul + Add: each
+ * Conv1D weight [in, out] (ONNX's B as it is) per tensor, its bias added in float; wte and wpe stored as
+ * tables; the tied head torch writes as its own initializer wteᵀ, quantized with the weight type.
+ */
+export function referenceQ8Gpt2Forward(w: Gpt2Weights, ids: number[], options: Q8Options): Q8ReferenceResult {
+  const { d, nPositions } = w.config;
+  if (options.pairSaturation && options.weightType !== 'int8') throw new Error('pair saturation is the u8·s8 kernel: int8 weights only');
+  const saturate = options.pairSaturation === true;
+  const quantized = new Map<Float32Array, QuantizedWeight>();
+  const wte = quantizeTable(w.wte, VOCAB, d, options), wpe = quantizeTable(w.wpe, nPositions, d, options);
+  const ref = referenceForward(w, ids, {
+    // Both Gathers' DequantizeLinears, then the Add in float32.
+    embed: (id, t) => { const a = wte(id).dequantized, b = wpe(t).dequantized; return a.map((v, i) => Math.fround(v) + Math.fround(b[i])); },
+    conv1d: (xs, W, b, outDim) => {
+      let q = quantized.get(W);
+      if (!q) quantized.set(W, (q = quantizeWeight(W, xs[0].length, outDim, false, options.weightType)));
+      return quantizedProduct(xs, q, b, saturate);
+    },
+  });
+  return withQ8Head(ref, quantizeWeight(w.lmHead ?? w.wte, VOCAB, d, true, options.weightType), saturate, (z) => z, 1);
 }
 
 /** The embedding tables of the LayerNorm families, which their exports read with Gather. */
@@ -221,7 +265,7 @@ const LN_TABLES = ['model.embed_tokens.weight', 'model.decoder.embed_tokens.weig
  * referenceQ8DecoderForward for a LayerNorm-family hub model (test/reference/layernorm-families.ts):
  * every linear and the head quantized per tensor from its float32 weight (a tied head from the table,
  * as the export's folded copy is), LFM2's convolutions as ConvInteger, each embedding table stored
- * quantized with the table type; other tensors (norms, biases) stay float. Throws for OPT with project_out (its head
+ * quantized as quantizeTable stores it; other tensors (norms, biases) stay float. Throws for OPT with project_out (its head
  * input is itself quantized, which headSlack does not cover).
  */
 export function referenceQ8LnForward(hub: HubModel, ids: number[], options: Q8Options): Q8ReferenceResult {
@@ -237,10 +281,12 @@ export function referenceQ8LnForward(hub: HubModel, ids: number[], options: Q8Op
   };
   const tables = new Map([...hub.tensors].map(([name, t]) => {
     if (!LN_TABLES.includes(name)) return [name, t];
-    const { data, scale, zeroPoint } = quantizePerTensor(t.data, options.tableType ?? options.weightType, (options.tableType ?? options.weightType) === 'int8');
-    return [name, { ...t, data: Float32Array.from(data, (q) => (q - zeroPoint) * scale) }];
+    const table = quantizeTable(t.data, t.shape[0], t.shape[1], options);
+    const data = new Float32Array(t.data.length);
+    for (let r = 0; r < t.shape[0]; r++) data.set(table(r).dequantized, r * t.shape[1]);
+    return [name, { ...t, data }];
   }));
-  const linear: LnLinear = (name, bias, xs) => quantizedProduct(xs, weightOf(name), bias === undefined ? undefined : hub.tensors.get(bias)!.data, options);
+  const linear: LnLinear = (name, bias, xs) => quantizedProduct(xs, weightOf(name), bias === undefined ? undefined : hub.tensors.get(bias)!.data, options.pairSaturation === true, options.flipNearTies);
   // ConvInteger: the input (with its zero history, which quantizes to the zero point) quantized as one
   // tensor, the weight per tensor, the integer products summed exactly and scaled.
   const conv: LnConv = (name, xs, width) => {
