@@ -14,7 +14,7 @@ import type { DecoderWeights, Linear } from '../fixtures/llama.js';
 import { VOCAB, type Gpt2Weights } from '../fixtures/gpt2.js';
 import type { HubModel } from '../fixtures/ln-families.js';
 import { afterHead, headShare, referenceDecoderForward, type DecoderArithmetic } from './llama.js';
-import { referenceForward, type AttributionReference, type ReferenceResult } from './gpt2.js';
+import { referenceForward, type AttributionReference } from './gpt2.js';
 import { causalDepthwise, lnHead, referenceLnForward, type LnConv, type LnLinear } from './layernorm-families.js';
 
 type Vec = Float64Array;
