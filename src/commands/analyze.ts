@@ -50,7 +50,7 @@ export interface AnalyzeOptions {
  * 64 Mi logits (256 MB of float32): 13 sites of GPT-2-small at 98 positions, so a heatmap of a
  * prompt up to 98 tokens is one forward, and of a whole 1024-token prompt 11 forwards, not 2.7 GB.
  */
-const LOGITS_BUDGET = 1 << 26;
+export const LOGITS_BUDGET = 1 << 26;
 
 /** All of one prompt's results: one record per selected position, ascending. */
 export interface PromptResult {
