@@ -6,6 +6,7 @@ import { buildRecord, siteStats, type LensRecord, type Target, type TargetInput,
 import { IndexSpecError, resolveIndexSpec, selectLayers, type IndexSpec } from '../lens/spec.js';
 import type { Dtype } from '../model/paths.js';
 import type { LensModel, LensRun } from '../model/runtime.js';
+import { StatsPool } from '../lens/stats-pool.js';
 import { palette } from '../render/style.js';
 import type { View } from '../render/view.js';
 
@@ -98,6 +99,8 @@ export async function openAnalyzer(options: Omit<AnalyzeOptions, keyof RunReques
   // The lens's files are read before the model loads, so that a bad file fails fast.
   const tuned = options.lens === 'tuned' ? await loadTunedLens(options) : undefined;
   const model = await loadLensModel(options.model, options);
+  // LENS_STATS_THREADS=1: the record statistics on the main thread only (the benchmark's comparison).
+  const pool = new StatsPool(options.env.LENS_STATS_THREADS === '1' ? 1 : 2);
   try {
     if (tuned) (await import('../tuned/lens-dir.js')).checkLensFits(tuned, model);
   } catch (error) {
@@ -105,17 +108,17 @@ export async function openAnalyzer(options: Omit<AnalyzeOptions, keyof RunReques
     throw error;
   }
   return {
-    model, tuned: tuned !== undefined, dispose: () => model.dispose(),
+    model, tuned: tuned !== undefined, dispose: async () => { await pool.close(); await model.dispose(); },
     plan: (request, checkpoint, lens) => {
       if (lens === 'tuned' && !tuned) throw usageError('the tuned lens is not loaded', 'open the model with --lens tuned --tuned-lens DIR|NAME');
-      return planRuns(model, lens === 'logit' ? undefined : tuned, request, checkpoint);
+      return planRuns(model, lens === 'logit' ? undefined : tuned, request, checkpoint ?? (() => {}), pool);
     },
   };
 }
 
 type TunedLensValues = Awaited<ReturnType<typeof loadTunedLens>>;
 
-function planRuns(model: LensModel, tuned: TunedLensValues | undefined, options: RunRequest, checkpoint: () => void = () => {}): (prompt: string) => Promise<PromptResult> {
+function planRuns(model: LensModel, tuned: TunedLensValues | undefined, options: RunRequest, checkpoint: () => void, pool: StatsPool): (prompt: string) => Promise<PromptResult> {
   if (tuned && options.raw) throw usageError('--raw and --lens tuned do not go together', 'the tuned lens always ends with the final norm');
   if (tuned && options.sublayers) throw usageError('--sublayers and --lens tuned do not go together', 'a tuned lens has translators for the block outputs only');
   if (options.sublayers && !model.midSites) {
@@ -150,9 +153,8 @@ function planRuns(model: LensModel, tuned: TunedLensValues | undefined, options:
     }
     const rowsAt = (r: LensRun, P: number, pi: number) => r.sites.map((_, s) => r.logits.subarray((s * P + pi) * V, (s * P + pi + 1) * V));
     const tokens = ids.map((id) => ({ id, text: model.tokenText(id) }));
-    const record = (run: LensRun, P: number, pi: number, position: number) => {
+    const record = (run: LensRun, P: number, pi: number, position: number, stats = siteStats(rowsAt(run, P, pi), options.k)) => {
       const siteLogits = rowsAt(run, P, pi);
-      const stats = siteStats(siteLogits, options.k);
       let targets: TargetInput[] = given.map((t) => {
         const r = forced.get(t);
         return r ? { ...t, pieceLogits: t.ids.map((_, i) => rowsAt(r, t.ids.length, i)) } : t;
@@ -169,8 +171,10 @@ function planRuns(model: LensModel, tuned: TunedLensValues | undefined, options:
       const chunk = Math.max(1, Math.floor((options.logitsBudget ?? LOGITS_BUDGET) / (sites * V)));
       for (let start = 0; start < positions.length; start += chunk) {
         const part = positions.slice(start, start + chunk);
+        pool.warm(part.length * sites * V);
         const run = await forward(ids, part);
-        part.forEach((position, pi) => records.push(record(run, part.length, pi, position)));
+        const stats = await pool.siteStatsOf(part.map((_, pi) => rowsAt(run, part.length, pi)), options.k);
+        part.forEach((position, pi) => records.push(record(run, part.length, pi, position, stats[pi])));
       }
     }
     const targetOrigin: TargetOrigin | undefined = given.length > 0 ? options.targetOrigin ?? 'given'
