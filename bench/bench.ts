@@ -161,6 +161,8 @@ function benchModel(name: string, spec: BenchModel) {
   // (a float MatMul by W_U, or MatMulNBits for a q4 head; bench/heatmap.ts).
   const heat = spec.heatmap ? {
     lens: JSON.parse(runNode([join(ROOT, 'dist', 'bench', 'heatmap.js'), 'lens', dir, dtype], { LENS_CACHE: cache }).stdout) as { heatmap: number[]; positions: number; forwards: number; maxRssKb: number },
+    // The same with the record statistics on the main thread only: what the worker thread saves.
+    oneThread: JSON.parse(runNode([join(ROOT, 'dist', 'bench', 'heatmap.js'), 'lens', dir, dtype], { LENS_CACHE: cache, LENS_STATS_THREADS: '1' }).stdout) as { heatmap: number[] },
     floor: JSON.parse(runNode([join(ROOT, 'dist', 'bench', 'heatmap.js'), 'floor', dir, dtype]).stdout) as { forward: number[]; matmul: number[]; rows: number; d: number; V: number; op: string },
   } : undefined;
   // The tuned lens on GPT-2-small's shape: loading its 28 MB params.pt, and its run against the logit lens's.
@@ -199,6 +201,7 @@ function benchModel(name: string, spec: BenchModel) {
     return [
       row(`heatmap, ${heat.lens.positions} tokens`, heatmapMs, heat.lens.maxRssKb / 1024, heatmapMs / floorMs,
         `≤ 1.3× its floor: bare forward + one head product [${heat.floor.rows}, ${heat.floor.d}] × [${heat.floor.d}, ${heat.floor.V}]; ratio to the floor, not to the baseline${heat.lens.forwards > 1 ? `; the logits budget splits the positions into ${heat.lens.forwards} lens forwards` : ''}`),
+      row('heatmap, record statistics on one thread', median(heat.oneThread.heatmap), NaN, median(heat.oneThread.heatmap) / floorMs, 'LENS_STATS_THREADS=1, same run: what the statistics worker saves'),
       row('heatmap floor: forward + head product', floorMs, NaN, 1, `forward ${Math.round(median(heat.floor.forward))} ms + ${heat.floor.op} ${Math.round(median(heat.floor.matmul))} ms, same run`),
     ];
   })() : [];
