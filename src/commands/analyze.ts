@@ -6,6 +6,7 @@ import { buildRecord, siteStats, type LensRecord, type Target, type TargetInput,
 import { IndexSpecError, resolveIndexSpec, selectLayers, type IndexSpec } from '../lens/spec.js';
 import type { Dtype } from '../model/paths.js';
 import type { LensModel, LensRun } from '../model/runtime.js';
+import { StatsPool } from '../lens/stats-pool.js';
 import { palette } from '../render/style.js';
 import type { View } from '../render/view.js';
 import type { TunedLens } from '../tuned/lens-dir.js';
@@ -53,7 +54,7 @@ export interface AnalyzeOptions {
  * 64 Mi logits (256 MB of float32): 13 sites of GPT-2-small at 98 positions, so a heatmap of a
  * prompt up to 98 tokens is one forward, and of a whole 1024-token prompt 11 forwards, not 2.7 GB.
  */
-const LOGITS_BUDGET = 1 << 26;
+export const LOGITS_BUDGET = 1 << 26;
 
 /** All of one prompt's results: one record per selected position, ascending. */
 export interface PromptResult {
@@ -114,16 +115,18 @@ export async function openAnalyzer(options: Omit<AnalyzeOptions, keyof RunReques
     await model.dispose();
     throw error;
   }
+  // LENS_STATS_THREADS=1: the record statistics on the main thread only (the benchmark's comparison).
+  const pool = new StatsPool(options.env.LENS_STATS_THREADS === '1' ? 1 : 2);
   return {
-    model, tuned: tuned !== undefined, tunedLens: tuned, dispose: () => model.dispose(),
+    model, tuned: tuned !== undefined, tunedLens: tuned, dispose: async () => { await pool.close(); await model.dispose(); },
     plan: (request, checkpoint, lens) => {
       if (lens === 'tuned' && !tuned) throw usageError('the tuned lens is not loaded', 'open the model with --lens tuned --tuned-lens DIR|NAME');
-      return planRuns(model, lens === 'logit' ? undefined : tuned, request, checkpoint);
+      return planRuns(model, lens === 'logit' ? undefined : tuned, request, checkpoint ?? (() => {}), pool);
     },
   };
 }
 
-function planRuns(model: LensModel, tuned: TunedLens | undefined, options: RunRequest, checkpoint: () => void = () => {}): (prompt: string) => Promise<PromptResult> {
+function planRuns(model: LensModel, tuned: TunedLens | undefined, options: RunRequest, checkpoint: () => void, pool: StatsPool): (prompt: string) => Promise<PromptResult> {
   if (tuned && options.raw) throw usageError('--raw and --lens tuned do not go together', 'the tuned lens always ends with the final norm');
   if (tuned && options.sublayers) throw usageError('--sublayers and --lens tuned do not go together', 'a tuned lens has translators for the block outputs only');
   if (options.sublayers && !model.midSites) {
@@ -158,9 +161,8 @@ function planRuns(model: LensModel, tuned: TunedLens | undefined, options: RunRe
     }
     const rowsAt = (r: LensRun, P: number, pi: number) => r.sites.map((_, s) => r.logits.subarray((s * P + pi) * V, (s * P + pi + 1) * V));
     const tokens = ids.map((id) => ({ id, text: model.tokenText(id) }));
-    const record = (run: LensRun, P: number, pi: number, position: number) => {
+    const record = (run: LensRun, P: number, pi: number, position: number, stats = siteStats(rowsAt(run, P, pi), options.k)) => {
       const siteLogits = rowsAt(run, P, pi);
-      const stats = siteStats(siteLogits, options.k);
       let targets: TargetInput[] = given.map((t) => {
         const r = forced.get(t);
         return r ? { ...t, pieceLogits: t.ids.map((_, i) => rowsAt(r, t.ids.length, i)) } : t;
@@ -177,8 +179,10 @@ function planRuns(model: LensModel, tuned: TunedLens | undefined, options: RunRe
       const chunk = Math.max(1, Math.floor((options.logitsBudget ?? LOGITS_BUDGET) / (sites * V)));
       for (let start = 0; start < positions.length; start += chunk) {
         const part = positions.slice(start, start + chunk);
+        pool.warm(part.length * sites * V);
         const run = await forward(ids, part);
-        part.forEach((position, pi) => records.push(record(run, part.length, pi, position)));
+        const stats = await pool.siteStatsOf(part.map((_, pi) => rowsAt(run, part.length, pi)), options.k);
+        part.forEach((position, pi) => records.push(record(run, part.length, pi, position, stats[pi])));
       }
     }
     const targetOrigin: TargetOrigin | undefined = given.length > 0 ? options.targetOrigin ?? 'given'

@@ -60,10 +60,36 @@ export function topK(values: ArrayLike<number>, k: number): number[] {
 /** Rank of token `id`: 1 + the number of tokens with a strictly larger value. Throws on an id out of range. */
 export function rankOf(values: ArrayLike<number>, id: number): number {
   if (!(id >= 0 && id < values.length)) throw new RangeError(`token id ${id} is out of range`);
+  if (values instanceof Float32Array) {
+    const fast = float32Rank(values, id);
+    if (fast !== undefined) return fast;
+  }
   const v = values[id];
   let larger = 0;
   for (let i = 0; i < values.length; i++) if (values[i] > v) larger++;
   return larger + 1;
+}
+
+// A float32's bits b, as b ^ ((b >> 31) & 0x7fffffff), order as signed integers as the floats do,
+// except that −0 comes before +0 and NaNs sort outside ±∞. For a pair of such keys, t − k is an
+// exact double in (−2³², 2³²): floor((t − k)·2⁻³²) is −1 when k > t, else 0, with no branch (a
+// compare whose outcome is random, as a target's rank is, mispredicts about half the time).
+const TWO_TO_MINUS_32 = 2 ** -32;
+
+/** rankOf for float32 logits [V] without a branch per element; undefined when the target is ±0 or a value is NaN (the keys' order differs from the floats' there). */
+function float32Rank(values: Float32Array, id: number): number | undefined {
+  const target = values[id];
+  if (target === 0 || Number.isNaN(target)) return undefined;
+  const bits = new Int32Array(values.buffer, values.byteOffset, values.length);
+  const t = bits[id] ^ ((bits[id] >> 31) & 0x7fffffff);
+  let below = 0, guard = 0;
+  for (let i = 0; i < bits.length; i++) {
+    const b = bits[i];
+    below += Math.floor((t - (b ^ ((b >> 31) & 0x7fffffff))) * TWO_TO_MINUS_32);
+    guard += values[i];
+  }
+  // A NaN among the values makes the guard NaN (as do +∞ and −∞ together: then the plain loop decides too).
+  return Number.isNaN(guard) ? undefined : 1 - below;
 }
 
 /** log Σ exp(x) and the entropy in nats of softmax(x) for one logit vector [V], with one exp per element. Throws on an empty vector. */

@@ -43,6 +43,9 @@ export interface Target { text: string; ids: number[] }
 /** The statistics of every site at one position, [sites]; the last site is the final layer. */
 export type SiteStats = (VectorStats & { kl: number })[];
 
+/** The final layer's probabilities in siteStats, kept between calls (siteStats is synchronous, so one per thread suffices). */
+let probsScratch = new Float64Array(0);
+
 /**
  * Per site, from its logit vector [V] at one position ([sites][V], the last the final layer): top-k
  * (k ≥ 2 kept for default targets), log-partition, entropy, and KL(final ‖ site). Throws on no sites.
@@ -52,7 +55,9 @@ export function siteStats(siteLogits: ArrayLike<number>[], k: number): SiteStats
   if (!finalLogits) throw new RangeError('no sites');
   const kept = Math.max(k, 2);
   const final = vectorStats(finalLogits, kept);
-  const finalProbs = new Float64Array(finalLogits.length);
+  // Reused from call to call: a fresh 400 KB array costs a page fault per page here on every prompt.
+  if (probsScratch.length < finalLogits.length) probsScratch = new Float64Array(finalLogits.length);
+  const finalProbs = probsScratch.subarray(0, finalLogits.length);
   for (let i = 0; i < finalProbs.length; i++) finalProbs[i] = fastExp(finalLogits[i] - final.logZ); // (Float64Array.from with a map function is ~20x slower)
   return siteLogits.map((logits, s) => {
     if (s === siteLogits.length - 1) return { ...final, kl: 0 };

@@ -50,6 +50,23 @@ test('rank is 1 + the number of strictly larger logits', () => {
   assert.throws(() => rankOf(logits, 5), RangeError);
 });
 
+test('rank of float32 logits counts as the plain comparison does, ties, ±0, ±∞, NaN and subnormals included', () => {
+  const larger = (values: Float32Array, id: number) => values.filter((x) => x > values[id]).length;
+  let seed = 7;
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  // Hand-checked: −0 and +0 are equal (neither outranks the other), and so are the 2s.
+  assert.deepEqual([0, 1, 2, 3].map((id) => rankOf(Float32Array.of(0, -0, 1, -0.5), id)), [2, 2, 1, 4]);
+  assert.deepEqual([0, 1, 2].map((id) => rankOf(Float32Array.of(2, -1e-45, 2), id)), [1, 3, 1]);
+  const specials = [0, -0, Infinity, -Infinity, NaN, 1e-45, -1e-45, 3.4e38, -3.4e38, 1, -1];
+  for (let trial = 0; trial < 2000; trial++) {
+    const values = new Float32Array(1 + Math.floor(random() * 40)).map(() => (random() < 0.2 ? specials[Math.floor(random() * specials.length)] : (random() - 0.5) * 10 ** Math.floor(random() * 8 - 4)));
+    // Rows of a larger buffer, as the lens's logits are.
+    const row = new Float32Array(values.length + 3).subarray(2, 2 + values.length);
+    row.set(values);
+    for (let id = 0; id < values.length; id++) assert.equal(rankOf(row, id), 1 + larger(values, id), `${[...values]} at ${id}`);
+  }
+});
+
 test('one-pass softmax statistics and KL agree with the float64 reference', () => {
   const rand = (seed: number) => () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 20 - 10;
   const next = rand(42);
