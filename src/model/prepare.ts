@@ -7,6 +7,7 @@ import { basename, dirname, join } from 'node:path';
 import { UserError } from '../errors.js';
 import { Worker } from 'node:worker_threads';
 import { addLensOutputs, GraphStructureError, type TransposeCheck } from '../onnx/lens-graph.js';
+import { hasQuantizedProducts } from '../onnx/stored-products.js';
 import { ExternalDataReader, isExternal, layoutWeights, unmappableFiles } from '../onnx/external-data.js';
 import { DataType, decodeModel, encodeModel, type Model, type Tensor } from '../onnx/proto.js';
 import type { Dtype } from './paths.js';
@@ -17,7 +18,7 @@ import { reachedPhase } from './phases.js';
 import { holdDirectory, waitWhileRemoved } from './lease.js';
 
 /** Bumped whenever the rewrite changes, so older cache entries are not reused. */
-const REWRITE_VERSION = 7;
+const REWRITE_VERSION = 8;
 /** The file that marks a complete entry and says what it was built from. */
 export const ENTRY_MARKER = 'lens-entry.json';
 // The tests lower these ($LENS_TEST_DIGEST=<whole-file limit>,<samples>) to show that a damaged
@@ -34,6 +35,8 @@ export interface PreparedModel {
   built: boolean;
   /** Whether the lens head streams the tied embedding (then weight prepacking only costs load time). */
   tiedHead: boolean;
+  /** Whether the graph has integer or n-bit products, whose kernels onnxruntime may pick differently without prepacked weights (see hasQuantizedProducts). */
+  quantizedProducts: boolean;
   /** Why attribute has no per-head parts on this graph (undefined when it has them or attributes nothing). */
   headsRefused?: string;
   /** Why attribute cannot read this graph's final norm and head (undefined when it can). */
@@ -46,7 +49,7 @@ interface FileRecord { size: number; mtimeMs: number; digest: string }
  * copied them page aligned (bytes on disk, faster cold loads) or kept them linked (and why).
  */
 export interface AlignedCopy { files: string[]; bytes: number; copied: boolean; reason?: string }
-export interface EntryMarker { version: number; source: string; dtype: Dtype; tiedHead: boolean; headsRefused?: string; attributionRefused?: string; files: Record<string, FileRecord>; alignedCopy?: AlignedCopy }
+export interface EntryMarker { version: number; source: string; dtype: Dtype; tiedHead: boolean; quantizedProducts: boolean; headsRefused?: string; attributionRefused?: string; files: Record<string, FileRecord>; alignedCopy?: AlignedCopy }
 
 /** Free space the disk keeps after an aligned copy: 1 GiB or 5% of it, whichever is more. */
 function spareAfter(dir: string, bytes: number): boolean {
@@ -156,24 +159,24 @@ async function prepareOnce(model: ResolvedModel, layers: number, onBuild?: () =>
   const dir = model.entryDir;
   const root = dirname(dir);
   const cached = goodEntry(dir);
-  if (cached) return { dir, built: false, tiedHead: cached.tiedHead, headsRefused: cached.headsRefused, attributionRefused: cached.attributionRefused };
+  if (cached) return { dir, built: false, tiedHead: cached.tiedHead, quantizedProducts: cached.quantizedProducts, headsRefused: cached.headsRefused, attributionRefused: cached.attributionRefused };
   onBuild?.();
   mkdirSync(root, { recursive: true });
   removeStaleTemporaries(root);
   const tmp = temporaryPath(dir);
   try {
-    const { tiedHead, headsRefused, attributionRefused } = await buildInWorker({
+    const { tiedHead, quantizedProducts, headsRefused, attributionRefused } = await buildInWorker({
       modelDir: model.dir, dtype: model.dtype, onnx: model.onnx, config: model.config, layers, tmp, env: { LENS_ALIGNED_COPY: model.env.LENS_ALIGNED_COPY },
     });
     for (let attempt = 0; ; attempt++) {
       try {
         commitTemporary(tmp, dir);
-        return { dir, built: true, tiedHead, headsRefused, attributionRefused };
+        return { dir, built: true, tiedHead, quantizedProducts, headsRefused, attributionRefused };
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
         if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
         const theirs = goodEntry(dir);
-        if (theirs) return { dir, built: false, tiedHead: theirs.tiedHead, headsRefused: theirs.headsRefused, attributionRefused: theirs.attributionRefused }; // another process finished first
+        if (theirs) return { dir, built: false, tiedHead: theirs.tiedHead, quantizedProducts: theirs.quantizedProducts, headsRefused: theirs.headsRefused, attributionRefused: theirs.attributionRefused }; // another process finished first
         if (attempt > 0) throw error;
         discardEntry(dir);
       }
@@ -214,7 +217,7 @@ function buildInWorker(job: BuildJob): Promise<BuiltEntry> {
     worker.on('message', (m) => (outcome = m));
     worker.on('error', reject);
     worker.on('exit', () => {
-      if (outcome?.ok) resolvePromise({ tiedHead: outcome.tiedHead, headsRefused: outcome.headsRefused, attributionRefused: outcome.attributionRefused });
+      if (outcome?.ok) resolvePromise({ tiedHead: outcome.tiedHead, quantizedProducts: outcome.quantizedProducts, headsRefused: outcome.headsRefused, attributionRefused: outcome.attributionRefused });
       else if (outcome && outcome.user) reject(new UserError(outcome.message, outcome.hint));
       else if (outcome) reject(Object.assign(new Error(outcome.message), { stack: outcome.stack }));
       else reject(new Error('the model preparation worker stopped without a result'));
@@ -273,7 +276,7 @@ function linkSourceFile(sourcePath: string, linkPath: string): boolean {
 }
 
 /** What a build found that the runtime needs: whether the head is the tied embedding, why attribute has no parts or no head parts. */
-export interface BuiltEntry { tiedHead: boolean; headsRefused?: string; attributionRefused?: string }
+export interface BuiltEntry { tiedHead: boolean; quantizedProducts: boolean; headsRefused?: string; attributionRefused?: string }
 
 /** Builds a cache entry in `job.tmp` (run in the preparation worker); returns what it found (BuiltEntry). Throws UserError for unreadable models. */
 export function buildEntry({ modelDir, dtype, onnx: onnxRel, config, layers, tmp, env = {} }: BuildJob): BuiltEntry {
@@ -289,6 +292,7 @@ export function buildEntry({ modelDir, dtype, onnx: onnxRel, config, layers, tmp
   };
   let rewritten: Model;
   let tiedHead: boolean;
+  const quantized = hasQuantizedProducts(model.graph);
   let headsRefused: string | undefined, attributionRefused: string | undefined;
   mkdirSync(join(tmp, 'onnx'), { recursive: true });
   const dataName = `${basename(onnxRel)}.data`;
@@ -327,8 +331,8 @@ export function buildEntry({ modelDir, dtype, onnx: onnxRel, config, layers, tmp
   reachedPhase('before-marker');
   const links = [...linked.values()].filter((l): l is string => l !== undefined).map((l) => `onnx/${l}`);
   const files = Object.fromEntries([onnxRel, `onnx/${dataName}`, 'config.json', ...links].map((f) => [f, recordFile(join(tmp, f))]));
-  const marker: EntryMarker = { version: REWRITE_VERSION, source: modelDir, dtype, tiedHead, ...(headsRefused ? { headsRefused } : {}), ...(attributionRefused ? { attributionRefused } : {}), files, ...(alignedCopy ? { alignedCopy } : {}) };
+  const marker: EntryMarker = { version: REWRITE_VERSION, source: modelDir, dtype, tiedHead, quantizedProducts: quantized, ...(headsRefused ? { headsRefused } : {}), ...(attributionRefused ? { attributionRefused } : {}), files, ...(alignedCopy ? { alignedCopy } : {}) };
   writeFileSync(join(tmp, ENTRY_MARKER), JSON.stringify(marker));
   reachedPhase('before-commit');
-  return { tiedHead, headsRefused, attributionRefused };
+  return { tiedHead, quantizedProducts: quantized, headsRefused, attributionRefused };
 }

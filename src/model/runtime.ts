@@ -124,8 +124,10 @@ export async function loadLensModel(spec: string | ResolvedModel, options: LoadO
   const load = async (prepared: PreparedModel) => {
     // Prepacking rearranges every weight matrix at load: about 1.5 s more for GPT-2-small, then
     // about 20 ms less per prompt. Worth it for a batch; not for a prompt or two on the command
-    // line, when the head streams the tied embedding (an untied head needs its packed W_U).
-    const prepack = options.batch === true || !prepared.tiedHead;
+    // line, when the head streams the tied embedding (an untied head needs its packed W_U). Always
+    // for integer and n-bit products: a model session prepacks, and without it onnxruntime may
+    // compute them with another kernel (on Arm with SME, another quantization), not as the model does.
+    const prepack = options.batch === true || !prepared.tiedHead || prepared.quantizedProducts;
     const session_options = prepack ? {} : { extra: { session: { disable_prepacking: '1' } } };
     const from = (config?: Record<string, unknown>) => AutoModelForCausalLM.from_pretrained(prepared.dir, {
       dtype: source.dtype, device: 'cpu', local_files_only: true, session_options, ...(config ? { config } : {}),

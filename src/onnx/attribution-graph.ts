@@ -305,7 +305,7 @@ function readOutProjections(index: GraphIndex, attention: string[]): OutProjecti
       const product = storedProductAt(index, t);
       if (typeof product === 'string') throw new Refusal(`block ${l + 1}'s attention output projection: ${product}`);
       if (!product || !product.dims || (bias && product.bias)) break;
-      if (product.roundsInput && !product.dequantizeInput) {
+      if (product.roundsInput && !product.roundInput) {
         throw new Refusal(`block ${l + 1}'s attention output projection ${product.roundsInput}, which the graph does not show, so its heads' shares would not add up to what it writes`);
       }
       const [rows, width] = product.dims;
@@ -347,9 +347,10 @@ export function attributionOutputs(index: GraphIndex, structure: DecoderStructur
   }
   const nodes: Node[] = [];
   const initializers: Tensor[] = [];
-  const node = (op: string, inputs: string[], output: string, attribute: Node['attribute'] = []) => {
-    nodes.push({ name: `lens/attribution/${output}`, op_type: op, input: inputs, output: [output], attribute, domain: '' });
-    return output;
+  const node = (op: string, inputs: string[], output: string | string[], attribute: Node['attribute'] = []) => {
+    const outputs = typeof output === 'string' ? [output] : output;
+    nodes.push({ name: `lens/attribution/${outputs[0]}`, op_type: op, input: inputs, output: outputs, attribute, domain: '' });
+    return outputs[0];
   };
   const floats = (name: string, values: number[]) => {
     initializers.push({ name, dims: [values.length], data_type: DataType.FLOAT, raw_data: new Uint8Array(Float32Array.from(values).buffer) });
@@ -409,9 +410,9 @@ export function attributionOutputs(index: GraphIndex, structure: DecoderStructur
       const name = (what: string) => `lens/attribution/head_${l + 1}_${what}`;
       // Batch 1: row t of z as [B·T, K] is position t.
       const rows = node('Reshape', [proj.product.input, ints(name('shape'), [-1, proj.rows])], name('z_rows'));
-      const picked = node('Gather', [rows, positions], name('z'), axis(0));
-      // quantize_dynamic's projection multiplies the quantized z: its heads' shares are those of z̃.
-      inputsPicked.push(proj.product.dequantizeInput ? proj.product.dequantizeInput(emit, name(''), picked) : toFloat(picked, name('z_float')));
+      // quantize_dynamic's projection multiplies the quantized z (one scale for all rows): its heads' shares are those of z̃.
+      const rounded = proj.product.roundInput ? proj.product.roundInput(emit, name(''), rows) : rows;
+      inputsPicked.push(toFloat(node('Gather', [rounded, positions], name('z'), axis(0)), name('z_float')));
       // [K', N]: all K rows when asked (rowCount), none otherwise.
       const floatWeights = proj.product.block(emit, name('w_'), undefined, rowCount);
       weights.push(proj.scale === 1 ? floatWeights : node('Mul', [floatWeights, floats(name('scale'), [proj.scale])], name('w_scaled')));

@@ -5,11 +5,12 @@
 // MatMulInteger → Cast → Mul. Attribution reads the head's rows and the output projections through
 // this one reader, so a quantized weight is the dequantized matrix the kernel multiplies by.
 import type { GraphIndex } from './graph.js';
-import { AttrType, DataType, type Node } from './proto.js';
+import { AttrType, DataType, type Graph, type Node } from './proto.js';
 
 /** Adds nodes and constants to the graph; each returns the name of what it made. */
 export interface Emitter {
-  node(op: string, inputs: string[], output: string, attribute?: Node['attribute']): string;
+  /** Adds a node; returns its (first) output. */
+  node(op: string, inputs: string[], output: string | string[], attribute?: Node['attribute']): string;
   floats(name: string, values: number[]): string;
   ints(name: string, values: number[]): string;
 }
@@ -17,7 +18,7 @@ export interface Emitter {
 /** A matrix product y = scale · x · B (+ biasFactor · bias) by a stored B [K, N], as attribution reads it. */
 export interface StoredProduct {
   op: string;
-  /** The activation the product reads, [..., K]: for quantize_dynamic the uint8 x it quantized (see `dequantizeInput`). */
+  /** The float activation the product reads, [..., K] (for quantize_dynamic, before it is quantized: see `roundInput`). */
   input: string;
   /** The float output y. */
   output: string;
@@ -28,8 +29,8 @@ export interface StoredProduct {
   biasFactor: number;
   /** Set when y is not x · B for the float x the product is given: it quantizes x first (why, as a clause). */
   roundsInput?: string;
-  /** float rows [R, K] of x as the product multiplies them (x̃ = (q − z) · s), from rows [R, K] of `input`; only where it can be read. */
-  dequantizeInput?: (emit: Emitter, prefix: string, rows: string) => string;
+  /** float rows [R, K] of x as the product multiplies them (x̃ = (q − z) · s), from all the rows [R, K] of `input`; only where it can be read. */
+  roundInput?: (emit: Emitter, prefix: string, rows: string) => string;
   /** float [C, R]: rows 0 … kEnd − 1 of B (all K without kEnd, an INT64 [1]) and its columns `columns` (INT64 [R]; all N without). */
   block: (emit: Emitter, prefix: string, columns?: string, kEnd?: string) => string;
 }
@@ -200,11 +201,18 @@ function integerProduct(index: GraphIndex, node: Node): StoredProduct | string |
   const [K, N] = dims;
   const perColumn = (name: string) => (constantDims(index, name) ?? []).reduce((a, b) => a * b, 1) === N && N > 1;
   return {
-    op: 'MatMulInteger', input: quantized, output: node.output[0], dims: [K, N], scale: 1, biasFactor: 1,
+    op: 'MatMulInteger', input: quantizer.input[0], output: node.output[0], dims: [K, N], scale: 1, biasFactor: 1,
     roundsInput: 'quantizes its input with one scale for the whole tensor (DynamicQuantizeLinear)',
-    dequantizeInput: (emit, prefix, rows) => {
-      const centred = emit.node('Sub', [toFloat(emit, rows, `${prefix}x_float`), toFloat(emit, inputZero ?? emit.ints(`${prefix}x_no_zero`, [0]), `${prefix}x_zero`)], `${prefix}x_centred`);
-      return emit.node('Mul', [centred, toFloat(emit, inputScale, `${prefix}x_scale`)], `${prefix}x_dequantized`);
+    // A DynamicQuantizeLinear of its own over all the rows: the model's one scale and zero point, the
+    // same integers. Reading the model's quantizer instead would give it readers besides the product,
+    // and onnxruntime fuses a quantizer into its product (DynamicQuantizeMatMul) only when the product
+    // is its one reader: on an Arm CPU with SME the fused product quantizes each row alone, so the
+    // lens's graph would no longer compute what the model computes there.
+    roundInput: (emit, prefix, rows) => {
+      const [q, scale, zero] = [`${prefix}x_q`, `${prefix}x_scale`, `${prefix}x_zero`];
+      emit.node('DynamicQuantizeLinear', [rows], [q, scale, zero]);
+      const centred = emit.node('Sub', [toFloat(emit, q, `${prefix}x_q_float`), toFloat(emit, zero, `${prefix}x_zero_float`)], `${prefix}x_centred`);
+      return emit.node('Mul', [centred, scale], `${prefix}x_dequantized`);
     },
     block: (emit, prefix, columns, kEnd) => {
       const { k, n } = indexGrid(emit, prefix, K, N, columns, kEnd);
@@ -240,4 +248,14 @@ export function productOutput(index: GraphIndex, node: Node): string {
   const cast = index.consumers.get(node.output[0])?.find((n) => n.op_type === 'Cast');
   const mul = cast && index.consumers.get(cast.output[0])?.find((n) => n.op_type === 'Mul');
   return mul?.output[0] ?? node.output[0];
+}
+
+// Products onnxruntime computes with integer kernels, which it may choose by whether their weights
+// were prepacked: on an Arm CPU with SME, DynamicQuantizeMatMul (the fused DynamicQuantizeLinear →
+// MatMulInteger) runs KleidiAI's kernel, which quantizes per row, only on its prepacked weight.
+const QUANTIZED_PRODUCT_OPS = new Set(['DynamicQuantizeLinear', 'MatMulInteger', 'ConvInteger', 'QLinearMatMul', 'MatMulNBits', 'MatMulBnb4', 'DynamicQuantizeMatMul', 'MatMulIntegerToFloat']);
+
+/** Whether `graph` (or a subgraph of it) has a product QUANTIZED_PRODUCT_OPS names. */
+export function hasQuantizedProducts(graph: Graph): boolean {
+  return graph.node.some((n) => QUANTIZED_PRODUCT_OPS.has(n.op_type) || n.attribute.some((a) => (a.g ? hasQuantizedProducts(a.g) : false)));
 }

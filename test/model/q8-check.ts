@@ -43,6 +43,52 @@ export function exactU8S8(): Promise<boolean> {
 let u8s8Probe: Promise<boolean> | undefined;
 
 /**
+ * Whether onnxruntime quantizes each row of a quantize_dynamic product's input alone here, asked of
+ * onnxruntime itself. On an Arm CPU with SME, onnxruntime (≥ 1.23) fuses DynamicQuantizeLinear →
+ * MatMulInteger → Cast → Mul into DynamicQuantizeMatMul and, for a constant int8 weight with zero
+ * point 0, runs KleidiAI's kernel, which quantizes per row (test/reference/q8.ts, smeRows); elsewhere
+ * the input has one scale. So: two rows a thousand times apart in range, times an identity weight:
+ * with one scale the small row's values all round to zero (its range is under half a step).
+ */
+export function rowwiseInt8Products(): Promise<boolean> {
+  rowsProbe ??= (async () => {
+    const K = 16;
+    const info = (name: string, type: number, dims: number[]): ValueInfo => ({ name, type: { tensor_type: { elem_type: type, shape: { dim: dims.map((d) => ({ dim_value: d })) } } } });
+    const scalar = (name: string, data_type: number, raw: Uint8Array) => ({ name, dims: [], data_type, raw_data: raw });
+    const identity = new Int8Array(K * K);
+    for (let k = 0; k < K; k++) identity[k * K + k] = 127;
+    const graph: Graph = {
+      name: 'rows_probe',
+      node: [
+        { name: 'quantize', op_type: 'DynamicQuantizeLinear', input: ['a'], output: ['a_q', 'a_scale', 'a_zero'], attribute: [], domain: '' },
+        { name: 'product', op_type: 'MatMulInteger', input: ['a_q', 'b', 'a_zero', 'b_zero'], output: ['y_int'], attribute: [], domain: '' },
+        { name: 'cast', op_type: 'Cast', input: ['y_int'], output: ['y_float'], attribute: [{ name: 'to', type: 2, i: DataType.FLOAT }], domain: '' },
+        { name: 'scales', op_type: 'Mul', input: ['a_scale', 'b_scale'], output: ['scale'], attribute: [], domain: '' },
+        { name: 'rescale', op_type: 'Mul', input: ['y_float', 'scale'], output: ['y'], attribute: [], domain: '' },
+      ],
+      initializer: [
+        { name: 'b', dims: [K, K], data_type: DataType.INT8, raw_data: new Uint8Array(identity.buffer) },
+        scalar('b_zero', DataType.INT8, new Uint8Array(1)),
+        scalar('b_scale', DataType.FLOAT, new Uint8Array(new Float32Array([1 / 127]).buffer)),
+      ],
+      input: [info('a', DataType.FLOAT, [2, K])],
+      output: [info('y', DataType.FLOAT, [2, K])],
+      value_info: [],
+    };
+    const session = await ort.InferenceSession.create(encodeModel({ ir_version: 8, opset_import: [{ domain: '', version: 14 }], graph }));
+    try {
+      const a = Float32Array.from({ length: 2 * K }, (_, i) => (i < K ? 1000 : 1) * (((i % K) / (K - 1)) * 2 - 1));
+      const y = (await session.run({ a: new ort.Tensor('float32', a, [2, K]) })).y.data as Float32Array;
+      return y.subarray(K).some((v) => v !== 0);
+    } finally {
+      await session.release();
+    }
+  })();
+  return rowsProbe;
+}
+let rowsProbe: Promise<boolean> | undefined;
+
+/**
  * Lens rows against the reference: float32 against float64 rounding, measured ≤ 1.6e-5 on these
  * logits (|logit| < 40 raw). An activation that float32 rounds to the other quantization step moves
  * a logit by scale_a · scale_w · |q_w − z_w| (about 1e-3 here): the head's share of that is added
@@ -69,8 +115,12 @@ export async function assertQ8LensAgainst(model: LensModel, ids: number[], refer
   // on a rounding boundary can move (headSlack).
   // An activation within a few float32 ulps of a rounding tie (OLMo2 has one) the float32 model may round
   // either way: the references that round such values the other way (TIE_RELATIVE) are candidates too.
+  // On an Arm CPU with SME, the int8 products whose quantizer they read alone quantize each row alone
+  // (rowwiseInt8Products): there the reference does so too, and nothing else.
   const saturates = options.weightType === 'int8' && !(await exactU8S8());
-  const references: [string, Q8ReferenceResult][] = [['exact', reference(options)], ['near-tie flipped', reference({ ...options, flipNearTies: true })]];
+  const rowwise = options.weightType === 'int8' && (await rowwiseInt8Products());
+  const base: [string, Q8Options] = rowwise ? ['SME rows', { ...options, smeRows: true }] : ['exact', options];
+  const references: [string, Q8ReferenceResult][] = [[base[0], reference(base[1])], [`${base[0]}, near-tie flipped`, reference({ ...base[1], flipNearTies: true })]];
   if (saturates) references.push(['pair-saturating', reference({ ...options, pairSaturation: true })], ['pair-saturating, near-tie flipped', reference({ ...options, pairSaturation: true, flipNearTies: true })]);
   // The reference's own logits are the model's (checks the reference on the model itself).
   const ownSlacks = references.map(([, r]) => r.headSlack(r.residual[layers].map((v) => r.finalNorm(v))));
@@ -115,8 +165,8 @@ export async function assertQ8LensAgainst(model: LensModel, ids: number[], refer
   for (let l = 0; l <= model.layers; l++) {
     assert.deepEqual(alone.logits.subarray(l * V, (l + 1) * V), stacked.logits.subarray((l * P + 2) * V, (l * P + 3) * V), `layer ${l} alone vs stacked`);
   }
-  const saturating = references.length > 1 ? `; this CPU saturates u8·s8 pairs, rows met: ${[...met].map(([name, n]) => `${n} ${name}`).join(', ')}` : '';
-  return `max |lens − q8 reference| ${worst.toExponential(2)}, at most ${(100 * worstRatio).toFixed(0)}% of its row's bound (bounds up to ${largestBound.toExponential(2)})${saturating}`;
+  const cpu = saturates ? '; this CPU saturates u8·s8 pairs' : rowwise ? '; this CPU quantizes int8 products row by row (SME)' : '';
+  return `max |lens − q8 reference| ${worst.toExponential(2)}, at most ${(100 * worstRatio).toFixed(0)}% of its row's bound (bounds up to ${largestBound.toExponential(2)})${cpu}; rows met: ${[...met].map(([name, n]) => `${n} ${name}`).join(', ')}`;
 }
 
 /** Asserts `actual` lies within its bound of one of the candidate references; returns the first it meets, with the distance. */

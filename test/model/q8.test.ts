@@ -20,7 +20,7 @@ import { int64Tensor } from '../fixtures/onnx-builder.js';
 import { referenceQ8DecoderForward } from '../reference/q8.js';
 import { assertClose, cleanEnv, scratchDir } from '../helpers.js';
 import { ownLogits } from './lens-check.js';
-import { assertQ8Lens, TOL } from './q8-check.js';
+import { assertQ8Lens, exactU8S8, rowwiseInt8Products, TOL } from './q8-check.js';
 
 const env = cleanEnv({ LENS_CACHE: scratchDir('q8-cache') });
 const root = scratchDir('q8-fixtures');
@@ -122,7 +122,8 @@ test('q8 head that computes the last position only: the lens reads every row thr
     // The model's one row, quantized alone, is what the per-row head computes for the last position.
     const own = await ownLogits(path, ids, [w.config.kvHeads, headDim(w.config)], 1);
     assert.deepEqual(run.logits.subarray(L * 2 * V, (L * 2 + 1) * V), own, 'last layer at the last position');
-    const ref = referenceQ8DecoderForward(w, ids, { weightType: 'int8', tableSymmetric: false });
+    // The reference of this CPU's int8 kernels (test/model/q8-check.ts).
+    const ref = referenceQ8DecoderForward(w, ids, { weightType: 'int8', tableSymmetric: false, pairSaturation: !(await exactU8S8()), smeRows: await rowwiseInt8Products() });
     assertClose(run.logits.subarray((L * 2 + 1) * V, (L * 2 + 2) * V), ref.unembed(ref.finalNorm(ref.residual[L][2])), TOL, 'last layer at position 2, quantized alone');
   } finally {
     await lens.dispose();

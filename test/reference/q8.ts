@@ -6,7 +6,8 @@
 // whole tensor (one that reads the quantized embedding Gather itself takes the table's integers); the
 // integer products summed exactly in float64. `pairSaturation` sums instead as MLAS's u8·s8 kernels
 // without VNNI do (vpmaddubsw: the products of k = 2j and 2j+1 added in a saturating int16), to show
-// what such a CPU computes; `flipNearTies` rounds activations on a tie the other way. The LayerNorm
+// what such a CPU computes; `flipNearTies` rounds activations on a tie the other way; `smeRows`
+// quantizes each row alone where onnxruntime does so on an Arm CPU with SME (see Q8Options). The LayerNorm
 // families' forward (referenceQ8LnForward) runs test/reference/layernorm-families.ts the same way.
 // Used only by the tests.
 import { quantizePerTensor, type WeightType } from '../fixtures/variants.js';
@@ -36,6 +37,15 @@ export interface Q8Options {
    * where the float32 model may round such a value either way, this reference and the exact one bracket it.
    */
   flipNearTies?: boolean;
+  /**
+   * Quantize each row of a product's input alone, as onnxruntime (≥ 1.23) does on an Arm CPU with SME:
+   * it fuses DynamicQuantizeLinear → MatMulInteger → Cast → Mul into DynamicQuantizeMatMul and, for a
+   * constant int8 weight with zero point 0 and positive scales, runs KleidiAI's kernel, which quantizes
+   * its float input per row to int8 (kai_lhs_quant_pack_qai8dxp_f32). Only where the quantizer's output
+   * is read by that one product (the fusion needs it): inputs that several products share (q/k/v,
+   * gate/up) keep their one scale. int8 weights only.
+   */
+  smeRows?: boolean;
 }
 
 export interface Q8ReferenceResult extends AttributionReference {
@@ -65,9 +75,10 @@ const ROUNDING_SLACK = 2e-3;
  */
 const TIE_RELATIVE = 2.4e-7;
 
-function roundingSlack(xs: Vec[], w: QuantizedWeight): number[] {
-  const { scale } = dynamicQuantize(xs);
+function roundingSlack(xs: Vec[], w: QuantizedWeight, rowwise = false): number[] {
+  const shared = dynamicQuantize(xs).scale;
   return xs.map((x) => {
+    const scale = rowwise ? smeQuantizeRow(x).scale : shared;
     const near = [...x.keys()].filter((k) => scale > 0 && Math.abs(Math.abs((x[k] / scale) % 1) - 0.5) < ROUNDING_SLACK);
     let worst = 0;
     for (let o = 0; o < w.out; o++) {
@@ -123,6 +134,48 @@ export function dynamicQuantize(xs: Vec[], flipNearTies = false): { q: Int32Arra
   return { q, scale, zeroPoint };
 }
 
+/**
+ * One row quantized as KleidiAI's qai8dxp packing does (onnxruntime's DynamicQuantizeMatMul on an Arm
+ * CPU with SME), in float32 steps: range widened to hold 0, multiplier m = 255 / range, zero point from
+ * whichever end loses less (rounded half to even, clamped to int8), q = round(x · m) (half away from
+ * zero) + zero point, clamped to int8; the dequantizing scale is 1 / m. (Clamped, not wrapped as the
+ * scalar C cast of KleidiAI's reference packing would: onnxruntime 1.30 under SME emulation clamps;
+ * a raw embedding row of the GPT-NeoX fixture, whose top value lands on 128, tells the two apart.)
+ */
+export function smeQuantizeRow(x: Vec, flipNearTies = false): { q: Int32Array; scale: number; zeroPoint: number } {
+  let lo = 0, hi = 0;
+  for (const v of x) { const f = Math.fround(v); lo = Math.min(lo, f); hi = Math.max(hi, f); }
+  const m = lo === hi ? 1 : Math.fround(255 / Math.fround(hi - lo));
+  const below = Math.fround(lo * m), above = Math.fround(hi * m);
+  const fromMin = Math.fround(-128 - below), fromMax = Math.fround(127 - above);
+  const z = Math.fround(-128 + below) + Math.fround(127 + above) > 0 ? fromMin : fromMax;
+  const zeroPoint = roundHalfEven(Math.min(127, Math.max(-128, z)));
+  const step = (v: number) => {
+    const scaled = Math.fround(Math.fround(v) * m), r = Math.sign(scaled) * Math.round(Math.abs(scaled)), exact = v * m;
+    if (!flipNearTies || Math.abs(Math.abs(exact % 1) - 0.5) >= TIE_RELATIVE * Math.abs(exact)) return r;
+    return r > exact ? r - 1 : r + 1;
+  };
+  const q = Int32Array.from(x, (v) => Math.min(127, Math.max(-128, step(v) + zeroPoint)));
+  return { q, scale: Math.fround(1 / m), zeroPoint };
+}
+
+/** quantizedProduct with each row quantized alone as smeQuantizeRow does (int8 weights with zero point 0). */
+function smeRowsProduct(xs: Vec[], w: QuantizedWeight, bias: Float32Array | undefined, flipNearTies = false): Vec[] {
+  if (w.zeroPoint !== 0) throw new Error('onnxruntime runs KleidiAI only for weights with zero point 0');
+  return xs.map((x) => { const { q, scale, zeroPoint } = smeQuantizeRow(x, flipNearTies); return integerProduct({ q: [q], scale, zeroPoint }, w, bias, false)[0]; });
+}
+
+/**
+ * The products (by key) whose input another product also reads, found by a first run of `forward`
+ * that reports each product's key and input (the parts of one stored product report one key): they share one DynamicQuantizeLinear, which onnxruntime
+ * does not fuse, so they keep the whole-tensor scale under `smeRows`.
+ */
+function sharedInputs<K>(forward: (product: (key: K, xs: Vec[]) => void) => void): Set<K> {
+  const readers = new Map<Vec[], Set<K>>();
+  forward((key, xs) => { readers.set(xs, (readers.get(xs) ?? new Set()).add(key)); });
+  return new Set([...readers.values()].filter((keys) => keys.size > 1).flatMap((keys) => [...keys]));
+}
+
 /** An activation as MatMulInteger reads it: integers per row [T][in], with one scale and zero point. */
 interface QuantizedActivation { q: Int32Array[]; scale: number; zeroPoint: number }
 
@@ -159,9 +212,26 @@ function integerProduct({ q: qa, scale, zeroPoint }: QuantizedActivation, w: Qua
 
 /** The forward pass of `w` quantized as quantize_dynamic does, in float64; the lens rows quantize each row alone (the lens's per-row head). */
 export function referenceQ8DecoderForward(w: DecoderWeights, ids: number[], options: Q8Options): Q8ReferenceResult {
-  const { d, vocab } = w.config;
+  checkOptions(options);
+  const shared = options.smeRows ? sharedInputs<Float32Array>((report) => decoderQ8(w, ids, { ...options, smeRows: false }, report)) : new Set<Float32Array>();
+  return decoderQ8(w, ids, options, undefined, shared);
+}
+
+/** Throws for options no CPU combines: the u8·s8 kernels' pair saturation and KleidiAI's rows are int8 weights' paths. */
+function checkOptions(options: Q8Options): void {
   if (options.pairSaturation && options.weightType !== 'int8') throw new Error('pair saturation is the u8·s8 kernel: int8 weights only');
+  if (options.smeRows && options.weightType !== 'int8') throw new Error('KleidiAI\'s rows are the int8-weight path: int8 weights only');
+  if (options.smeRows && options.pairSaturation) throw new Error('no CPU both saturates u8·s8 pairs and has SME');
+}
+
+/** referenceQ8DecoderForward, reporting each product's weight and input to `report`; `shared` the weights whose input another product reads. */
+function decoderQ8(w: DecoderWeights, ids: number[], options: Q8Options, report?: (weight: Float32Array, xs: Vec[]) => void, shared = new Set<Float32Array>()): Q8ReferenceResult {
+  const { d, vocab } = w.config;
   const saturate = options.pairSaturation === true;
+  // Linears stored as one weight are one product: keyed by their first part.
+  const stackOf = new Map<Float32Array, Float32Array>();
+  const productKey = (weight: Float32Array) => stackOf.get(weight) ?? weight;
+  const rowwise = (weight: Float32Array) => options.smeRows === true && !shared.has(productKey(weight));
   const quantized = new Map<Float32Array, QuantizedWeight>();
   const weightOf = (values: Float32Array, rows: number, cols: number, transpose: boolean) => {
     let q = quantized.get(values);
@@ -176,6 +246,7 @@ export function referenceQ8DecoderForward(w: DecoderWeights, ids: number[], opti
     const { data, scale, zeroPoint } = quantizePerTensor(fused, options.weightType, options.weightType === 'int8');
     offset = 0;
     for (const lin of parts) {
+      stackOf.set(lin.w, parts[0].w);
       quantized.set(lin.w, { ...layout(data.subarray(offset, offset + lin.w.length), lin.out, lin.in, true), scale, zeroPoint });
       offset += lin.w.length;
     }
@@ -196,12 +267,16 @@ export function referenceQ8DecoderForward(w: DecoderWeights, ids: number[], opti
       return row.dequantized;
     },
     linear: (lin: Linear, xs: Vec[]) => {
+      report?.(productKey(lin.w), xs);
       const weight = weightOf(lin.w, lin.out, lin.in, true);
       const stored = xs.map((x) => storedRows.get(x));
+      // No DynamicQuantizeLinear here, so nothing for onnxruntime to fuse: the table's one scale on every CPU.
       if (stored.every((q) => q !== undefined)) return integerProduct({ q: stored as Int32Array[], scale: table.scale, zeroPoint: table.zeroPoint }, weight, lin.b, saturate);
+      if (rowwise(lin.w)) return smeRowsProduct(xs, weight, lin.b, options.flipNearTies);
       return quantizedProduct(xs, weight, lin.b, saturate, options.flipNearTies);
     },
-    // The projection multiplies the whole sequence's quantized input: each head's share is its slice of that.
+    // The projection multiplies the whole sequence's quantized input: each head's share is its slice of
+    // that. (Under smeRows the model quantizes each row instead; lens's heads keep the one scale.)
     headShares: (lin: Linear, xs: Vec[], heads: number) => {
       const weight = weightOf(lin.w, lin.out, lin.in, true);
       const { q, scale, zeroPoint } = dynamicQuantize(xs, options.flipNearTies);
@@ -211,7 +286,7 @@ export function referenceQ8DecoderForward(w: DecoderWeights, ids: number[], opti
   };
   const ref = referenceDecoderForward(w, ids, arithmetic);
   // What follows the head is a scaling and a softcap (1-Lipschitz): a head output's slack scales with the first only.
-  return withQ8Head(ref, weightOf(w.lmHead ?? w.embed, vocab, d, true), saturate, (z) => afterHead(w.traits, z), (w.traits.logitScale ?? 1) / (w.traits.logitsScaling ?? 1));
+  return withQ8Head(ref, weightOf(w.lmHead ?? w.embed, vocab, d, true), options, (z) => afterHead(w.traits, z), (w.traits.logitScale ?? 1) / (w.traits.logitsScaling ?? 1));
 }
 
 /** An embedding table [rows, d] stored quantized (uint8): a row lookup giving its integers and their DequantizeLinear, with the scale and zero point. */
@@ -224,14 +299,15 @@ function quantizeTable(values: Float32Array, rows: number, d: number, options: Q
   return Object.assign(lookup, { scale: table.scale, zeroPoint: table.zeroPoint });
 }
 
-/** `ref` with its head quantized: the lens rows each alone, the model's own logits all positions together; `after` maps a head output, `slackScale` its Lipschitz factor. */
-function withQ8Head(ref: AttributionReference, head: QuantizedWeight, saturate: boolean, after: (z: number) => number, slackScale: number): Q8ReferenceResult {
+/** `ref` with its head quantized: the lens rows each alone, the model's own logits all positions together (each row alone under smeRows: the head reads its quantizer alone); `after` maps a head output, `slackScale` its Lipschitz factor. */
+function withQ8Head(ref: AttributionReference, head: QuantizedWeight, options: Q8Options, after: (z: number) => number, slackScale: number): Q8ReferenceResult {
   const last = ref.residual[ref.residual.length - 1];
+  const product = (xs: Vec[]) => (options.smeRows ? smeRowsProduct(xs, head, undefined) : quantizedProduct(xs, head, undefined, options.pairSaturation === true));
   return {
     ...ref,
-    unembed: (v) => quantizedProduct([v], head, undefined, saturate)[0].map(after),
-    ownLogits: quantizedProduct(last.map((v) => ref.finalNorm(v)), head, undefined, saturate).map((row) => row.map(after)),
-    headSlack: (xs) => roundingSlack(xs, head).map((s) => s * slackScale),
+    unembed: (v) => product([v])[0].map(after),
+    ownLogits: product(last.map((v) => ref.finalNorm(v))).map((row) => row.map(after)),
+    headSlack: (xs) => roundingSlack(xs, head, options.smeRows).map((s) => s * slackScale),
   };
 }
 
@@ -242,8 +318,9 @@ function withQ8Head(ref: AttributionReference, head: QuantizedWeight, saturate: 
  */
 export function referenceQ8Gpt2Forward(w: Gpt2Weights, ids: number[], options: Q8Options): Q8ReferenceResult {
   const { d, nPositions } = w.config;
-  if (options.pairSaturation && options.weightType !== 'int8') throw new Error('pair saturation is the u8·s8 kernel: int8 weights only');
+  checkOptions(options);
   const saturate = options.pairSaturation === true;
+  // Each Conv1D reads its own LayerNorm or activation: none shares its quantizer.
   const quantized = new Map<Float32Array, QuantizedWeight>();
   const wte = quantizeTable(w.wte, VOCAB, d, options), wpe = quantizeTable(w.wpe, nPositions, d, options);
   const ref = referenceForward(w, ids, {
@@ -252,10 +329,10 @@ export function referenceQ8Gpt2Forward(w: Gpt2Weights, ids: number[], options: Q
     conv1d: (xs, W, b, outDim) => {
       let q = quantized.get(W);
       if (!q) quantized.set(W, (q = quantizeWeight(W, xs[0].length, outDim, false, options.weightType)));
-      return quantizedProduct(xs, q, b, saturate);
+      return options.smeRows ? smeRowsProduct(xs, q, b) : quantizedProduct(xs, q, b, saturate);
     },
   });
-  return withQ8Head(ref, quantizeWeight(w.lmHead ?? w.wte, VOCAB, d, true, options.weightType), saturate, (z) => z, 1);
+  return withQ8Head(ref, quantizeWeight(w.lmHead ?? w.wte, VOCAB, d, true, options.weightType), options, (z) => z, 1);
 }
 
 /** The embedding tables of the LayerNorm families, which their exports read with Gather. */
@@ -270,7 +347,13 @@ const LN_TABLES = ['model.embed_tokens.weight', 'model.decoder.embed_tokens.weig
  */
 export function referenceQ8LnForward(hub: HubModel, ids: number[], options: Q8Options): Q8ReferenceResult {
   if (hub.tensors.has('model.decoder.project_out.weight')) throw new Error('no q8 reference for OPT with project_out');
-  if (options.pairSaturation && options.weightType !== 'int8') throw new Error('pair saturation is the u8·s8 kernel: int8 weights only');
+  checkOptions(options);
+  const shared = options.smeRows ? sharedInputs<string>((report) => lnQ8(hub, ids, { ...options, smeRows: false }, report)) : new Set<string>();
+  return lnQ8(hub, ids, options, undefined, shared);
+}
+
+/** referenceQ8LnForward, reporting each product's weight name and input to `report`; `shared` the weights whose input another product reads. */
+function lnQ8(hub: HubModel, ids: number[], options: Q8Options, report?: (weight: string, xs: Vec[]) => void, shared = new Set<string>()): Q8ReferenceResult {
   const quantized = new Map<string, QuantizedWeight>();
   const weightOf = (name: string) => {
     let q = quantized.get(name);
@@ -286,7 +369,12 @@ export function referenceQ8LnForward(hub: HubModel, ids: number[], options: Q8Op
     for (let r = 0; r < t.shape[0]; r++) data.set(table(r).dequantized, r * t.shape[1]);
     return [name, { ...t, data }];
   }));
-  const linear: LnLinear = (name, bias, xs) => quantizedProduct(xs, weightOf(name), bias === undefined ? undefined : hub.tensors.get(bias)!.data, options.pairSaturation === true, options.flipNearTies);
+  const linear: LnLinear = (name, bias, xs) => {
+    report?.(name, xs);
+    const b = bias === undefined ? undefined : hub.tensors.get(bias)!.data;
+    if (options.smeRows && !shared.has(name)) return smeRowsProduct(xs, weightOf(name), b, options.flipNearTies);
+    return quantizedProduct(xs, weightOf(name), b, options.pairSaturation === true, options.flipNearTies);
+  };
   // ConvInteger: the input (with its zero history, which quantizes to the zero point) quantized as one
   // tensor, the weight per tensor, the integer products summed exactly and scaled.
   const conv: LnConv = (name, xs, width) => {
@@ -301,6 +389,6 @@ export function referenceQ8LnForward(hub: HubModel, ids: number[], options: Q8Op
   return {
     ...ref,
     ownLogits: linear(head.weight, head.bias, last.map((v) => ref.finalNorm(v))),
-    headSlack: (xs) => roundingSlack(xs, weightOf(head.weight)),
+    headSlack: (xs) => roundingSlack(xs, weightOf(head.weight), options.smeRows),
   };
 }
