@@ -21,7 +21,6 @@ import { referenceLensSites, referenceSites } from '../reference/gpt2.js';
 export function exactU8S8(): Promise<boolean> {
   u8s8Probe ??= (async () => {
     const M = 4, K = 64, N = 16;
-    const info = (name: string, type: number, dims: number[]): ValueInfo => ({ name, type: { tensor_type: { elem_type: type, shape: { dim: dims.map((d) => ({ dim_value: d })) } } } });
     const graph: Graph = {
       name: 'u8s8_probe',
       node: [{ name: 'probe', op_type: 'MatMulInteger', input: ['a', 'b'], output: ['y'], attribute: [], domain: '' }],
@@ -30,13 +29,8 @@ export function exactU8S8(): Promise<boolean> {
       output: [info('y', DataType.INT32, [M, N])],
       value_info: [],
     };
-    const session = await ort.InferenceSession.create(encodeModel({ ir_version: 8, opset_import: [{ domain: '', version: 14 }], graph }));
-    try {
-      const out = await session.run({ a: new ort.Tensor('uint8', new Uint8Array(M * K).fill(255), [M, K]) });
-      return Array.from(out.y.data as Int32Array).every((v) => v === 255 * 127 * K);
-    } finally {
-      await session.release();
-    }
+    const y = await runProbe(graph, new ort.Tensor('uint8', new Uint8Array(M * K).fill(255), [M, K]));
+    return Array.from(y as Int32Array).every((v) => v === 255 * 127 * K);
   })();
   return u8s8Probe;
 }
@@ -53,7 +47,6 @@ let u8s8Probe: Promise<boolean> | undefined;
 export function rowwiseInt8Products(): Promise<boolean> {
   rowsProbe ??= (async () => {
     const K = 16;
-    const info = (name: string, type: number, dims: number[]): ValueInfo => ({ name, type: { tensor_type: { elem_type: type, shape: { dim: dims.map((d) => ({ dim_value: d })) } } } });
     const scalar = (name: string, data_type: number, raw: Uint8Array) => ({ name, dims: [], data_type, raw_data: raw });
     const identity = new Int8Array(K * K);
     for (let k = 0; k < K; k++) identity[k * K + k] = 127;
@@ -75,18 +68,28 @@ export function rowwiseInt8Products(): Promise<boolean> {
       output: [info('y', DataType.FLOAT, [2, K])],
       value_info: [],
     };
-    const session = await ort.InferenceSession.create(encodeModel({ ir_version: 8, opset_import: [{ domain: '', version: 14 }], graph }));
-    try {
-      const a = Float32Array.from({ length: 2 * K }, (_, i) => (i < K ? 1000 : 1) * (((i % K) / (K - 1)) * 2 - 1));
-      const y = (await session.run({ a: new ort.Tensor('float32', a, [2, K]) })).y.data as Float32Array;
-      return y.subarray(K).some((v) => v !== 0);
-    } finally {
-      await session.release();
-    }
+    const a = Float32Array.from({ length: 2 * K }, (_, i) => (i < K ? 1000 : 1) * (((i % K) / (K - 1)) * 2 - 1));
+    const y = await runProbe(graph, new ort.Tensor('float32', a, [2, K]));
+    return (y as Float32Array).subarray(K).some((v) => v !== 0);
   })();
   return rowsProbe;
 }
 let rowsProbe: Promise<boolean> | undefined;
+
+/** A probe graph's value info: `name` of element type `type` and shape `dims`. */
+function info(name: string, type: number, dims: number[]): ValueInfo {
+  return { name, type: { tensor_type: { elem_type: type, shape: { dim: dims.map((d) => ({ dim_value: d })) } } } };
+}
+
+/** Runs the one-input, one-output probe `graph` (opset 14) on `a` in a session of its own, as a model session is made; returns its output `y`. */
+async function runProbe(graph: Graph, a: ort.Tensor): Promise<ort.Tensor['data']> {
+  const session = await ort.InferenceSession.create(encodeModel({ ir_version: 8, opset_import: [{ domain: '', version: 14 }], graph }));
+  try {
+    return (await session.run({ a })).y.data;
+  } finally {
+    await session.release();
+  }
+}
 
 /**
  * Lens rows against the reference: float32 against float64 rounding, measured ≤ 1.6e-5 on these

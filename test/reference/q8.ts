@@ -90,6 +90,12 @@ function roundingSlack(xs: Vec[], w: QuantizedWeight, rowwise = false): number[]
   });
 }
 
+/** `rounded` (the float32 model's step for `exact` steps), or with `flip` the step on the tie's other side when `exact` lies within TIE_RELATIVE of a tie. */
+function nearTieFlipped(rounded: number, exact: number, flip: boolean): number {
+  if (!flip || Math.abs(Math.abs(exact % 1) - 0.5) >= TIE_RELATIVE * Math.abs(exact)) return rounded;
+  return rounded > exact ? rounded - 1 : rounded + 1;
+}
+
 /** Rounds half to even, as onnxruntime's quantizers and DynamicQuantizeLinear do. */
 function roundHalfEven(x: number): number {
   const r = Math.round(x);
@@ -125,11 +131,7 @@ export function dynamicQuantize(xs: Vec[], flipNearTies = false): { q: Int32Arra
   const scale = Math.fround((hi - lo) / 255);
   if (scale === 0) return { q: xs.map((x) => new Int32Array(x.length)), scale: 0, zeroPoint: 0 };
   const zeroPoint = Math.min(255, Math.max(0, roundHalfEven(Math.fround(-lo / scale))));
-  const step = (v: number) => {
-    const r = roundHalfEven(Math.fround(Math.fround(v) / scale)), exact = v / scale;
-    if (!flipNearTies || Math.abs(Math.abs(exact % 1) - 0.5) >= TIE_RELATIVE * Math.abs(exact)) return r;
-    return r > exact ? r - 1 : r + 1;
-  };
+  const step = (v: number) => nearTieFlipped(roundHalfEven(Math.fround(Math.fround(v) / scale)), v / scale, flipNearTies);
   const q = xs.map((x) => Int32Array.from(x, (v) => Math.min(255, Math.max(0, step(v) + zeroPoint))));
   return { q, scale, zeroPoint };
 }
@@ -151,9 +153,8 @@ export function smeQuantizeRow(x: Vec, flipNearTies = false): { q: Int32Array; s
   const z = Math.fround(-128 + below) + Math.fround(127 + above) > 0 ? fromMin : fromMax;
   const zeroPoint = roundHalfEven(Math.min(127, Math.max(-128, z)));
   const step = (v: number) => {
-    const scaled = Math.fround(Math.fround(v) * m), r = Math.sign(scaled) * Math.round(Math.abs(scaled)), exact = v * m;
-    if (!flipNearTies || Math.abs(Math.abs(exact % 1) - 0.5) >= TIE_RELATIVE * Math.abs(exact)) return r;
-    return r > exact ? r - 1 : r + 1;
+    const scaled = Math.fround(Math.fround(v) * m);
+    return nearTieFlipped(Math.sign(scaled) * Math.round(Math.abs(scaled)), v * m, flipNearTies);
   };
   const q = Int32Array.from(x, (v) => Math.min(127, Math.max(-128, step(v) + zeroPoint)));
   return { q, scale: Math.fround(1 / m), zeroPoint };
