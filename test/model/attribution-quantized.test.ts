@@ -110,13 +110,14 @@ function dequantizedHead(w: DecoderWeights): Float32Array {
 // to W̃ · LN(r_L)); the record carries their sum and its difference from the model's own logit. The
 // output projections multiply the quantized z̃, whose per-head slices sum exactly to what they write.
 for (const family of ['llama', 'qwen2'] as Family[]) {
-  test(`attribute on ${family}'s q8: parts and heads the float64 q8 reference through the dequantized head; the rounding is in the record`, async () => {
+  test(`attribute on ${family}'s q8: parts and heads the float64 q8 reference through the dequantized head; the rounding is in the record`, async (t) => {
     const { dir, weights } = familyWithVariants(family);
     const [record] = await attributionRecords(dir, [{ id: 7 }], '-1', 'q8', true);
     const ids = record.tokens.map((t) => t.id);
     // On an x86-64 CPU without VNNI, onnxruntime's u8·s8 kernel saturates pairs, and on an Arm CPU with
     // SME it quantizes the products' inputs row by row: the reference then models that kernel.
-    const q8 = referenceQ8DecoderForward(weights, ids, { weightType: 'int8', tableSymmetric: false, pairSaturation: !(await exactU8S8()), smeRows: await rowwiseInt8Products() });
+    const smeRows = await rowwiseInt8Products();
+    const q8 = referenceQ8DecoderForward(weights, ids, { weightType: 'int8', tableSymmetric: false, pairSaturation: !(await exactU8S8()), smeRows });
     const head = dequantizedHead(weights), { d, vocab } = weights.config;
     const linearHead = (v: Float64Array) => Float64Array.from({ length: vocab }, (_, t) => head.subarray(t * d, (t + 1) * d).reduce((s, w, i) => s + w * v[i], 0));
     const throughW̃ = { ...q8, unembed: linearHead };
@@ -129,7 +130,10 @@ for (const family of ['llama', 'qwen2'] as Family[]) {
     const { quantized_head: marked, ...plain } = record;
     assert.ok(marked, 'the record says the head rounds its input');
     const linearValue = referenceLogit(throughW̃, pos, 7);
-    assertMatchesReference({ ...plain, value: marked.parts_sum }, throughW̃, `${family} q8 --heads`);
+    // On SME the heads are slices of z quantized with one scale while the projection quantizes each row
+    // (as in GPT-2's test below): there they cannot add up to attn, and the gap is reported.
+    const headsGap = assertMatchesReference({ ...plain, value: marked.parts_sum }, throughW̃, `${family} q8 --heads`, 1e-4, 1e-3, !smeRows);
+    if (smeRows) t.diagnostic(`SME rows: ${family} q8 |heads + attn_bias − attn| up to ${headsGap.toExponential(2)}`);
     assert.ok(within(marked.parts_sum, linearValue), `parts sum ${marked.parts_sum} vs W̃ · LN(r_L) ${linearValue}`);
     assert.ok(within(marked.parts_sum, partsSum(record), 1e-9, 0));
     assert.ok(within(marked.difference, record.value - marked.parts_sum, 1e-9, 0));

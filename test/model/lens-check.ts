@@ -7,6 +7,7 @@ import { referenceLens, referenceLensSites, referenceSites, type ReferenceResult
 import type { DecoderWeights } from '../fixtures/llama.js';
 import { assertClose } from '../helpers.js';
 import { variantTolerance, type StoredDtype } from './stored-weights.js';
+import { halfSummedNBits } from './kernel-probes.js';
 
 /**
  * Runs the lens in both modes and checks every site's hidden state and lens row at `positions`
@@ -98,6 +99,7 @@ export async function ownLogits(onnxPath: string, ids: number[], kvShape?: [numb
  */
 export async function assertVariantLayers(model: LensModel, ids: number[], positions: number[], normLogits: Float32Array, ref: ReferenceResult, head: Float32Array, dtype: StoredDtype): Promise<{ worst: number; worstRatio: number }> {
   const V = model.vocabSize, L = ref.residual.length - 1, P = positions.length;
+  const halfSums = await halfSummedNBits();
   let worst = 0, worstRatio = 0;
   for (const mode of ['norm', 'raw'] as const) {
     const logits = mode === 'norm' ? normLogits : (await model.run(ids, positions, 'raw')).logits;
@@ -105,7 +107,7 @@ export async function assertVariantLayers(model: LensModel, ids: number[], posit
       const expected = referenceLens(ref, pos, mode === 'raw');
       for (let l = 0; l <= L; l++) {
         const h = ref.residual[l][pos];
-        const tol = variantTolerance(dtype, l, mode === 'raw' && l < L ? h : ref.finalNorm(h), head, V);
+        const tol = variantTolerance(dtype, l, mode === 'raw' && l < L ? h : ref.finalNorm(h), head, V, halfSums);
         const row = logits.subarray((l * P + p) * V, (l * P + p + 1) * V);
         for (let i = 0; i < V; i++) { const diff = Math.abs(row[i] - expected[l][i]); worst = Math.max(worst, diff); worstRatio = Math.max(worstRatio, diff / tol); }
         assertClose(row, expected[l], tol, `${dtype} ${mode} L${l} at ${pos} vs the reference on the stored weights`);

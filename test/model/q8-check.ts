@@ -3,11 +3,12 @@
 // u8·s8 kernel; the last layer the model's own logits exactly.
 import assert from 'node:assert/strict';
 import ort from 'onnxruntime-node';
-import { DataType, encodeModel, type Graph, type ValueInfo } from '../../src/onnx/proto.js';
+import { AttrType, DataType, type Graph } from '../../src/onnx/proto.js';
 import type { LensModel } from '../../src/model/runtime.js';
 import type { DecoderWeights } from '../fixtures/llama.js';
 import { referenceQ8DecoderForward, type Q8Options, type Q8ReferenceResult } from '../reference/q8.js';
 import { referenceLensSites, referenceSites } from '../reference/gpt2.js';
+import { info, runProbe } from './kernel-probes.js';
 
 /**
  * Whether onnxruntime's u8·s8 kernels sum exactly here, asked of onnxruntime itself. MLAS (platform.cpp)
@@ -55,7 +56,7 @@ export function rowwiseInt8Products(): Promise<boolean> {
       node: [
         { name: 'quantize', op_type: 'DynamicQuantizeLinear', input: ['a'], output: ['a_q', 'a_scale', 'a_zero'], attribute: [], domain: '' },
         { name: 'product', op_type: 'MatMulInteger', input: ['a_q', 'b', 'a_zero', 'b_zero'], output: ['y_int'], attribute: [], domain: '' },
-        { name: 'cast', op_type: 'Cast', input: ['y_int'], output: ['y_float'], attribute: [{ name: 'to', type: 2, i: DataType.FLOAT }], domain: '' },
+        { name: 'cast', op_type: 'Cast', input: ['y_int'], output: ['y_float'], attribute: [{ name: 'to', type: AttrType.INT, i: DataType.FLOAT }], domain: '' },
         { name: 'scales', op_type: 'Mul', input: ['a_scale', 'b_scale'], output: ['scale'], attribute: [], domain: '' },
         { name: 'rescale', op_type: 'Mul', input: ['y_float', 'scale'], output: ['y'], attribute: [], domain: '' },
       ],
@@ -75,21 +76,6 @@ export function rowwiseInt8Products(): Promise<boolean> {
   return rowsProbe;
 }
 let rowsProbe: Promise<boolean> | undefined;
-
-/** A probe graph's value info: `name` of element type `type` and shape `dims`. */
-function info(name: string, type: number, dims: number[]): ValueInfo {
-  return { name, type: { tensor_type: { elem_type: type, shape: { dim: dims.map((d) => ({ dim_value: d })) } } } };
-}
-
-/** Runs the one-input, one-output probe `graph` (opset 14) on `a` in a session of its own, as a model session is made; returns its output `y`. */
-async function runProbe(graph: Graph, a: ort.Tensor): Promise<ort.Tensor['data']> {
-  const session = await ort.InferenceSession.create(encodeModel({ ir_version: 8, opset_import: [{ domain: '', version: 14 }], graph }));
-  try {
-    return (await session.run({ a })).y.data;
-  } finally {
-    await session.release();
-  }
-}
 
 /**
  * Lens rows against the reference: float32 against float64 rounding, measured ≤ 1.6e-5 on these

@@ -200,21 +200,61 @@ function gemmaGainsAsStored(halved: DecoderWeights, source: DecoderWeights): Dec
 /**
  * Scales of a head row's error, from the head's input x [d] and the head W [V, d]:
  * `products` = max_j Σ_k |W_jk x_k| (a logit's error when every x_k moves by a relative ε is at most
- * ε · products), and `quantStep` = ½ · (max(0, max x) − min(0, min x)) / 255 · max_j Σ_k |W_jk| (the
- * most DynamicQuantizeLinear's uint8 rounding of x, half a step per element, moves a logit).
+ * ε · products), `quantStep` = ½ · (max(0, max x) − min(0, min x)) / 255 · max_j Σ_k |W_jk| (the
+ * most DynamicQuantizeLinear's uint8 rounding of x, half a step per element, moves a logit), and
+ * `halfSums` = max_j of halfSumMass (how many u a head that sums in float16 may move logit j by).
  */
-export function headErrorScales(x: ArrayLike<number>, head: Float32Array, vocab: number): { products: number; quantStep: number } {
+export function headErrorScales(x: ArrayLike<number>, head: Float32Array, vocab: number): { products: number; quantStep: number; halfSums: number } {
   const d = x.length;
   let lo = 0, hi = 0;
   for (let k = 0; k < d; k++) { lo = Math.min(lo, x[k]); hi = Math.max(hi, x[k]); }
-  let products = 0, rowSum = 0;
+  let products = 0, rowSum = 0, halfSums = 0;
+  const terms = new Float64Array(d);
   for (let j = 0; j < vocab; j++) {
     let p = 0, s = 0;
-    for (let k = 0; k < d; k++) { const w = Math.abs(head[j * d + k]); p += w * Math.abs(x[k]); s += w; }
+    for (let k = 0; k < d; k++) {
+      terms[k] = head[j * d + k] * x[k];
+      p += Math.abs(terms[k]); s += Math.abs(head[j * d + k]);
+    }
     products = Math.max(products, p);
     rowSum = Math.max(rowSum, s);
+    halfSums = Math.max(halfSums, halfSumMass(terms, j >= vocab - (vocab % 8)));
   }
-  return { products, quantStep: ((hi - lo) / 255 / 2) * rowSum };
+  return { products, quantStep: ((hi - lo) / 255 / 2) * rowSum, halfSums };
+}
+
+/**
+ * Σ |every value a float16 MatMulNBits rounds| for one output from its terms w_k·x_k [K], so that
+ * u times it bounds the output's error to first order in u (kernel-probes.ts, halfSummedNBits, has the
+ * kernel): each weight is rounded to half (|w_k x_k|), and then, in a column of a full group of 8, each
+ * fused step acc = fma(x_k, w_k, acc) rounds the running sum (|S_k|, k = 1 … K); in one of the last N
+ * mod 8 (`tail`) columns, each product, each pair, four and eight of them and each new acc is rounded.
+ */
+export function halfSumMass(terms: ArrayLike<number>, tail: boolean): number {
+  const K = terms.length;
+  let mass = 0, acc = 0;
+  for (let k = 0; k < K; k++) mass += Math.abs(terms[k]);
+  if (!tail) {
+    for (let k = 0; k < K; k++) { acc += terms[k]; mass += Math.abs(acc); }
+    return mass;
+  }
+  // Chunks of 8, then what is left in one chunk each of 4, 2 and 1, each summed as a tree (every
+  // level rounded) before it joins acc.
+  let k = 0;
+  const chunk = (width: number) => {
+    let level = Array.from({ length: width }, (_, i) => terms[k + i]);
+    for (;;) {
+      mass += level.reduce((m, t) => m + Math.abs(t), 0);
+      if (level.length === 1) break;
+      level = level.filter((_, i) => i % 2 === 0).map((t, i) => t + level[2 * i + 1]);
+    }
+    acc += level[0];
+    mass += Math.abs(acc);
+    k += width;
+  };
+  while (k + 8 <= K) chunk(8);
+  for (const width of [4, 2, 1]) if (K & width) chunk(width);
+  return mass;
 }
 
 /** float32 unit roundoff. */
@@ -231,19 +271,40 @@ const FLOAT32_TOL = 1e-4;
  * - fp16, q4f16: an error budget of float16 roundings, each moving a value by at most u = 2^-11 of
  *   itself, so a logit by at most u · max_j Σ_k |W_jk x_k|: the head's input and its output are
  *   rounded (2), and each block adds two rounded sub-layer outputs to the residual the head reads (2
- *   per block; the norm scales the residual and its error alike).
+ *   per block; the norm scales the residual and its error alike). With `halfSums` (a q4f16 head whose
+ *   MatMulNBits sums in float16, as on arm64: kernel-probes.ts), the head's output rounding becomes
+ *   the rounding of its weights and of every partial sum (headErrorScales' halfSums).
  * - q8, uint8: DynamicQuantizeLinear rounds the head's input to a uint8 step (at most the quantStep
  *   of headErrorScales: a bound, not an estimate), and each block's quantized linears perturb the
  *   residual it reads, allowed one such step per block.
  */
-export function variantTolerance(dtype: StoredDtype, layer: number, x: ArrayLike<number>, head: Float32Array, vocab: number): number {
-  const { products, quantStep } = headErrorScales(x, head, vocab);
+export function variantTolerance(dtype: StoredDtype, layer: number, x: ArrayLike<number>, head: Float32Array, vocab: number, halfSums = false): number {
+  const { products, quantStep, halfSums: headSums } = headErrorScales(x, head, vocab);
   const float32 = FLOAT32_TOL + x.length * FLOAT32_ROUNDOFF * products;
   // bnb4, like q4: onnxruntime dequantizes the stored blocks to float32 and multiplies in float32.
   if (dtype === 'q4' || dtype === 'bnb4') return float32;
+  if (dtype === 'q4f16' && halfSums) return ((1 + 2 * layer) * products + headSums) * HALF_ROUNDOFF + float32;
   if (dtype === 'fp16' || dtype === 'q4f16') return (2 + 2 * layer) * HALF_ROUNDOFF * products + float32;
   if (dtype === 'q8' || dtype === 'uint8') return (1 + layer) * quantStep + float32;
   throw new Error(`no tolerance for ${dtype as string}`);
+}
+
+/**
+ * fp16 and q4f16: how far the last lens row may be from the model's own logits. The two graphs may round
+ * the head's input to float16 differently (README, "Smaller files": ½ ulp of |h| ≤ 3.1, times
+ * max_j Σ_k |W_jk| = 20.2 on the fixtures: 0.02).
+ */
+export const OWN_HALF_TOL = 2e-2;
+
+/**
+ * The most a fp16 or q4f16 variant's last lens row may differ from the model's own logits, for a head
+ * W [V, d] reading x [d] (the reference's normed last residual): OWN_HALF_TOL, and where a q4f16 head
+ * sums in float16 (`halfSums`, kernel-probes.ts) the error of both sides' sums, each u times
+ * headErrorScales' halfSums. Throws on another dtype.
+ */
+export function ownHalfTolerance(dtype: StoredDtype, x: ArrayLike<number>, head: Float32Array, vocab: number, halfSums: boolean): number {
+  if (dtype !== 'fp16' && dtype !== 'q4f16') throw new Error(`no float16 own-logits tolerance for ${dtype}`);
+  return dtype === 'q4f16' && halfSums ? OWN_HALF_TOL + 2 * HALF_ROUNDOFF * headErrorScales(x, head, vocab).halfSums : OWN_HALF_TOL;
 }
 
 /** decoderAsStored's bnb4 weights with FP4 codes. */

@@ -13,7 +13,8 @@ import { writeVariants } from '../fixtures/variants.js';
 import { referenceDecoderForward } from '../reference/llama.js';
 import { assertClose, cleanEnv, scratchDir } from '../helpers.js';
 import { assertVariantLayers, ownLogits } from './lens-check.js';
-import { decoderAsStored } from './stored-weights.js';
+import { decoderAsStored, OWN_HALF_TOL, ownHalfTolerance } from './stored-weights.js';
+import { halfSummedNBits } from './kernel-probes.js';
 
 const env = cleanEnv({ LENS_CACHE: scratchDir('variants-families-cache') });
 const root = scratchDir('variants-families');
@@ -21,7 +22,8 @@ const AGAINST_REFERENCE = ['fp16', 'q4', 'q4f16'] as const;
 // q8: the model quantizes the head's input with one scale for all positions, so the lens's last layer
 // is the model's own logits taken as they are: equal bit for bit on any CPU (test/model/q8.test.ts
 // checks the other layers against the float64 q8 reference).
-const OWN: Record<string, number> = { fp16: 2e-2, q8: 0, q4: 1e-4, q4f16: 2e-2 };
+// fp16 and q4f16: ownHalfTolerance (OWN_HALF_TOL, and the head's float16 sums where it has them).
+const OWN: Record<string, number> = { fp16: OWN_HALF_TOL, q8: 0, q4: 1e-4, q4f16: OWN_HALF_TOL };
 
 for (const family of ['llama', 'qwen2', 'gpt_neox'] as Family[]) {
   test(`dtype variants of ${family}: every layer the reference on the stored weights, last layer = the variant's own logits`, async (t) => {
@@ -34,22 +36,26 @@ for (const family of ['llama', 'qwen2', 'gpt_neox'] as Family[]) {
     await fp32.dispose();
     const positions = [ids.length - 1, 2];
     const V = weights.config.vocab, L = weights.config.layers, P = positions.length;
+    const halfSums = await halfSummedNBits();
     for (const dtype of Object.keys(OWN) as Dtype[]) {
       const model = await load(dtype);
       try {
         const run = await model.run(ids, positions, 'norm');
         assert.ok(run.logits.every(Number.isFinite) && run.hidden.every(Number.isFinite), `${dtype}: finite`);
         const storedDtype = AGAINST_REFERENCE.find((x) => x === dtype);
-        if (storedDtype) {
-          const stored = decoderAsStored(weights, storedDtype);
-          const ref = referenceDecoderForward(stored, ids);
+        const stored = storedDtype && decoderAsStored(weights, storedDtype);
+        const ref = stored && referenceDecoderForward(stored, ids);
+        if (storedDtype && stored && ref) {
           const { worst, worstRatio } = await assertVariantLayers(model, ids, positions, run.logits, ref, stored.lmHead!, storedDtype);
           t.diagnostic(`${family} ${dtype}: max |Δlogit| vs the reference ${worst.toExponential(2)}, ${worstRatio.toFixed(2)} of the bound`);
         }
         const own = await ownLogits(join(dir, onnxFileFor(dtype)), ids, [weights.config.kvHeads, headDim(weights.config)]);
         positions.forEach((pos, p) => {
           const last = (L * P + p) * V;
-          assertClose(run.logits.subarray(last, last + V), own.subarray(pos * V, (pos + 1) * V), OWN[dtype], `${dtype} last layer vs own logits`);
+          const tol = (storedDtype === 'fp16' || storedDtype === 'q4f16') && stored && ref
+            ? ownHalfTolerance(storedDtype, ref.finalNorm(ref.residual[L][pos]), stored.lmHead!, V, halfSums)
+            : OWN[dtype];
+          assertClose(run.logits.subarray(last, last + V), own.subarray(pos * V, (pos + 1) * V), tol, `${dtype} last layer vs own logits`);
         });
       } finally {
         await model.dispose();
