@@ -156,7 +156,7 @@ function check(c: Case, r: CliResult): void {
 const rand = prng(Number(process.env.LENS_FUZZ_SEED ?? 20261127));
 const cases = Array.from({ length: CASES }, (_, i) => randomCase(rand, i));
 const outcomes = { ok: 0, exit1: 0, exit2: 0, known: 0, human: 0 };
-const run = (c: Case) => runCli(c.args, { env: { LENS_CACHE: cache, HF_HUB_OFFLINE: '1' }, input: c.input, timeoutMs: 60_000 });
+const run = (c: Case) => runCli(c.args, { env: { LENS_CACHE: cache, HF_HUB_OFFLINE: '1' }, input: c.input });
 /** Cases per test, so that a failure names its batch and progress shows as batches pass. */
 const CHUNK = 8;
 

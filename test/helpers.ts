@@ -81,7 +81,8 @@ export function runCli(args: string[], options: { env?: NodeJS.ProcessEnv; input
     let stdout = '', stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
     child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+    // Only a guard against a hung child: generous, so that a loaded (or emulated) machine's slow run is not killed.
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 300_000);
     child.on('error', reject);
     child.on('close', (code, signal) => { clearTimeout(timer); resolvePromise({ code, signal, stdout, stderr }); });
     child.stdin.on('error', () => {});

@@ -140,7 +140,7 @@ for (const form of FORMS) {
 
 test('--dtype q4 from the command line', async () => {
   const { dir } = fixture('opset14-merged', TINY, { variants: true });
-  const r = await runCli(['topk', '--dtype', 'q4', '-m', dir, '--json', '-k', '2', 'Paris is capital of'], { env: { LENS_CACHE: scratchDir('variants-cli') }, timeoutMs: 120_000 });
+  const r = await runCli(['topk', '--dtype', 'q4', '-m', dir, '--json', '-k', '2', 'Paris is capital of'], { env: { LENS_CACHE: scratchDir('variants-cli') } });
   assert.equal(r.code, 0, r.stderr);
   const record = JSON.parse(r.stdout) as LensRecord;
   assert.deepEqual(record.layers.map((l) => l.layer), [0, 1, 2, 3]);
