@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import ort from 'onnxruntime-node';
+import { halfToFloat } from '../../src/onnx/proto.js';
 import { normalSampler } from '../fixtures/gpt2.js';
 import { floatToHalfBits } from '../fixtures/variants.js';
 import { assertClose } from '../helpers.js';
@@ -20,15 +21,6 @@ function roundHalf(x: number): number {
   const up = q - floor > 0.5 || (q - floor === 0.5 && floor % 2 !== 0);
   const rounded = (up ? floor + 1 : floor) * ulp;
   return Math.abs(rounded) > 65504 ? Math.sign(x) * Infinity : rounded;
-}
-
-/** Bits of a binary16 value (one that roundHalf returned). */
-const halfBits = (v: number) => floatToHalfBits(v);
-/** The value of binary16 bits. */
-function halfValue(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1, exponent = (bits >> 10) & 0x1f, mantissa = bits & 0x3ff;
-  if (exponent === 0) return sign * mantissa * 2 ** -24;
-  return sign * (1 + mantissa / 1024) * 2 ** (exponent - 15);
 }
 
 // The kernel, HQ4BitGemmKernel_CompFp16 (onnxruntime mlas/lib/hqnbitgemm_kernel_neon_fp16.cpp), for
@@ -100,11 +92,12 @@ test('onnxruntime\'s float16 MatMulNBits: the float16 kernel bit for bit where i
     }
   }
   // The stored weight (q − 8) · s; the float16 kernel dequantizes with fma(q, s, −round(s · 8)), one rounding.
-  const weight = (n: number, k: number) => (codes[n * K + k] - 8) * scales[n * blocks + Math.floor(k / BLOCK)];
-  const halfWeight = (n: number, k: number) => roundHalf(codes[n * K + k] * scales[n * blocks + Math.floor(k / BLOCK)] - roundHalf(8 * scales[n * blocks + Math.floor(k / BLOCK)]));
+  const scale = (n: number, k: number) => scales[n * blocks + Math.floor(k / BLOCK)];
+  const weight = (n: number, k: number) => (codes[n * K + k] - 8) * scale(n, k);
+  const halfWeight = (n: number, k: number) => roundHalf(codes[n * K + k] * scale(n, k) - roundHalf(8 * scale(n, k)));
   const x = halves(78, M * K, 1);
-  const graph = halfMatMulNBits(M, K, N, BLOCK, packed, Uint16Array.from(scales, halfBits));
-  const y = Array.from(await runProbe(graph, new ort.Tensor('float16', Uint16Array.from(x, halfBits), [M, K])) as Uint16Array, halfValue);
+  const graph = halfMatMulNBits(M, K, N, BLOCK, packed, Uint16Array.from(scales, floatToHalfBits));
+  const y = Array.from(await runProbe(graph, new ort.Tensor('float16', Uint16Array.from(x, floatToHalfBits), [M, K])) as Uint16Array, halfToFloat);
   const halfSums = await halfSummedNBits();
   let worst = 0;
   for (let m = 0; m < M; m++) {

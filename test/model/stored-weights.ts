@@ -200,27 +200,36 @@ function gemmaGainsAsStored(halved: DecoderWeights, source: DecoderWeights): Dec
 /**
  * Scales of a head row's error, from the head's input x [d] and the head W [V, d]:
  * `products` = max_j Σ_k |W_jk x_k| (a logit's error when every x_k moves by a relative ε is at most
- * ε · products), `quantStep` = ½ · (max(0, max x) − min(0, min x)) / 255 · max_j Σ_k |W_jk| (the
- * most DynamicQuantizeLinear's uint8 rounding of x, half a step per element, moves a logit), and
- * `halfSums` = max_j of halfSumMass (how many u a head that sums in float16 may move logit j by).
+ * ε · products), and `quantStep` = ½ · (max(0, max x) − min(0, min x)) / 255 · max_j Σ_k |W_jk| (the
+ * most DynamicQuantizeLinear's uint8 rounding of x, half a step per element, moves a logit).
  */
-export function headErrorScales(x: ArrayLike<number>, head: Float32Array, vocab: number): { products: number; quantStep: number; halfSums: number } {
+export function headErrorScales(x: ArrayLike<number>, head: Float32Array, vocab: number): { products: number; quantStep: number } {
   const d = x.length;
   let lo = 0, hi = 0;
   for (let k = 0; k < d; k++) { lo = Math.min(lo, x[k]); hi = Math.max(hi, x[k]); }
-  let products = 0, rowSum = 0, halfSums = 0;
-  const terms = new Float64Array(d);
+  let products = 0, rowSum = 0;
   for (let j = 0; j < vocab; j++) {
     let p = 0, s = 0;
-    for (let k = 0; k < d; k++) {
-      terms[k] = head[j * d + k] * x[k];
-      p += Math.abs(terms[k]); s += Math.abs(head[j * d + k]);
-    }
+    for (let k = 0; k < d; k++) { const w = Math.abs(head[j * d + k]); p += w * Math.abs(x[k]); s += w; }
     products = Math.max(products, p);
     rowSum = Math.max(rowSum, s);
-    halfSums = Math.max(halfSums, halfSumMass(terms, j >= vocab - (vocab % 8)));
   }
-  return { products, quantStep: ((hi - lo) / 255 / 2) * rowSum, halfSums };
+  return { products, quantStep: ((hi - lo) / 255 / 2) * rowSum };
+}
+
+/**
+ * How many u a head W [V, d] that sums in float16 may move a logit by, reading x [d]: max_j of
+ * halfSumMass of row j's terms, each column's kernel by its index (the last V mod 8 are tail columns).
+ */
+export function headHalfSums(x: ArrayLike<number>, head: Float32Array, vocab: number): number {
+  const d = x.length;
+  const terms = new Float64Array(d);
+  let most = 0;
+  for (let j = 0; j < vocab; j++) {
+    for (let k = 0; k < d; k++) terms[k] = head[j * d + k] * x[k];
+    most = Math.max(most, halfSumMass(terms, j >= vocab - (vocab % 8)));
+  }
+  return most;
 }
 
 /**
@@ -273,17 +282,17 @@ const FLOAT32_TOL = 1e-4;
  *   rounded (2), and each block adds two rounded sub-layer outputs to the residual the head reads (2
  *   per block; the norm scales the residual and its error alike). With `halfSums` (a q4f16 head whose
  *   MatMulNBits sums in float16, as on arm64: kernel-probes.ts), the head's output rounding becomes
- *   the rounding of its weights and of every partial sum (headErrorScales' halfSums).
+ *   the rounding of its weights and of every partial sum (headHalfSums).
  * - q8, uint8: DynamicQuantizeLinear rounds the head's input to a uint8 step (at most the quantStep
  *   of headErrorScales: a bound, not an estimate), and each block's quantized linears perturb the
  *   residual it reads, allowed one such step per block.
  */
 export function variantTolerance(dtype: StoredDtype, layer: number, x: ArrayLike<number>, head: Float32Array, vocab: number, halfSums = false): number {
-  const { products, quantStep, halfSums: headSums } = headErrorScales(x, head, vocab);
+  const { products, quantStep } = headErrorScales(x, head, vocab);
   const float32 = FLOAT32_TOL + x.length * FLOAT32_ROUNDOFF * products;
   // bnb4, like q4: onnxruntime dequantizes the stored blocks to float32 and multiplies in float32.
   if (dtype === 'q4' || dtype === 'bnb4') return float32;
-  if (dtype === 'q4f16' && halfSums) return ((1 + 2 * layer) * products + headSums) * HALF_ROUNDOFF + float32;
+  if (dtype === 'q4f16' && halfSums) return ((1 + 2 * layer) * products + headHalfSums(x, head, vocab)) * HALF_ROUNDOFF + float32;
   if (dtype === 'fp16' || dtype === 'q4f16') return (2 + 2 * layer) * HALF_ROUNDOFF * products + float32;
   if (dtype === 'q8' || dtype === 'uint8') return (1 + layer) * quantStep + float32;
   throw new Error(`no tolerance for ${dtype as string}`);
@@ -300,11 +309,11 @@ export const OWN_HALF_TOL = 2e-2;
  * The most a fp16 or q4f16 variant's last lens row may differ from the model's own logits, for a head
  * W [V, d] reading x [d] (the reference's normed last residual): OWN_HALF_TOL, and where a q4f16 head
  * sums in float16 (`halfSums`, kernel-probes.ts) the error of both sides' sums, each u times
- * headErrorScales' halfSums. Throws on another dtype.
+ * headHalfSums. Throws on another dtype.
  */
 export function ownHalfTolerance(dtype: StoredDtype, x: ArrayLike<number>, head: Float32Array, vocab: number, halfSums: boolean): number {
   if (dtype !== 'fp16' && dtype !== 'q4f16') throw new Error(`no float16 own-logits tolerance for ${dtype}`);
-  return dtype === 'q4f16' && halfSums ? OWN_HALF_TOL + 2 * HALF_ROUNDOFF * headErrorScales(x, head, vocab).halfSums : OWN_HALF_TOL;
+  return dtype === 'q4f16' && halfSums ? OWN_HALF_TOL + 2 * HALF_ROUNDOFF * headHalfSums(x, head, vocab) : OWN_HALF_TOL;
 }
 
 /** decoderAsStored's bnb4 weights with FP4 codes. */

@@ -52,8 +52,8 @@ for (const family of ['llama', 'qwen2', 'gpt_neox'] as Family[]) {
         const own = await ownLogits(join(dir, onnxFileFor(dtype)), ids, [weights.config.kvHeads, headDim(weights.config)]);
         positions.forEach((pos, p) => {
           const last = (L * P + p) * V;
-          const tol = (storedDtype === 'fp16' || storedDtype === 'q4f16') && stored && ref
-            ? ownHalfTolerance(storedDtype, ref.finalNorm(ref.residual[L][pos]), stored.lmHead!, V, halfSums)
+          const tol = (dtype === 'fp16' || dtype === 'q4f16') && stored && ref
+            ? ownHalfTolerance(dtype, ref.finalNorm(ref.residual[L][pos]), stored.lmHead!, V, halfSums)
             : OWN[dtype];
           assertClose(run.logits.subarray(last, last + V), own.subarray(pos * V, (pos + 1) * V), tol, `${dtype} last layer vs own logits`);
         });

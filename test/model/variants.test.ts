@@ -26,7 +26,6 @@ const env = cleanEnv({ LENS_CACHE: scratchDir('variants-cache') });
 const FORMS = ['opset14-flat', 'opset14-merged'];
 const DTYPES = ['fp16', 'q8', 'uint8', 'q4', 'q4f16'] as const;
 
-
 /** The variant's own logits [T, V] for `ids`, from transformers.js on the original directory. */
 async function ownLogits(dir: string, dtype: Dtype, ids: number[]): Promise<Float32Array> {
   hfEnv.allowRemoteModels = false;
